@@ -1,0 +1,167 @@
+//! A live capture: the collector's receive thread fills batches from a fixed pool; this
+//! thread decapsulates, filters and writes them to Wireshark's fifo. The pool is the memory
+//! bound: when Wireshark reads slower than packets arrive, batches that find no free
+//! buffer are dropped and counted, and the counts reach the toolbar and the pcapng
+//! statistics.
+
+use crate::collector::local::{Batch, UdpCollector};
+use crate::config::CaptureConfig;
+use crate::pipeline::{human_bytes, unix_now, Counters, Pipeline};
+use crate::sink::pcapng::PcapngSink;
+use crate::sources::SourceTable;
+use crate::{log_info, log_msg};
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, sync_channel, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Batches in flight between the receive thread and the writer: the queue's bound.
+/// 8 × 64 datagrams × 9216 bytes = 4.7 MB of buffers, allocated once.
+pub const POOL: usize = 8;
+
+/// What the pipeline reports as it goes: status-bar steps and the live counters.
+pub trait Progress {
+    fn status(&self, text: &str);
+    fn counters(&self, counters: &Counters);
+}
+
+/// Why a capture ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// SIGTERM/SIGINT.
+    Stopped,
+    /// Wireshark closed the fifo.
+    ReaderGone,
+}
+
+fn is_reader_gone(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::BrokenPipe
+}
+
+/// Runs a local-collector capture into `out` until `stop` is set or the reader goes away.
+pub fn run_local<W: Write>(
+    cfg: &CaptureConfig,
+    collector: UdpCollector,
+    out: W,
+    stop: Arc<AtomicBool>,
+    progress: &dyn Progress,
+) -> io::Result<Ending> {
+    let filter = crate::filter::compile_optional(cfg.filter.as_deref())
+        .map_err(|e| io::Error::other(format!("Invalid capture filter: {e}.")))?;
+    let counters = Arc::new(Counters::default());
+    let start = unix_now();
+    let sink = PcapngSink::new(out, &format!("awsvpc {}", env!("CARGO_PKG_VERSION")))?;
+    let mut pipeline = Pipeline {
+        sink,
+        sources: SourceTable::new(cfg.sources.clone(), cfg.vni),
+        filter,
+        snaplen: cfg.snaplen,
+        counters: counters.clone(),
+    };
+    pipeline.sink.flush()?;
+
+    let (free_tx, free_rx) = channel::<Box<Batch>>();
+    let (full_tx, full_rx) = sync_channel::<Box<Batch>>(POOL);
+    for _ in 0..POOL {
+        let _ = free_tx.send(Box::new(Batch::new()));
+    }
+    let recycle = free_tx.clone();
+    let listen = collector.local_addr();
+    progress.status(&format!(
+        "Listening on UDP {listen} (receive buffer {}); waiting for mirrored packets",
+        human_bytes(collector.rcvbuf() as u64)
+    ));
+    log_msg!(
+        "listening on UDP {listen}, receive buffer {} bytes{}",
+        collector.rcvbuf(),
+        cfg.filter.as_deref().map(|f| format!(", capture filter \"{f}\"")).unwrap_or_default()
+    );
+
+    let rx_stop = stop.clone();
+    let rx_counters = counters.clone();
+    let receiver = std::thread::Builder::new()
+        .name("collector".into())
+        .spawn(move || {
+            let mut collector = collector;
+            let mut discard = Batch::new();
+            while !rx_stop.load(Ordering::Relaxed) {
+                let mut batch = free_rx.try_recv().ok();
+                let target = batch.as_deref_mut().unwrap_or(&mut discard);
+                match collector.recv_batch(target) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        if let Some(b) = batch.take() {
+                            if full_tx.send(b).is_err() {
+                                break;
+                            }
+                        } else {
+                            rx_counters.queue_drops.fetch_add(n as u64, Ordering::Relaxed);
+                        }
+                    }
+                    Err(e) => {
+                        log_msg!("collector socket failed: {e}");
+                        break;
+                    }
+                }
+                if let Some(b) = batch {
+                    let _ = free_tx.send(b);
+                }
+                rx_counters.socket_drops.store(collector.drops(), Ordering::Relaxed);
+            }
+        })?;
+
+    let mut last_report = Instant::now();
+    let mut first_packet = true;
+    let ending = loop {
+        if stop.load(Ordering::Relaxed) {
+            break Ending::Stopped;
+        }
+        match full_rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(batch) => {
+                let r = pipeline.process(&batch).and_then(|_| pipeline.sink.flush());
+                let _ = recycle.send(batch);
+                match r {
+                    Ok(()) => {}
+                    Err(e) if is_reader_gone(&e) => break Ending::ReaderGone,
+                    Err(e) => return Err(e),
+                }
+                if first_packet && counters.packets.load(Ordering::Relaxed) > 0 {
+                    first_packet = false;
+                    progress.status("Capturing mirrored packets");
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                break Ending::Stopped;
+            }
+        }
+        if last_report.elapsed() >= Duration::from_secs(1) {
+            last_report = Instant::now();
+            progress.counters(&counters);
+        }
+    };
+    stop.store(true, Ordering::Relaxed);
+    // Drain what was already received, then say how it went.
+    if ending == Ending::Stopped {
+        while let Ok(batch) = full_rx.try_recv() {
+            if pipeline.process(&batch).is_err() {
+                break;
+            }
+        }
+    }
+    let _ = receiver.join();
+    let final_stats = pipeline.write_statistics(start).and_then(|_| pipeline.sink.flush());
+    if let Err(e) = final_stats {
+        if !is_reader_gone(&e) {
+            log_info!("could not write the final statistics: {e}");
+        }
+    }
+    for (key, n) in pipeline.sources.unexpected() {
+        log_msg!("{n} datagrams from unexpected mirror source {key} were not written");
+    }
+    log_msg!("capture ended ({:?}): {}", ending, counters.full());
+    progress.counters(&counters);
+    progress.status(&format!("Capture ended: {}", counters.summary()));
+    Ok(ending)
+}

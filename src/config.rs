@@ -1,0 +1,122 @@
+//! The capture configuration, checked once at capture start: every problem becomes one
+//! sentence naming the setting and the fix.
+
+use crate::extcap::args::ExtcapArgs;
+use crate::log::Level;
+use crate::manifest::Manifest;
+use crate::sources::{parse_source_map, KnownSource};
+use std::net::IpAddr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CollectorMode {
+    /// This machine receives the mirror.
+    Local,
+}
+
+#[derive(Debug, Clone)]
+pub struct CaptureConfig {
+    pub collector: CollectorMode,
+    pub listen_addr: IpAddr,
+    pub listen_port: u16,
+    /// Bytes kept of each inner frame; `None` keeps whole frames.
+    pub snaplen: Option<u32>,
+    /// Accept only this VNI.
+    pub vni: Option<u32>,
+    pub sources: Vec<KnownSource>,
+    pub filter: Option<String>,
+    pub log_level: Level,
+    pub log_file: Option<String>,
+}
+
+fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
+    args: &ExtcapArgs,
+    name: &str,
+    min: T,
+    max: T,
+    what: &str,
+) -> Result<Option<T>, String> {
+    match args.get(name) {
+        None => Ok(None),
+        Some(v) => match v.trim().parse::<T>() {
+            Ok(n) if n >= min && n <= max => Ok(Some(n)),
+            _ => Err(format!("--{name} must be {what} from {min} to {max}, not \"{v}\".")),
+        },
+    }
+}
+
+/// The log settings alone, so the log can start before anything else is checked.
+pub fn log_settings(args: &ExtcapArgs) -> Result<(Level, Option<String>), String> {
+    let level = match args.get("log-level") {
+        None => Level::Message,
+        Some(v) => Level::parse(v).ok_or_else(|| {
+            format!("--log-level must be message, info, debug or noisy, not \"{v}\".")
+        })?,
+    };
+    Ok((level, args.get("log-file").map(str::to_string)))
+}
+
+impl CaptureConfig {
+    pub fn from_args(args: &ExtcapArgs, manifest: &Manifest) -> Result<Self, String> {
+        let (log_level, log_file) = log_settings(args)?;
+        let collector = match args.get("collector").unwrap_or("ephemeral") {
+            "local" => CollectorMode::Local,
+            m @ ("ephemeral" | "host") => {
+                return Err(format!(
+                    "--collector {m} needs AWS provisioning and remote transports, which this build of awsvpc does not include yet; use --collector local (-o extcap.awsvpc.collector:local) on a machine that receives the mirror."
+                ))
+            }
+            other => {
+                return Err(format!(
+                    "--collector must be ephemeral, host or local, not \"{other}\"."
+                ))
+            }
+        };
+        // An argument whose feature is not built yet must never silently do nothing.
+        for a in manifest.args.iter().filter(|a| a.planned.is_some()) {
+            let name = &a.call[2..];
+            let Some(v) = args.get(name) else { continue };
+            let is_default = a.default.as_deref() == Some(v)
+                || (a.kind == "boolflag" && v.eq_ignore_ascii_case("false"))
+                || a.values.iter().any(|x| x.default && x.value == v);
+            if !is_default {
+                return Err(format!(
+                    "{} is set to \"{v}\", but {} is not in this build of awsvpc yet; clear it (-o extcap.awsvpc.{}:) to capture with the local collector.",
+                    a.call,
+                    a.planned.as_deref().unwrap_or_default(),
+                    crate::manifest::pref_suffix(&a.call)
+                ));
+            }
+        }
+        let listen_addr = match args.get("listen-addr") {
+            None => IpAddr::from([0, 0, 0, 0]),
+            Some(v) => v.trim().parse().map_err(|_| {
+                format!("--listen-addr must be an IP address such as 0.0.0.0 or ::, not \"{v}\".")
+            })?,
+        };
+        let listen_port = number::<u16>(args, "listen-port", 1, 65535, "a UDP port")?.unwrap_or(4789);
+        let snaplen = number::<u32>(args, "snaplen", 0, 65535, "a byte count")?.filter(|n| *n > 0);
+        let vni = number::<u32>(args, "vni", 0, (1 << 24) - 1, "a VXLAN network identifier")?;
+        let sources = match args.get("source") {
+            None => Vec::new(),
+            Some(s) => parse_source_map(s).map_err(|e| format!("--source: {e}."))?,
+        };
+        if let Some(v) = vni {
+            if !sources.is_empty() && !sources.iter().any(|s| s.vni == v) {
+                return Err(format!(
+                    "--vni {v} accepts only VNI {v}, but --source names none with that VNI; add it to --source or clear --vni."
+                ));
+            }
+        }
+        Ok(CaptureConfig {
+            collector,
+            listen_addr,
+            listen_port,
+            snaplen,
+            vni,
+            sources,
+            filter: args.capture_filter.clone().filter(|f| !f.trim().is_empty()),
+            log_level,
+            log_file,
+        })
+    }
+}

@@ -1,0 +1,180 @@
+//! The toolbar control pipes: frames of `'T'`, a 24-bit big-endian length (payload + 2),
+//! the control number, the command, and the payload.
+
+use std::io::{self, Read, Write};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+
+pub const SYNC: u8 = b'T';
+/// Wireshark's limit for one payload.
+pub const MAX_PAYLOAD: usize = 65_535;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Command {
+    Initialized = 0,
+    Set = 1,
+    Add = 2,
+    Remove = 3,
+    Enable = 4,
+    Disable = 5,
+    Statusbar = 6,
+    InfoDialog = 7,
+    WarningDialog = 8,
+    ErrorDialog = 9,
+}
+
+impl Command {
+    pub fn from_u8(b: u8) -> Option<Self> {
+        use Command::*;
+        Some(match b {
+            0 => Initialized,
+            1 => Set,
+            2 => Add,
+            3 => Remove,
+            4 => Enable,
+            5 => Disable,
+            6 => Statusbar,
+            7 => InfoDialog,
+            8 => WarningDialog,
+            9 => ErrorDialog,
+            _ => return None,
+        })
+    }
+}
+
+/// Encodes one frame; a payload over Wireshark's limit is cut at a character boundary.
+pub fn encode(control: u8, command: Command, payload: &[u8]) -> Vec<u8> {
+    let mut end = payload.len().min(MAX_PAYLOAD);
+    while end < payload.len() && end > 0 && (payload[end] & 0xc0) == 0x80 {
+        end -= 1;
+    }
+    let payload = &payload[..end];
+    let len = (payload.len() + 2) as u32;
+    let mut f = Vec::with_capacity(6 + payload.len());
+    f.push(SYNC);
+    f.extend_from_slice(&len.to_be_bytes()[1..]);
+    f.push(control);
+    f.push(command as u8);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A frame received from Wireshark.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub control: u8,
+    /// Raw command byte: unknown commands are skipped by the caller, as the WSDG asks.
+    pub command: u8,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("control pipe closed")]
+    Closed,
+    #[error("control frame length {0} is out of range")]
+    BadLength(u32),
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// Reads one frame. Frames with another sync byte are consumed and skipped, like Wireshark
+/// does; a length Wireshark could never send ends the stream rather than being trusted.
+pub fn read_frame<R: Read>(r: &mut R) -> Result<Frame, ReadError> {
+    loop {
+        let mut h = [0u8; 6];
+        if let Err(e) = r.read_exact(&mut h) {
+            return Err(if e.kind() == io::ErrorKind::UnexpectedEof {
+                ReadError::Closed
+            } else {
+                ReadError::Io(e)
+            });
+        }
+        let len = u32::from_be_bytes([0, h[1], h[2], h[3]]);
+        if !(2..=MAX_PAYLOAD as u32 + 2).contains(&len) {
+            return Err(ReadError::BadLength(len));
+        }
+        let mut payload = vec![0u8; len as usize - 2];
+        r.read_exact(&mut payload).map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                ReadError::Closed
+            } else {
+                ReadError::Io(e)
+            }
+        })?;
+        if h[0] != SYNC {
+            continue;
+        }
+        return Ok(Frame {
+            control: h[4],
+            command: h[5],
+            payload,
+        });
+    }
+}
+
+/// Sends frames to Wireshark from a thread of its own, through a bounded queue: a GUI that
+/// stops reading must never stall the capture, so excess messages are dropped.
+#[derive(Clone)]
+pub struct ControlSender {
+    tx: SyncSender<Vec<u8>>,
+}
+
+impl ControlSender {
+    pub fn spawn<W: Write + Send + 'static>(mut out: W) -> Self {
+        let (tx, rx) = sync_channel::<Vec<u8>>(256);
+        std::thread::Builder::new()
+            .name("control-out".into())
+            .spawn(move || {
+                for frame in rx {
+                    if out.write_all(&frame).and_then(|_| out.flush()).is_err() {
+                        break;
+                    }
+                }
+            })
+            .ok();
+        ControlSender { tx }
+    }
+
+    /// Queues a frame; false when the queue is full or the writer is gone.
+    pub fn send(&self, control: u8, command: Command, payload: &[u8]) -> bool {
+        match self.tx.try_send(encode(control, command, payload)) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_like_wireshark() {
+        // E10 in the extcap reference: statusbar text, control 0.
+        let f = encode(0, Command::Statusbar, b"statusbar text from probe");
+        assert_eq!(&f[..6], &[0x54, 0x00, 0x00, 0x1b, 0x00, 0x06]);
+        let f = encode(0, Command::Add, b"second line\n");
+        assert_eq!(&f[..6], &[0x54, 0x00, 0x00, 0x0e, 0x00, 0x02]);
+    }
+
+    #[test]
+    fn long_payload_is_cut_on_a_char_boundary() {
+        let s = "é".repeat(40_000);
+        let f = encode(1, Command::Add, s.as_bytes());
+        assert!(f.len() - 6 <= MAX_PAYLOAD);
+        assert!(std::str::from_utf8(&f[6..]).is_ok());
+    }
+
+    #[test]
+    fn reads_frames_and_skips_bad_sync() {
+        let mut bytes = vec![b'X', 0, 0, 3, 0, 1, 9];
+        bytes.extend_from_slice(&[0x54, 0x00, 0x00, 0x02, 0x00, 0x00]);
+        let mut r = &bytes[..];
+        let f = read_frame(&mut r).unwrap();
+        assert_eq!((f.control, f.command, f.payload.len()), (0, 0, 0));
+        assert!(matches!(read_frame(&mut r), Err(ReadError::Closed)));
+        let mut huge: &[u8] = &[b'T', 0xff, 0xff, 0xff, 0, 1];
+        assert!(matches!(read_frame(&mut huge), Err(ReadError::BadLength(_))));
+    }
+}

@@ -1,0 +1,280 @@
+//! The extcap protocol: answers Wireshark's query calls from the manifest (no network, no
+//! slow work), validates capture filters, and runs captures with the order Wireshark
+//! needs: control pipes first, then the fifo; on a fatal error one line on stderr, the fifo
+//! opened and closed, and a non-zero exit.
+
+pub mod args;
+pub mod aws_profiles;
+pub mod control;
+pub mod fifo;
+
+use crate::capture::{self, Ending, Progress};
+use crate::pipeline::Counters;
+use crate::collector::local::UdpCollector;
+use crate::config::{self, CaptureConfig, CollectorMode};
+use crate::manifest::{render_values, sentence_safe, ArgValue, Manifest};
+use crate::{log_debug, log_info, log_msg};
+use args::{ExtcapArgs, Kind, Step};
+use control::{Command, ControlSender};
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// How each product option takes its value, from the manifest.
+pub fn option_kind(manifest: &Manifest) -> impl Fn(&str) -> Option<Kind> + '_ {
+    move |name: &str| {
+        manifest
+            .args
+            .iter()
+            .find(|a| a.call.strip_prefix("--") == Some(name))
+            .map(|a| match a.kind.as_str() {
+                "boolflag" | "boolean" => Kind::Flag,
+                _ => Kind::Value,
+            })
+    }
+}
+
+pub fn parse_argv(argv: &[String]) -> ExtcapArgs {
+    let m = Manifest::load();
+    args::parse(argv.iter().cloned(), &option_kind(m))
+}
+
+/// Runs one extcap call. Query output goes to `out` (stdout in production).
+pub fn run(argv: &[String], out: &mut dyn Write) -> ExitCode {
+    let args = parse_argv(argv);
+    let m = Manifest::load();
+    match args.step() {
+        Step::Interfaces => {
+            let _ = out.write_all(m.render_interfaces(VERSION, &help_location(m)).as_bytes());
+            ExitCode::SUCCESS
+        }
+        Step::Dlts => {
+            if !interface_ok(&args, m) {
+                return ExitCode::FAILURE;
+            }
+            let _ = out.write_all(m.render_dlts().as_bytes());
+            ExitCode::SUCCESS
+        }
+        Step::Config { reload: None } => {
+            if !interface_ok(&args, m) {
+                return ExitCode::FAILURE;
+            }
+            let _ = out.write_all(m.render_config(&dynamic_values).as_bytes());
+            ExitCode::SUCCESS
+        }
+        Step::Config { reload: Some(option) } => {
+            let _ = out.write_all(reload(m, &option).as_bytes());
+            ExitCode::SUCCESS
+        }
+        Step::ValidateFilter(f) => {
+            // Wireshark shows the first line of any output as the reason; exit 0 either way.
+            if let Err(e) = crate::filter::compile_optional(Some(&f)) {
+                let _ = writeln!(out, "{}", one_line(&e));
+            }
+            ExitCode::SUCCESS
+        }
+        Step::Capture => capture_step(&args),
+        Step::None => {
+            let _ = writeln!(
+                out,
+                "awsvpc is a Wireshark extcap; Wireshark calls it with --extcap-interfaces, --extcap-config or --capture. See awsvpc --help."
+            );
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn interface_ok(args: &ExtcapArgs, m: &Manifest) -> bool {
+    match args.interface.as_deref() {
+        None => true,
+        Some(i) if i == m.interface.value => true,
+        Some(i) => {
+            eprintln!("awsvpc provides the interface \"{}\", not \"{i}\".", m.interface.value);
+            false
+        }
+    }
+}
+
+/// The documentation the toolbar's help button opens: the local copy `awsvpc install`
+/// wrote, else the project page.
+fn help_location(m: &Manifest) -> String {
+    match crate::install::help_file() {
+        Some(p) if p.exists() => p.display().to_string(),
+        _ => m.extcap.help_url.clone(),
+    }
+}
+
+/// Values computed at `--extcap-config` time, from local files only.
+fn dynamic_values(from: &str) -> Vec<ArgValue> {
+    match from {
+        "aws-profiles" => aws_profiles::profile_values(),
+        "aws-regions" => aws_profiles::region_values(),
+        _ => Vec::new(),
+    }
+}
+
+/// A reload answers with values for one argument; a reload that cannot work answers with
+/// one value whose display says why, so the user sees it in the dialog.
+fn reload(m: &Manifest, option: &str) -> String {
+    let Some((n, arg)) = m.arg(&format!("--{option}")) else {
+        return String::new();
+    };
+    if let Some(from) = &arg.values_from {
+        return render_values(n, &dynamic_values(from));
+    }
+    let why = match &arg.planned {
+        Some(feature) => format!("Not available: {feature} is not in this build of awsvpc yet"),
+        None => "Nothing to load".to_string(),
+    };
+    render_values(
+        n,
+        &[ArgValue {
+            value: String::new() + "unavailable",
+            display: sentence_safe(&why),
+            default: true,
+        }],
+    )
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Status and counters to the toolbar (GUI) and the log (always).
+struct ToolbarProgress {
+    control: Option<ControlSender>,
+    counters_control: u8,
+    stats_requested: Arc<AtomicBool>,
+}
+
+impl Progress for ToolbarProgress {
+    fn status(&self, text: &str) {
+        log_info!("{text}");
+        if let Some(c) = &self.control {
+            c.send(0, Command::Statusbar, text.as_bytes());
+        }
+    }
+
+    fn counters(&self, counters: &Counters) {
+        let summary = counters.summary();
+        log_debug!("{summary}");
+        if self.stats_requested.swap(false, Ordering::Relaxed) {
+            log_msg!("statistics: {}", counters.full());
+        }
+        if let Some(c) = &self.control {
+            c.send(self.counters_control, Command::Set, summary.as_bytes());
+            c.send(0, Command::Statusbar, format!("Capturing: {summary}").as_bytes());
+        }
+    }
+}
+
+fn capture_step(args: &ExtcapArgs) -> ExitCode {
+    let mut fifo = fifo::Fifo::new(args.fifo.clone());
+    match capture(args, &mut fifo) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(message) => {
+            let line = one_line(&message);
+            log_msg!("fatal: {line}");
+            // The one line Wireshark shows as "Error by extcap pipe: …".
+            eprintln!("{line}");
+            fifo.close_after_error();
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn capture(args: &ExtcapArgs, fifo: &mut fifo::Fifo) -> Result<Ending, String> {
+    let m = Manifest::load();
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGHUP] {
+        // A second signal while stopping ends the process at once.
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone());
+        let _ = signal_hook::flag::register(sig, stop.clone());
+    }
+    // Logging first so everything after is recorded; a bad log setting is still reported
+    // only after the pipes are open, below.
+    let log_setup = config::log_settings(args).and_then(|(level, file)| crate::log::init(level, file.as_deref()));
+
+    // Control pipes before anything slow: the GUI blocks until control-in is opened.
+    let stats_requested = Arc::new(AtomicBool::new(false));
+    let control = open_control(args, m, stats_requested.clone())?;
+    fifo.open().map_err(|e| format!("Cannot open Wireshark's capture pipe: {e}."))?;
+    log_setup?;
+    log_msg!("awsvpc {VERSION} capture starting (argv: {})", redact(args));
+    if !args.unknown.is_empty() {
+        log_msg!("ignoring arguments awsvpc does not know: {}", args.unknown.join(" "));
+    }
+    if args.fifo.is_none() {
+        return Err("No fifo given: Wireshark passes --fifo PATH with --capture (use --fifo - to write pcapng to stdout).".into());
+    }
+    let progress = ToolbarProgress {
+        control: control.clone(),
+        counters_control: m.control_number("counters").unwrap_or(2),
+        stats_requested,
+    };
+    let cfg = CaptureConfig::from_args(args, m)?;
+    if let Some(f) = &cfg.filter {
+        crate::filter::CaptureFilter::compile(f).map_err(|e| format!("Invalid capture filter \"{f}\": {e}."))?;
+    }
+    match cfg.collector {
+        CollectorMode::Local => {
+            progress.status(&format!("Opening UDP {}:{}", cfg.listen_addr, cfg.listen_port));
+            let collector = UdpCollector::bind(cfg.listen_addr, cfg.listen_port)?;
+            let out = fifo.take_writer().ok_or("Wireshark's capture pipe is not open.")?;
+            let ending = capture::run_local(&cfg, collector, out, stop, &progress)
+                .map_err(|e| format!("Capture failed: {e}."))?;
+            Ok(ending)
+        }
+    }
+}
+
+/// Opens `--extcap-control-in` then `--extcap-control-out` when Wireshark passed them.
+fn open_control(
+    args: &ExtcapArgs,
+    m: &Manifest,
+    stats_requested: Arc<AtomicBool>,
+) -> Result<Option<ControlSender>, String> {
+    let (Some(cin), Some(cout)) = (&args.control_in, &args.control_out) else {
+        return Ok(None);
+    };
+    let input = std::fs::File::open(cin).map_err(|e| format!("Cannot open Wireshark's control pipe {cin}: {e}."))?;
+    let output = std::fs::OpenOptions::new()
+        .write(true)
+        .open(cout)
+        .map_err(|e| format!("Cannot open Wireshark's control pipe {cout}: {e}."))?;
+    let sender = ControlSender::spawn(output);
+    if let Some(n) = m.control_number("logger") {
+        crate::log::attach_control(sender.clone(), n);
+    }
+    let counters = m.control_number("counters");
+    let _ = std::thread::Builder::new().name("control-in".into()).spawn(move || {
+        let mut input = std::io::BufReader::new(input);
+        loop {
+            match control::read_frame(&mut input) {
+                Ok(f) if f.command == Command::Initialized as u8 => log_debug!("toolbar initialized"),
+                Ok(f) if Some(f.control) == counters && f.command == Command::Set as u8 => {
+                    stats_requested.store(true, Ordering::Relaxed)
+                }
+                Ok(f) => log_debug!("control frame {} command {} ignored", f.control, f.command),
+                Err(e) => {
+                    log_debug!("control input ended: {e}");
+                    break;
+                }
+            }
+        }
+    });
+    Ok(Some(sender))
+}
+
+/// The argv for the log, without pipe paths' noise and with nothing secret in it (awsvpc
+/// has no password arguments; keys are file paths).
+fn redact(args: &ExtcapArgs) -> String {
+    let mut parts: Vec<String> = args.options.iter().map(|(k, v)| format!("--{k}={v}")).collect();
+    if let Some(f) = &args.capture_filter {
+        parts.push(format!("--extcap-capture-filter={f:?}"));
+    }
+    parts.join(" ")
+}

@@ -1,0 +1,152 @@
+//! `awsvpc install` / `uninstall`: put the binary into the personal extcap folder of the
+//! Wireshark found on this machine, and take it out again.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const HELP: &str = include_str!("../README.md");
+
+fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(PathBuf::from)
+}
+
+/// Wireshark's `major.minor`, from `tshark --version` or `wireshark --version`.
+pub fn wireshark_version() -> Option<(u32, u32)> {
+    for prog in ["tshark", "wireshark"] {
+        let Ok(out) = Command::new(prog).arg("--version").output() else { continue };
+        let text = String::from_utf8_lossy(&out.stdout);
+        let first = text.lines().next().unwrap_or("");
+        if let Some(v) = first.split_whitespace().find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit())) {
+            let mut it = v.split('.').map(|p| p.parse::<u32>().ok());
+            if let (Some(Some(a)), Some(Some(b))) = (it.next(), it.next()) {
+                return Some((a, b));
+            }
+        }
+    }
+    None
+}
+
+/// The personal extcap folder of a given Wireshark version (4.0: the config folder;
+/// 4.1 and later: `~/.local/lib/wireshark/extcap`).
+pub fn personal_extcap_dir(version: Option<(u32, u32)>) -> Option<PathBuf> {
+    if cfg!(windows) {
+        return std::env::var_os("APPDATA").map(|a| PathBuf::from(a).join("Wireshark").join("extcap"));
+    }
+    let home = home()?;
+    match version {
+        Some((major, minor)) if (major, minor) < (4, 1) => {
+            let legacy = home.join(".wireshark");
+            if legacy.is_dir() {
+                return Some(legacy.join("extcap"));
+            }
+            let config = std::env::var_os("XDG_CONFIG_HOME")
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+                .unwrap_or_else(|| home.join(".config"));
+            Some(config.join("wireshark").join("extcap"))
+        }
+        _ => Some(home.join(".local/lib/wireshark/extcap")),
+    }
+}
+
+/// Where `install` writes the documentation the toolbar's help button opens.
+pub fn help_file() -> Option<PathBuf> {
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| home().map(|h| h.join(".local/share")))?;
+    Some(data.join("awsvpc").join("README.md"))
+}
+
+fn binary_name() -> &'static str {
+    if cfg!(windows) {
+        "awsvpc.exe"
+    } else {
+        "awsvpc"
+    }
+}
+
+pub fn install(dir: Option<&Path>, symlink: bool) -> Result<String, String> {
+    let version = wireshark_version();
+    let dir = match dir {
+        Some(d) => d.to_path_buf(),
+        None => personal_extcap_dir(version).ok_or("Cannot find the home folder; name the extcap folder with --dir.")?,
+    };
+    let me = std::env::current_exe().map_err(|e| format!("Cannot find the awsvpc binary: {e}."))?;
+    let me = me.canonicalize().unwrap_or(me);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("Cannot create {}: {e}.", dir.display()))?;
+    let target = dir.join(binary_name());
+    if target.exists() || target.is_symlink() {
+        std::fs::remove_file(&target).map_err(|e| format!("Cannot replace {}: {e}.", target.display()))?;
+    }
+    if symlink {
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(&me, &target).map_err(|e| format!("Cannot link {}: {e}.", target.display()))?;
+        #[cfg(not(unix))]
+        return Err("--symlink is not supported on this system; install a copy.".into());
+    } else {
+        std::fs::copy(&me, &target).map_err(|e| format!("Cannot copy awsvpc to {}: {e}.", target.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755));
+        }
+    }
+    if let Some(h) = help_file() {
+        if let Some(parent) = h.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let _ = std::fs::write(&h, HELP);
+    }
+    let found = match version {
+        Some((a, b)) => format!("Wireshark {a}.{b}"),
+        None => "no Wireshark on PATH (assumed 4.2 or later)".to_string(),
+    };
+    Ok(format!(
+        "Installed awsvpc {} for {found}: {}{}\nRestart Wireshark (or run tshark -D) to see \"AWS VPC Traffic Mirroring\". Undo with: awsvpc uninstall",
+        env!("CARGO_PKG_VERSION"),
+        target.display(),
+        if symlink { format!(" -> {}", me.display()) } else { String::new() }
+    ))
+}
+
+/// Removes awsvpc from every personal extcap folder it may be in.
+pub fn uninstall(dir: Option<&Path>) -> Result<String, String> {
+    let dirs: Vec<PathBuf> = match dir {
+        Some(d) => vec![d.to_path_buf()],
+        None => [personal_extcap_dir(Some((4, 0))), personal_extcap_dir(Some((4, 2)))]
+            .into_iter()
+            .flatten()
+            .collect(),
+    };
+    let mut removed = Vec::new();
+    for d in dirs {
+        let t = d.join(binary_name());
+        if t.exists() || t.is_symlink() {
+            std::fs::remove_file(&t).map_err(|e| format!("Cannot remove {}: {e}.", t.display()))?;
+            removed.push(t.display().to_string());
+        }
+    }
+    if let Some(h) = help_file() {
+        let _ = std::fs::remove_file(h);
+    }
+    Ok(if removed.is_empty() {
+        "awsvpc was not installed in a personal extcap folder.".to_string()
+    } else {
+        format!("Removed {}", removed.join(", "))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folder_depends_on_version() {
+        let d40 = personal_extcap_dir(Some((4, 0))).unwrap();
+        let d42 = personal_extcap_dir(Some((4, 2))).unwrap();
+        assert!(d40.ends_with("wireshark/extcap"));
+        assert!(d42.ends_with(".local/lib/wireshark/extcap"));
+        assert_ne!(d40, d42);
+    }
+}

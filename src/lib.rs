@@ -1,0 +1,21 @@
+//! awsvpc: a Wireshark extcap that delivers live packets from AWS VPC Traffic Mirroring.
+//!
+//! The modules follow the data path: the manifest and the extcap protocol, the collector
+//! that receives mirror datagrams, decapsulation over typed `wire` views, routing to one
+//! pcapng interface per mirror source, the capture filter, and the pcapng sink.
+
+pub mod capture;
+pub mod collector;
+pub mod config;
+pub mod decap;
+pub mod extcap;
+pub mod filter;
+pub mod install;
+pub mod log;
+pub mod manifest;
+pub mod offline;
+pub mod pcap_reader;
+pub mod pipeline;
+pub mod sink;
+pub mod sources;
+pub mod wire;

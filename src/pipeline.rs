@@ -1,0 +1,189 @@
+//! The per-datagram path shared by live captures, `awsvpc decap` and the benchmark:
+//! decapsulate, route to the source's interface, filter, truncate, write.
+
+use crate::collector::local::Batch;
+use crate::decap::{self, Direction};
+use crate::filter::CaptureFilter;
+use crate::log_debug;
+use crate::log_msg;
+use crate::sink::pcapng::{InterfaceStats, NewInterface, PcapngSink};
+use crate::sources::{Route, SourceTable};
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub fn unix_now() -> Duration {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+}
+
+/// Counters shared by the receive thread, the writer and the toolbar.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub datagrams: AtomicU64,
+    pub packets: AtomicU64,
+    pub bytes: AtomicU64,
+    pub malformed: AtomicU64,
+    pub unexpected: AtomicU64,
+    pub filtered: AtomicU64,
+    pub socket_drops: AtomicU64,
+    pub queue_drops: AtomicU64,
+}
+
+impl Counters {
+    pub fn dropped(&self) -> u64 {
+        self.socket_drops.load(Ordering::Relaxed) + self.queue_drops.load(Ordering::Relaxed)
+    }
+
+    pub fn summary(&self) -> String {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        format!(
+            "{} packets, {} · {} malformed · {} dropped",
+            g(&self.packets),
+            human_bytes(g(&self.bytes)),
+            g(&self.malformed),
+            self.dropped()
+        )
+    }
+
+    pub fn full(&self) -> String {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        format!(
+            "{} datagrams received; {} packets ({} bytes) written; {} malformed; {} from unexpected sources; {} not matching the capture filter; {} dropped by the kernel socket; {} dropped because the reader was slower than the mirror",
+            g(&self.datagrams),
+            g(&self.packets),
+            g(&self.bytes),
+            g(&self.malformed),
+            g(&self.unexpected),
+            g(&self.filtered),
+            g(&self.socket_drops),
+            g(&self.queue_drops)
+        )
+    }
+}
+
+pub fn human_bytes(b: u64) -> String {
+    const U: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < U.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
+}
+
+/// Decapsulates, routes, filters and writes one batch. Shared by the live capture and
+/// the benchmark.
+pub struct Pipeline<W: Write> {
+    pub sink: PcapngSink<W>,
+    pub sources: SourceTable,
+    pub filter: Option<CaptureFilter>,
+    pub snaplen: Option<u32>,
+    pub counters: Arc<Counters>,
+}
+
+impl<W: Write> Pipeline<W> {
+    /// Processes a batch from the local collector.
+    pub fn process(&mut self, batch: &Batch) -> io::Result<()> {
+        for i in 0..batch.len() {
+            let (payload, src, ts, _) = batch.get(i);
+            self.process_one(src, false, payload, ts)?;
+        }
+        Ok(())
+    }
+
+    /// Processes one mirror datagram (the UDP payload) from `src`, received at `ts`.
+    /// Returns whether a frame was written.
+    #[inline]
+    pub fn process_one(&mut self, src: IpAddr, geneve: bool, payload: &[u8], ts: Duration) -> io::Result<bool> {
+        self.counters.datagrams.fetch_add(1, Ordering::Relaxed);
+        let inner = match decap::decapsulate(src, geneve, payload) {
+            Ok(inner) => inner,
+            Err(e) => {
+                if self.counters.malformed.fetch_add(1, Ordering::Relaxed) < 10 {
+                    log_debug!("malformed datagram from {src} ({} bytes): {e}", payload.len());
+                }
+                return Ok(false);
+            }
+        };
+        let (index, direction) = match self.sources.route(&inner) {
+            Route::Unexpected { first } => {
+                self.counters.unexpected.fetch_add(1, Ordering::Relaxed);
+                if first {
+                    log_msg!("ignoring datagrams from unexpected mirror source {} (not part of this capture)", inner.source);
+                }
+                return Ok(false);
+            }
+            Route::Interface { index, new, direction } => {
+                if new {
+                    self.declare(index)?;
+                }
+                (index, direction)
+            }
+        };
+        let data = inner.data();
+        let original_len = inner.original_len();
+        if let Some(f) = &self.filter {
+            if !f.matches(data, original_len) {
+                self.counters.filtered.fetch_add(1, Ordering::Relaxed);
+                return Ok(false);
+            }
+        }
+        let data = match self.snaplen {
+            Some(s) if (s as usize) < data.len() => &data[..s as usize],
+            _ => data,
+        };
+        self.sink
+            .write_packet(index, ts, data, original_len, direction.map(Direction::epb_flags))?;
+        let iface = &mut self.sources.interfaces[index as usize];
+        iface.accepted += 1;
+        match direction {
+            Some(Direction::Inbound) => iface.inbound += 1,
+            Some(Direction::Outbound) => iface.outbound += 1,
+            None => {}
+        }
+        self.counters.packets.fetch_add(1, Ordering::Relaxed);
+        self.counters.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    fn declare(&mut self, index: u32) -> io::Result<()> {
+        let iface = &self.sources.interfaces[index as usize];
+        log_msg!("new mirror source {}: writing it as interface {} ({})", iface.key, iface.name, iface.description);
+        let id = self.sink.add_interface(&NewInterface {
+            name: &iface.name,
+            description: &iface.description,
+            mac: iface.mac,
+            snaplen: self.snaplen.unwrap_or(0),
+            filter: self.filter.as_ref().map(CaptureFilter::expression),
+        })?;
+        debug_assert_eq!(id, index);
+        Ok(())
+    }
+
+    /// Interface Statistics Blocks. Drops happen at the collector socket, before a datagram
+    /// can be attributed to a source, so they are reported once, on the first interface.
+    pub fn write_statistics(&mut self, start: Duration) -> io::Result<()> {
+        let now = unix_now();
+        let dropped = self.counters.dropped();
+        for (i, iface) in self.sources.interfaces.iter().enumerate() {
+            let stats = InterfaceStats {
+                received: iface.received,
+                dropped: if i == 0 { dropped } else { 0 },
+                accepted: iface.accepted,
+                delivered: iface.accepted,
+            };
+            let comment = (i == 0 && dropped > 0)
+                .then_some("drops are counted for the whole collector socket, not per source");
+            self.sink.write_statistics(i as u32, now, start, &stats, comment)?;
+        }
+        Ok(())
+    }
+}
+

@@ -1,0 +1,3 @@
+//! Where decapsulated frames are written.
+
+pub mod pcapng;
