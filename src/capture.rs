@@ -58,6 +58,8 @@ pub fn run_local<W: Write>(
         filter,
         snaplen: cfg.snaplen,
         counters: counters.clone(),
+        reported_drops: 0,
+        local: Default::default(),
     };
     pipeline.sink.flush()?;
 
@@ -75,7 +77,10 @@ pub fn run_local<W: Write>(
     log_msg!(
         "listening on UDP {listen}, receive buffer {} bytes{}",
         collector.rcvbuf(),
-        cfg.filter.as_deref().map(|f| format!(", capture filter \"{f}\"")).unwrap_or_default()
+        cfg.filter
+            .as_deref()
+            .map(|f| format!(", capture filter \"{f}\""))
+            .unwrap_or_default()
     );
 
     let rx_stop = stop.clone();
@@ -96,7 +101,9 @@ pub fn run_local<W: Write>(
                                 break;
                             }
                         } else {
-                            rx_counters.queue_drops.fetch_add(n as u64, Ordering::Relaxed);
+                            rx_counters
+                                .queue_drops
+                                .fetch_add(n as u64, Ordering::Relaxed);
                         }
                     }
                     Err(e) => {
@@ -107,7 +114,9 @@ pub fn run_local<W: Write>(
                 if let Some(b) = batch {
                     let _ = free_tx.send(b);
                 }
-                rx_counters.socket_drops.store(collector.drops(), Ordering::Relaxed);
+                rx_counters
+                    .socket_drops
+                    .store(collector.drops(), Ordering::Relaxed);
             }
         })?;
 
@@ -151,7 +160,9 @@ pub fn run_local<W: Write>(
         }
     }
     let _ = receiver.join();
-    let final_stats = pipeline.write_statistics(start).and_then(|_| pipeline.sink.flush());
+    let final_stats = pipeline
+        .write_statistics(start)
+        .and_then(|_| pipeline.sink.flush());
     if let Err(e) = final_stats {
         if !is_reader_gone(&e) {
             log_info!("could not write the final statistics: {e}");

@@ -39,7 +39,9 @@ fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
         None => Ok(None),
         Some(v) => match v.trim().parse::<T>() {
             Ok(n) if n >= min && n <= max => Ok(Some(n)),
-            _ => Err(format!("--{name} must be {what} from {min} to {max}, not \"{v}\".")),
+            _ => Err(format!(
+                "--{name} must be {what} from {min} to {max}, not \"{v}\"."
+            )),
         },
     }
 }
@@ -93,7 +95,8 @@ impl CaptureConfig {
                 format!("--listen-addr must be an IP address such as 0.0.0.0 or ::, not \"{v}\".")
             })?,
         };
-        let listen_port = number::<u16>(args, "listen-port", 1, 65535, "a UDP port")?.unwrap_or(4789);
+        let listen_port =
+            number::<u16>(args, "listen-port", 1, 65535, "a UDP port")?.unwrap_or(4789);
         let snaplen = number::<u32>(args, "snaplen", 0, 65535, "a byte count")?.filter(|n| *n > 0);
         let vni = number::<u32>(args, "vni", 0, (1 << 24) - 1, "a VXLAN network identifier")?;
         let sources = match args.get("source") {

@@ -27,6 +27,7 @@ pub enum Direction {
 }
 
 impl Direction {
+    #[inline]
     pub fn epb_flags(self) -> u32 {
         match self {
             Direction::Inbound => 0b01,
@@ -36,6 +37,7 @@ impl Direction {
 
     /// AWS mirrors the frame as the ENI saw it: its own MAC is the destination of what it
     /// receives and the source of what it sends (verified on a real mirror capture).
+    #[inline]
     pub fn from_macs(frame: &ethernet::Frame<'_>, eni_mac: &ethernet::MacAddr) -> Option<Self> {
         if frame.dst() == *eni_mac {
             Some(Direction::Inbound)
@@ -55,6 +57,7 @@ pub struct Inner<'a> {
 }
 
 impl<'a> Inner<'a> {
+    #[inline]
     pub fn data(&self) -> &'a [u8] {
         self.frame.as_bytes()
     }
@@ -63,6 +66,7 @@ impl<'a> Inner<'a> {
     /// target's MTU) without saying how long the frame was, so the IP header's own length
     /// is the best evidence; it is trusted only when it exceeds what arrived (a shorter
     /// claim means padding or a lie, and the captured bytes are then the truth).
+    #[inline]
     pub fn original_len(&self) -> usize {
         let captured = self.data().len();
         match self.frame.wire_len_from_ip() {
@@ -77,7 +81,12 @@ const MAX_FRAME: usize = 14 + 16 + 40 + 65_535;
 
 /// Decapsulates one mirror datagram (the UDP payload) received from `outer_src`.
 /// `geneve` selects GENEVE unwrapping (UDP 6081, a GWLB target); otherwise it is VXLAN.
-pub fn decapsulate(outer_src: IpAddr, geneve: bool, payload: &[u8]) -> Result<Inner<'_>, WireError> {
+#[inline]
+pub fn decapsulate(
+    outer_src: IpAddr,
+    geneve: bool,
+    payload: &[u8],
+) -> Result<Inner<'_>, WireError> {
     if geneve {
         return decapsulate_geneve(payload);
     }
@@ -100,7 +109,9 @@ fn decapsulate_geneve(payload: &[u8]) -> Result<Inner<'_>, WireError> {
     let ip_bytes = match g.protocol() {
         0x6558 => {
             let eth = ethernet::Frame::new_checked(g.payload())?;
-            let (ty, off) = eth.l3().ok_or(WireError::Truncated("GENEVE inner Ethernet"))?;
+            let (ty, off) = eth
+                .l3()
+                .ok_or(WireError::Truncated("GENEVE inner Ethernet"))?;
             if ty != ethernet::ETHERTYPE_IPV4 && ty != ethernet::ETHERTYPE_IPV6 {
                 return Err(WireError::Malformed("GENEVE carries no IP packet"));
             }

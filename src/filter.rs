@@ -97,11 +97,16 @@ mod tests {
     #[test]
     fn filters_by_port_and_wire_length() {
         let f = udp_frame();
-        assert!(CaptureFilter::compile("udp port 53").unwrap().matches(&f, f.len()));
+        assert!(CaptureFilter::compile("udp port 53")
+            .unwrap()
+            .matches(&f, f.len()));
         assert!(!CaptureFilter::compile("tcp").unwrap().matches(&f, f.len()));
         let big = CaptureFilter::compile("greater 1000").unwrap();
         assert!(!big.matches(&f, f.len()));
-        assert!(big.matches(&f, 1514), "greater must see the original length");
+        assert!(
+            big.matches(&f, 1514),
+            "greater must see the original length"
+        );
     }
 
     #[test]

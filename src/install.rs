@@ -13,10 +13,15 @@ fn home() -> Option<PathBuf> {
 /// Wireshark's `major.minor`, from `tshark --version` or `wireshark --version`.
 pub fn wireshark_version() -> Option<(u32, u32)> {
     for prog in ["tshark", "wireshark"] {
-        let Ok(out) = Command::new(prog).arg("--version").output() else { continue };
+        let Ok(out) = Command::new(prog).arg("--version").output() else {
+            continue;
+        };
         let text = String::from_utf8_lossy(&out.stdout);
         let first = text.lines().next().unwrap_or("");
-        if let Some(v) = first.split_whitespace().find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit())) {
+        if let Some(v) = first
+            .split_whitespace()
+            .find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()))
+        {
             let mut it = v.split('.').map(|p| p.parse::<u32>().ok());
             if let (Some(Some(a)), Some(Some(b))) = (it.next(), it.next()) {
                 return Some((a, b));
@@ -30,7 +35,8 @@ pub fn wireshark_version() -> Option<(u32, u32)> {
 /// 4.1 and later: `~/.local/lib/wireshark/extcap`).
 pub fn personal_extcap_dir(version: Option<(u32, u32)>) -> Option<PathBuf> {
     if cfg!(windows) {
-        return std::env::var_os("APPDATA").map(|a| PathBuf::from(a).join("Wireshark").join("extcap"));
+        return std::env::var_os("APPDATA")
+            .map(|a| PathBuf::from(a).join("Wireshark").join("extcap"));
     }
     let home = home()?;
     match version {
@@ -70,22 +76,26 @@ pub fn install(dir: Option<&Path>, symlink: bool) -> Result<String, String> {
     let version = wireshark_version();
     let dir = match dir {
         Some(d) => d.to_path_buf(),
-        None => personal_extcap_dir(version).ok_or("Cannot find the home folder; name the extcap folder with --dir.")?,
+        None => personal_extcap_dir(version)
+            .ok_or("Cannot find the home folder; name the extcap folder with --dir.")?,
     };
     let me = std::env::current_exe().map_err(|e| format!("Cannot find the awsvpc binary: {e}."))?;
     let me = me.canonicalize().unwrap_or(me);
     std::fs::create_dir_all(&dir).map_err(|e| format!("Cannot create {}: {e}.", dir.display()))?;
     let target = dir.join(binary_name());
     if target.exists() || target.is_symlink() {
-        std::fs::remove_file(&target).map_err(|e| format!("Cannot replace {}: {e}.", target.display()))?;
+        std::fs::remove_file(&target)
+            .map_err(|e| format!("Cannot replace {}: {e}.", target.display()))?;
     }
     if symlink {
         #[cfg(unix)]
-        std::os::unix::fs::symlink(&me, &target).map_err(|e| format!("Cannot link {}: {e}.", target.display()))?;
+        std::os::unix::fs::symlink(&me, &target)
+            .map_err(|e| format!("Cannot link {}: {e}.", target.display()))?;
         #[cfg(not(unix))]
         return Err("--symlink is not supported on this system; install a copy.".into());
     } else {
-        std::fs::copy(&me, &target).map_err(|e| format!("Cannot copy awsvpc to {}: {e}.", target.display()))?;
+        std::fs::copy(&me, &target)
+            .map_err(|e| format!("Cannot copy awsvpc to {}: {e}.", target.display()))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -114,10 +124,13 @@ pub fn install(dir: Option<&Path>, symlink: bool) -> Result<String, String> {
 pub fn uninstall(dir: Option<&Path>) -> Result<String, String> {
     let dirs: Vec<PathBuf> = match dir {
         Some(d) => vec![d.to_path_buf()],
-        None => [personal_extcap_dir(Some((4, 0))), personal_extcap_dir(Some((4, 2)))]
-            .into_iter()
-            .flatten()
-            .collect(),
+        None => [
+            personal_extcap_dir(Some((4, 0))),
+            personal_extcap_dir(Some((4, 2))),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
     };
     let mut removed = Vec::new();
     for d in dirs {

@@ -100,7 +100,9 @@ pub fn log(level: Level, msg: std::fmt::Arguments<'_>) {
 
 /// UTC `YYYY-MM-DDTHH:MM:SS.mmmZ` without a date crate.
 pub fn timestamp() -> String {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let secs = d.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, dd) = civil_from_days(days as i64);

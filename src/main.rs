@@ -61,9 +61,14 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Install { dir, symlink } => install::install(dir.as_deref(), symlink),
         Cmd::Uninstall { dir } => install::uninstall(dir.as_deref()),
-        Cmd::Decap { input, output, sources: srcs, filter, ports, snaplen } => {
-            decap_command(&input, &output, &srcs, filter, ports, snaplen)
-        }
+        Cmd::Decap {
+            input,
+            output,
+            sources: srcs,
+            filter,
+            ports,
+            snaplen,
+        } => decap_command(&input, &output, &srcs, filter, ports, snaplen),
     };
     match result {
         Ok(msg) => {
@@ -85,7 +90,8 @@ fn decap_command(
     ports: Vec<u16>,
     snaplen: Option<u32>,
 ) -> Result<String, String> {
-    let sources = sources::parse_source_map(&srcs.join(";")).map_err(|e| format!("--source: {e}."))?;
+    let sources =
+        sources::parse_source_map(&srcs.join(";")).map_err(|e| format!("--source: {e}."))?;
     let opts = offline::Options {
         sources,
         filter,
@@ -98,11 +104,13 @@ fn decap_command(
         offline::decap(file, std::io::stdout().lock(), &opts, &name)?
     } else {
         let tmp = output.with_extension("awsvpc-partial");
-        let out = std::fs::File::create(&tmp).map_err(|e| format!("Cannot write {}: {e}.", tmp.display()))?;
+        let out = std::fs::File::create(&tmp)
+            .map_err(|e| format!("Cannot write {}: {e}.", tmp.display()))?;
         let r = offline::decap(file, std::io::BufWriter::new(out), &opts, &name);
         match r {
             Ok(r) => {
-                std::fs::rename(&tmp, output).map_err(|e| format!("Cannot write {}: {e}.", output.display()))?;
+                std::fs::rename(&tmp, output)
+                    .map_err(|e| format!("Cannot write {}: {e}.", output.display()))?;
                 r
             }
             Err(e) => {

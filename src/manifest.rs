@@ -85,8 +85,19 @@ pub struct ArgValue {
 
 /// Types Wireshark 4.0 understands; anything else makes 4.0 drop the argument.
 const ARG_TYPES: &[&str] = &[
-    "integer", "unsigned", "long", "double", "string", "password", "boolean", "boolflag",
-    "selector", "radio", "multicheck", "fileselect", "timestamp",
+    "integer",
+    "unsigned",
+    "long",
+    "double",
+    "string",
+    "password",
+    "boolean",
+    "boolflag",
+    "selector",
+    "radio",
+    "multicheck",
+    "fileselect",
+    "timestamp",
 ];
 
 impl Manifest {
@@ -111,17 +122,25 @@ impl Manifest {
                 p.push(format!("{}: preference name collides", a.call));
             }
             if !ARG_TYPES.contains(&a.kind.as_str()) {
-                p.push(format!("{}: type {} unknown to Wireshark 4.0", a.call, a.kind));
+                p.push(format!(
+                    "{}: type {} unknown to Wireshark 4.0",
+                    a.call, a.kind
+                ));
             }
             if a.default.is_some() && matches!(a.kind.as_str(), "selector" | "multicheck") {
                 p.push(format!("{}: selector defaults belong on values", a.call));
             }
         }
         let texts = self.args.iter().flat_map(|a| {
-            [Some(&a.display), a.tooltip.as_ref(), a.placeholder.as_ref(), a.default.as_ref()]
-                .into_iter()
-                .flatten()
-                .chain(a.values.iter().map(|v| &v.display))
+            [
+                Some(&a.display),
+                a.tooltip.as_ref(),
+                a.placeholder.as_ref(),
+                a.default.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            .chain(a.values.iter().map(|v| &v.display))
         });
         for t in texts.chain(self.controls.iter().map(|c| &c.display)) {
             if t.contains('{') || t.contains('}') {
@@ -146,9 +165,17 @@ impl Manifest {
     pub fn render_interfaces(&self, version: &str, help: &str) -> String {
         let mut s = String::new();
         let e = &self.extcap;
-        let _ = writeln!(s, "extcap {{version={version}}}{{help={help}}}{{display={}}}", e.display);
+        let _ = writeln!(
+            s,
+            "extcap {{version={version}}}{{help={help}}}{{display={}}}",
+            e.display
+        );
         let i = &self.interface;
-        let _ = writeln!(s, "interface {{value={}}}{{display={}}}", i.value, i.display);
+        let _ = writeln!(
+            s,
+            "interface {{value={}}}{{display={}}}",
+            i.value, i.display
+        );
         for (n, c) in self.controls.iter().enumerate() {
             let _ = write!(s, "control {{number={n}}}{{type={}}}", c.kind);
             if let Some(r) = &c.role {
@@ -167,7 +194,12 @@ impl Manifest {
     pub fn render_dlts(&self) -> String {
         self.dlts
             .iter()
-            .map(|d| format!("dlt {{number={}}}{{name={}}}{{display={}}}\n", d.number, d.name, d.display))
+            .map(|d| {
+                format!(
+                    "dlt {{number={}}}{{name={}}}{{display={}}}\n",
+                    d.number, d.name, d.display
+                )
+            })
             .collect()
     }
 

@@ -4,11 +4,11 @@
 
 use crate::decap::outer_udp;
 use crate::filter::compile_optional;
+use crate::pcap_reader::PcapReader;
 use crate::pipeline::{Counters, Pipeline};
 use crate::sink::pcapng::PcapngSink;
 use crate::sources::{KnownSource, SourceTable};
 use crate::wire::{ethernet, geneve, linux_sll, WireError};
-use crate::pcap_reader::PcapReader;
 use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
 use pcap_file::pcapng::{Block, PcapNgReader};
 use pcap_file::DataLink;
@@ -89,57 +89,69 @@ fn ip_of(link: DataLink, frame: &[u8]) -> Result<Option<&[u8]>, WireError> {
 }
 
 /// Reads pcap or pcapng from `input` and writes pcapng to `output`.
-pub fn decap<R: Read, W: Write>(input: R, output: W, opts: &Options, name: &str) -> Result<Report, String> {
+pub fn decap<R: Read, W: Write>(
+    input: R,
+    output: W,
+    opts: &Options,
+    name: &str,
+) -> Result<Report, String> {
     let mut input = std::io::BufReader::new(input);
     let mut magic = [0u8; 4];
     input
         .read_exact(&mut magic)
         .map_err(|_| format!("{name} is not a capture file: it is shorter than a pcap header."))?;
     let chained = std::io::Cursor::new(magic).chain(input);
-    let filter = compile_optional(opts.filter.as_deref()).map_err(|e| format!("Invalid filter: {e}."))?;
-    let sink = PcapngSink::new(output, &format!("awsvpc {} decap", env!("CARGO_PKG_VERSION")))
-        .map_err(|e| format!("Cannot write the output: {e}."))?;
+    let filter =
+        compile_optional(opts.filter.as_deref()).map_err(|e| format!("Invalid filter: {e}."))?;
+    let sink = PcapngSink::new(
+        output,
+        &format!("awsvpc {} decap", env!("CARGO_PKG_VERSION")),
+    )
+    .map_err(|e| format!("Cannot write the output: {e}."))?;
     let mut p = Pipeline {
         sink,
         sources: SourceTable::new(opts.sources.clone(), None),
         filter,
         snaplen: opts.snaplen,
         counters: Arc::new(Counters::default()),
+        reported_drops: 0,
+        local: Default::default(),
     };
     let mut report = Report::default();
-    let mut handle = |report: &mut Report, link: DataLink, ts: Duration, data: &[u8]| -> Result<(), String> {
-        report.packets_read += 1;
-        let ip = match ip_of(link, data) {
-            Ok(Some(ip)) => ip,
-            Ok(None) => {
+    let mut handle =
+        |report: &mut Report, link: DataLink, ts: Duration, data: &[u8]| -> Result<(), String> {
+            report.packets_read += 1;
+            let ip = match ip_of(link, data) {
+                Ok(Some(ip)) => ip,
+                Ok(None) => {
+                    report.not_mirror += 1;
+                    return Ok(());
+                }
+                Err(WireError::Malformed("unsupported link type")) => {
+                    let l = format!("{link:?}");
+                    if !report.unsupported_links.contains(&l) {
+                        report.unsupported_links.push(l);
+                    }
+                    return Ok(());
+                }
+                Err(_) => {
+                    report.malformed += 1;
+                    return Ok(());
+                }
+            };
+            let Ok((src, udp)) = outer_udp(ip) else {
+                report.not_mirror += 1;
+                return Ok(());
+            };
+            let geneve = udp.dst_port() == geneve::PORT;
+            if !geneve && !opts.ports.contains(&udp.dst_port()) {
                 report.not_mirror += 1;
                 return Ok(());
             }
-            Err(WireError::Malformed("unsupported link type")) => {
-                let l = format!("{link:?}");
-                if !report.unsupported_links.contains(&l) {
-                    report.unsupported_links.push(l);
-                }
-                return Ok(());
-            }
-            Err(_) => {
-                report.malformed += 1;
-                return Ok(());
-            }
+            p.process_one(src, geneve, udp.payload(), ts)
+                .map(|_| ())
+                .map_err(|e| format!("Cannot write the output: {e}."))
         };
-        let Ok((src, udp)) = outer_udp(ip) else {
-            report.not_mirror += 1;
-            return Ok(());
-        };
-        let geneve = udp.dst_port() == geneve::PORT;
-        if !geneve && !opts.ports.contains(&udp.dst_port()) {
-            report.not_mirror += 1;
-            return Ok(());
-        }
-        p.process_one(src, geneve, udp.payload(), ts)
-            .map(|_| ())
-            .map_err(|e| format!("Cannot write the output: {e}."))
-    };
     match magic {
         [0x0a, 0x0d, 0x0d, 0x0a] => {
             let mut r = PcapNgReader::new(chained).map_err(|e| format!("{name} is not a readable pcapng file: {e}."))?;
@@ -190,8 +202,12 @@ pub fn decap<R: Read, W: Write>(input: R, output: W, opts: &Options, name: &str)
             ))
         }
     }
-    p.write_statistics(Duration::ZERO).map_err(|e| format!("Cannot write the output: {e}."))?;
-    p.sink.flush().map_err(|e| format!("Cannot write the output: {e}."))?;
+    p.publish();
+    p.write_statistics(Duration::ZERO)
+        .map_err(|e| format!("Cannot write the output: {e}."))?;
+    p.sink
+        .flush()
+        .map_err(|e| format!("Cannot write the output: {e}."))?;
     let c = &p.counters;
     use std::sync::atomic::Ordering::Relaxed;
     report.written = c.packets.load(Relaxed);

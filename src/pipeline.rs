@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub fn unix_now() -> Duration {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
 }
 
 /// Counters shared by the receive thread, the writer and the toolbar.
@@ -78,6 +80,18 @@ pub fn human_bytes(b: u64) -> String {
     }
 }
 
+/// Per-batch counts, published to the shared atomics once per batch: one atomic add per
+/// packet per counter would cost more than decapsulation itself.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LocalCounts {
+    datagrams: u64,
+    packets: u64,
+    bytes: u64,
+    malformed: u64,
+    unexpected: u64,
+    filtered: u64,
+}
+
 /// Decapsulates, routes, filters and writes one batch. Shared by the live capture and
 /// the benchmark.
 pub struct Pipeline<W: Write> {
@@ -86,41 +100,95 @@ pub struct Pipeline<W: Write> {
     pub filter: Option<CaptureFilter>,
     pub snaplen: Option<u32>,
     pub counters: Arc<Counters>,
+    /// Drops already attached to a written packet (`epb_dropcount`).
+    pub reported_drops: u64,
+    pub local: LocalCounts,
 }
 
 impl<W: Write> Pipeline<W> {
     /// Processes a batch from the local collector.
     pub fn process(&mut self, batch: &Batch) -> io::Result<()> {
+        // Losses are noted on the first frame written after them.
+        let dropped = self.counters.dropped();
+        let mut pending = dropped.saturating_sub(self.reported_drops);
         for i in 0..batch.len() {
             let (payload, src, ts, _) = batch.get(i);
-            self.process_one(src, false, payload, ts)?;
+            if self.write_one(src, false, payload, ts, pending)? {
+                pending = 0;
+            }
         }
+        self.reported_drops = dropped - pending;
+        self.publish();
         Ok(())
+    }
+
+    /// Adds the counts since the last call to the shared counters.
+    pub fn publish(&mut self) {
+        let l = std::mem::take(&mut self.local);
+        let c = &self.counters;
+        for (counter, n) in [
+            (&c.datagrams, l.datagrams),
+            (&c.packets, l.packets),
+            (&c.bytes, l.bytes),
+            (&c.malformed, l.malformed),
+            (&c.unexpected, l.unexpected),
+            (&c.filtered, l.filtered),
+        ] {
+            if n > 0 {
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Processes one mirror datagram (the UDP payload) from `src`, received at `ts`.
     /// Returns whether a frame was written.
     #[inline]
-    pub fn process_one(&mut self, src: IpAddr, geneve: bool, payload: &[u8], ts: Duration) -> io::Result<bool> {
-        self.counters.datagrams.fetch_add(1, Ordering::Relaxed);
+    pub fn process_one(
+        &mut self,
+        src: IpAddr,
+        geneve: bool,
+        payload: &[u8],
+        ts: Duration,
+    ) -> io::Result<bool> {
+        self.write_one(src, geneve, payload, ts, 0)
+    }
+
+    #[inline]
+    fn write_one(
+        &mut self,
+        src: IpAddr,
+        geneve: bool,
+        payload: &[u8],
+        ts: Duration,
+        drops: u64,
+    ) -> io::Result<bool> {
+        self.local.datagrams += 1;
         let inner = match decap::decapsulate(src, geneve, payload) {
             Ok(inner) => inner,
             Err(e) => {
-                if self.counters.malformed.fetch_add(1, Ordering::Relaxed) < 10 {
-                    log_debug!("malformed datagram from {src} ({} bytes): {e}", payload.len());
+                self.local.malformed += 1;
+                if self.counters.malformed.load(Ordering::Relaxed) + self.local.malformed <= 10 {
+                    log_debug!(
+                        "malformed datagram from {src} ({} bytes): {e}",
+                        payload.len()
+                    );
                 }
                 return Ok(false);
             }
         };
         let (index, direction) = match self.sources.route(&inner) {
             Route::Unexpected { first } => {
-                self.counters.unexpected.fetch_add(1, Ordering::Relaxed);
+                self.local.unexpected += 1;
                 if first {
                     log_msg!("ignoring datagrams from unexpected mirror source {} (not part of this capture)", inner.source);
                 }
                 return Ok(false);
             }
-            Route::Interface { index, new, direction } => {
+            Route::Interface {
+                index,
+                new,
+                direction,
+            } => {
                 if new {
                     self.declare(index)?;
                 }
@@ -131,7 +199,7 @@ impl<W: Write> Pipeline<W> {
         let original_len = inner.original_len();
         if let Some(f) = &self.filter {
             if !f.matches(data, original_len) {
-                self.counters.filtered.fetch_add(1, Ordering::Relaxed);
+                self.local.filtered += 1;
                 return Ok(false);
             }
         }
@@ -139,8 +207,14 @@ impl<W: Write> Pipeline<W> {
             Some(s) if (s as usize) < data.len() => &data[..s as usize],
             _ => data,
         };
-        self.sink
-            .write_packet(index, ts, data, original_len, direction.map(Direction::epb_flags))?;
+        self.sink.write_packet(
+            index,
+            ts,
+            data,
+            original_len,
+            direction.map(Direction::epb_flags),
+            drops,
+        )?;
         let iface = &mut self.sources.interfaces[index as usize];
         iface.accepted += 1;
         match direction {
@@ -148,14 +222,19 @@ impl<W: Write> Pipeline<W> {
             Some(Direction::Outbound) => iface.outbound += 1,
             None => {}
         }
-        self.counters.packets.fetch_add(1, Ordering::Relaxed);
-        self.counters.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.local.packets += 1;
+        self.local.bytes += data.len() as u64;
         Ok(true)
     }
 
     fn declare(&mut self, index: u32) -> io::Result<()> {
         let iface = &self.sources.interfaces[index as usize];
-        log_msg!("new mirror source {}: writing it as interface {} ({})", iface.key, iface.name, iface.description);
+        log_msg!(
+            "new mirror source {}: writing it as interface {} ({})",
+            iface.key,
+            iface.name,
+            iface.description
+        );
         let id = self.sink.add_interface(&NewInterface {
             name: &iface.name,
             description: &iface.description,
@@ -181,9 +260,77 @@ impl<W: Write> Pipeline<W> {
             };
             let comment = (i == 0 && dropped > 0)
                 .then_some("drops are counted for the whole collector socket, not per source");
-            self.sink.write_statistics(i as u32, now, start, &stats, comment)?;
+            self.sink
+                .write_statistics(i as u32, now, start, &stats, comment)?;
         }
         Ok(())
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption;
+    use pcap_file::pcapng::{Block, PcapNgReader};
+    use std::net::Ipv4Addr;
+
+    fn pipeline() -> Pipeline<Vec<u8>> {
+        Pipeline {
+            sink: PcapngSink::new(Vec::new(), "test").unwrap(),
+            sources: SourceTable::new(Vec::new(), None),
+            filter: None,
+            snaplen: None,
+            counters: Arc::new(Counters::default()),
+            reported_drops: 0,
+            local: LocalCounts::default(),
+        }
+    }
+
+    fn datagram(vni: u8) -> Vec<u8> {
+        let mut d = vec![0x08, 0, 0, 0, 0, 0, vni, 0];
+        d.extend_from_slice(&[2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x06]);
+        d.extend_from_slice(&[0; 28]);
+        d
+    }
+
+    fn drop_counts(bytes: &[u8]) -> Vec<Option<u64>> {
+        let mut r = PcapNgReader::new(bytes).unwrap();
+        let mut v = Vec::new();
+        while let Some(b) = r.next_block() {
+            if let Block::EnhancedPacket(p) = b.unwrap() {
+                v.push(p.options.iter().find_map(|o| match o {
+                    EnhancedPacketOption::DropCount(n) => Some(*n),
+                    _ => None,
+                }));
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn drops_ride_on_the_next_written_frame() {
+        let mut p = pipeline();
+        let src = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9));
+        let (good, bad) = (datagram(1), vec![0u8; 3]);
+        let mut b = Batch::new();
+        b.fill_from([(&good[..], src, Duration::ZERO)]);
+        p.process(&b).unwrap();
+        p.counters.queue_drops.store(5, Ordering::Relaxed);
+        // A batch with nothing written keeps the drops pending.
+        b.fill_from([(&bad[..], src, Duration::ZERO)]);
+        p.process(&b).unwrap();
+        b.fill_from([
+            (&good[..], src, Duration::ZERO),
+            (&good[..], src, Duration::ZERO),
+        ]);
+        p.process(&b).unwrap();
+        p.counters.socket_drops.store(2, Ordering::Relaxed);
+        b.fill_from([(&good[..], src, Duration::ZERO)]);
+        p.process(&b).unwrap();
+        assert_eq!(
+            drop_counts(p.sink.get_ref()),
+            vec![None, Some(5), None, Some(2)]
+        );
+        assert_eq!(p.counters.malformed.load(Ordering::Relaxed), 1);
+    }
+}

@@ -35,13 +35,23 @@ pub fn parse_source_map(spec: &str) -> Result<Vec<KnownSource>, String> {
             }
             None => (rest.trim(), None),
         };
-        if eni.is_empty() || !eni.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
-            return Err(format!("source \"{entry}\" needs an interface name such as eni-0abc after \"=\""));
+        if eni.is_empty()
+            || !eni
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+        {
+            return Err(format!(
+                "source \"{entry}\" needs an interface name such as eni-0abc after \"=\""
+            ));
         }
         if out.iter().any(|s| s.vni == vni) {
             return Err(format!("VNI {vni} is given twice in the source map"));
         }
-        out.push(KnownSource { vni, eni: eni.to_string(), mac });
+        out.push(KnownSource {
+            vni,
+            eni: eni.to_string(),
+            mac,
+        });
     }
     Ok(out)
 }
@@ -62,7 +72,11 @@ pub struct Interface {
 /// Where a decapsulated frame goes.
 pub enum Route {
     /// Write it to this interface; `new` when the interface must be declared first.
-    Interface { index: u32, new: bool, direction: Option<Direction> },
+    Interface {
+        index: u32,
+        new: bool,
+        direction: Option<Direction>,
+    },
     /// Not a source this capture expects: counted, never mixed into the user's capture.
     Unexpected { first: bool },
 }
@@ -74,6 +88,8 @@ pub struct SourceTable {
     by_key: HashMap<SourceKey, u32>,
     pub interfaces: Vec<Interface>,
     unexpected_seen: HashMap<SourceKey, u64>,
+    /// The last source routed: mirror traffic comes in long runs from one session.
+    last: Option<(SourceKey, u32)>,
 }
 
 impl SourceTable {
@@ -85,6 +101,7 @@ impl SourceTable {
             by_key: HashMap::new(),
             interfaces: Vec::new(),
             unexpected_seen: HashMap::new(),
+            last: None,
         }
     }
 
@@ -102,8 +119,9 @@ impl SourceTable {
     #[inline]
     pub fn route(&mut self, inner: &Inner<'_>) -> Route {
         let key = inner.source;
-        let (index, new) = match self.by_key.get(&key) {
-            Some(&i) => (i, false),
+        let cached = self.last.filter(|(k, _)| *k == key).map(|(_, i)| i);
+        let (index, new) = match cached.or_else(|| self.by_key.get(&key).copied()) {
+            Some(i) => (i, false),
             None => {
                 if !self.expects(key.vni) {
                     let n = self.unexpected_seen.entry(key).or_insert(0);
@@ -113,13 +131,18 @@ impl SourceTable {
                 (self.add(key), true)
             }
         };
+        self.last = Some((key, index));
         let iface = &mut self.interfaces[index as usize];
         iface.received += 1;
         let direction = iface
             .mac
             .as_ref()
             .and_then(|m| Direction::from_macs(&inner.frame, m));
-        Route::Interface { index, new, direction }
+        Route::Interface {
+            index,
+            new,
+            direction,
+        }
     }
 
     fn add(&mut self, key: SourceKey) -> u32 {

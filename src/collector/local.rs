@@ -58,6 +58,7 @@ impl Batch {
 
     /// Datagram `i`: payload, sender address, kernel receive time since the Unix epoch, and
     /// whether it was longer than a slot.
+    #[inline]
     pub fn get(&self, i: usize) -> (&[u8], IpAddr, Duration, bool) {
         let off = i * SLOT;
         (
@@ -178,7 +179,9 @@ impl UdpCollector {
         if n < 0 {
             let e = io::Error::last_os_error();
             return match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => Ok(0),
+                io::ErrorKind::WouldBlock
+                | io::ErrorKind::TimedOut
+                | io::ErrorKind::Interrupted => Ok(0),
                 _ => Err(e),
             };
         }
@@ -201,7 +204,9 @@ impl UdpCollector {
 }
 
 fn now() -> Duration {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
 }
 
 /// # Safety
@@ -243,7 +248,12 @@ fn sockaddr_ip(s: &libc::sockaddr_storage) -> IpAddr {
     }
 }
 
-fn setsockopt(fd: libc::c_int, level: libc::c_int, name: libc::c_int, v: libc::c_int) -> io::Result<()> {
+fn setsockopt(
+    fd: libc::c_int,
+    level: libc::c_int,
+    name: libc::c_int,
+    v: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: passes a valid pointer to a c_int and its size.
     let r = unsafe {
         libc::setsockopt(
@@ -265,7 +275,15 @@ fn getsockopt(fd: libc::c_int, level: libc::c_int, name: libc::c_int) -> io::Res
     let mut v: libc::c_int = 0;
     let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: passes a valid pointer to a c_int and its size.
-    let r = unsafe { libc::getsockopt(fd, level, name, &mut v as *mut _ as *mut libc::c_void, &mut len) };
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            name,
+            &mut v as *mut _ as *mut libc::c_void,
+            &mut len,
+        )
+    };
     if r == 0 {
         Ok(v)
     } else {
@@ -309,6 +327,9 @@ mod tests {
         let e = UdpCollector::bind(IpAddr::V4(Ipv4Addr::LOCALHOST), a.local_addr().port())
             .err()
             .unwrap();
-        assert!(e.contains("already in use") && e.contains("--listen-port"), "{e}");
+        assert!(
+            e.contains("already in use") && e.contains("--listen-port"),
+            "{e}"
+        );
     }
 }

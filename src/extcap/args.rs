@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 pub enum Step {
     Interfaces,
     Dlts,
-    Config { reload: Option<String> },
+    Config {
+        reload: Option<String>,
+    },
     ValidateFilter(String),
     Capture,
     /// No extcap step was named (a person ran the binary with extcap flags only).
@@ -48,8 +50,12 @@ pub enum Kind {
 fn builtin(name: &str) -> Option<Kind> {
     Some(match name {
         "extcap-interfaces" | "extcap-dlts" | "extcap-config" | "capture" => Kind::Flag,
-        "extcap-interface" | "fifo" | "extcap-control-in" | "extcap-control-out"
-        | "extcap-capture-filter" | "extcap-reload-option" => Kind::Value,
+        "extcap-interface"
+        | "fifo"
+        | "extcap-control-in"
+        | "extcap-control-out"
+        | "extcap-capture-filter"
+        | "extcap-reload-option" => Kind::Value,
         _ => return None,
     })
 }
@@ -110,7 +116,10 @@ where
                 v
             }
         };
-        let flag = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.eq_ignore_ascii_case("false"));
+        let flag = |v: &Option<String>| {
+            v.as_deref()
+                .is_some_and(|v| !v.eq_ignore_ascii_case("false"))
+        };
         match name {
             "extcap-interfaces" => a.interfaces = flag(&value),
             "extcap-dlts" => a.dlts = flag(&value),
@@ -123,7 +132,8 @@ where
             "extcap-capture-filter" => a.capture_filter = value,
             "extcap-reload-option" => a.reload_option = value,
             _ if kind.is_some() => {
-                a.options.insert(name.to_string(), value.unwrap_or_default());
+                a.options
+                    .insert(name.to_string(), value.unwrap_or_default());
             }
             _ => a.unknown.push(match value {
                 Some(v) => format!("{tok} {v}"),
@@ -170,8 +180,13 @@ pub fn is_extcap_call(argv: &[String]) -> bool {
         let n = a.split('=').next().unwrap_or("");
         matches!(
             n,
-            "--extcap-interfaces" | "--extcap-dlts" | "--extcap-config" | "--capture"
-                | "--extcap-capture-filter" | "--extcap-interface" | "--extcap-version"
+            "--extcap-interfaces"
+                | "--extcap-dlts"
+                | "--extcap-config"
+                | "--capture"
+                | "--extcap-capture-filter"
+                | "--extcap-interface"
+                | "--extcap-version"
         )
     })
 }
@@ -199,9 +214,17 @@ mod tests {
         assert_eq!(a.version.as_deref(), Some("4.0"));
         assert_eq!(p(&["--extcap-version"]).version.as_deref(), Some(""));
         let a = p(&[
-            "--capture", "--extcap-interface", "awsvpc", "--fifo", "/tmp/f",
-            "--extcap-capture-filter", "not port 22", "--profile=prod", "--amazon-dns",
-            "--listen-port", "4789",
+            "--capture",
+            "--extcap-interface",
+            "awsvpc",
+            "--fifo",
+            "/tmp/f",
+            "--extcap-capture-filter",
+            "not port 22",
+            "--profile=prod",
+            "--amazon-dns",
+            "--listen-port",
+            "4789",
         ]);
         assert_eq!(a.step(), Step::Capture);
         assert_eq!(a.fifo.as_deref(), Some("/tmp/f"));
@@ -214,10 +237,22 @@ mod tests {
     #[test]
     fn reload_sends_booleans_as_words() {
         let a = p(&[
-            "--extcap-config", "--extcap-interface", "awsvpc", "--extcap-reload-option", "eni",
-            "--amazon-dns", "false", "--profile", "prod",
+            "--extcap-config",
+            "--extcap-interface",
+            "awsvpc",
+            "--extcap-reload-option",
+            "eni",
+            "--amazon-dns",
+            "false",
+            "--profile",
+            "prod",
         ]);
-        assert_eq!(a.step(), Step::Config { reload: Some("eni".into()) });
+        assert_eq!(
+            a.step(),
+            Step::Config {
+                reload: Some("eni".into())
+            }
+        );
         assert_eq!(a.get("amazon-dns"), Some("false"));
         assert_eq!(a.get("profile"), Some("prod"));
         assert!(a.unknown.is_empty());
@@ -225,14 +260,27 @@ mod tests {
 
     #[test]
     fn unknown_arguments_are_kept_aside() {
-        let a = p(&["--capture", "--future-thing", "x", "--other", "--profile", "p", "stray"]);
+        let a = p(&[
+            "--capture",
+            "--future-thing",
+            "x",
+            "--other",
+            "--profile",
+            "p",
+            "stray",
+        ]);
         assert_eq!(a.unknown, vec!["--future-thing x", "--other", "stray"]);
         assert_eq!(a.get("profile"), Some("p"));
     }
 
     #[test]
     fn validation_without_capture() {
-        let a = p(&["--extcap-capture-filter", "tcp", "--extcap-interface", "awsvpc"]);
+        let a = p(&[
+            "--extcap-capture-filter",
+            "tcp",
+            "--extcap-interface",
+            "awsvpc",
+        ]);
         assert_eq!(a.step(), Step::ValidateFilter("tcp".into()));
     }
 

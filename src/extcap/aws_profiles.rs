@@ -30,11 +30,10 @@ pub fn profiles_from(config: &str, credentials: &str) -> Vec<(String, Option<Str
             let name = l[1..l.len() - 1].trim();
             current = if name == "default" {
                 Some(upsert(&mut out, "default"))
-            } else if let Some(p) = name.strip_prefix("profile ") {
-                Some(upsert(&mut out, p.trim()))
             } else {
                 // sso-session, services and other sections are not profiles.
-                None
+                name.strip_prefix("profile ")
+                    .map(|p| upsert(&mut out, p.trim()))
             };
         } else if let (Some(i), Some((k, v))) = (current, l.split_once('=')) {
             if k.trim() == "region" {
@@ -62,7 +61,10 @@ fn upsert(v: &mut Vec<(String, Option<String>)>, name: &str) -> usize {
 }
 
 pub fn profile_values() -> Vec<ArgValue> {
-    let read = |p: Option<PathBuf>| p.and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
+    let read = |p: Option<PathBuf>| {
+        p.and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default()
+    };
     let mut profiles = profiles_from(&read(config_path()), &read(credentials_path()));
     profiles.sort_by(|a, b| (a.0 != "default", &a.0).cmp(&(b.0 != "default", &b.0)));
     let preferred = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());

@@ -175,6 +175,9 @@ mod tests {
         assert_eq!((f.control, f.command, f.payload.len()), (0, 0, 0));
         assert!(matches!(read_frame(&mut r), Err(ReadError::Closed)));
         let mut huge: &[u8] = &[b'T', 0xff, 0xff, 0xff, 0, 1];
-        assert!(matches!(read_frame(&mut huge), Err(ReadError::BadLength(_))));
+        assert!(matches!(
+            read_frame(&mut huge),
+            Err(ReadError::BadLength(_))
+        ));
     }
 }

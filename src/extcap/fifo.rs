@@ -30,11 +30,19 @@ impl Fifo {
     /// Opens the fifo for writing (`-` is stdout, for manual runs). Blocks until Wireshark
     /// has the read end open, which it does before starting the extcap.
     pub fn open(&mut self) -> io::Result<()> {
-        let Some(path) = &self.path else { return Ok(()) };
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
         let w: Box<dyn Write + Send> = if path == "-" {
             Box::new(io::stdout())
         } else {
-            Box::new(OpenOptions::new().write(true).create(true).truncate(true).open(path)?)
+            Box::new(
+                OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(path)?,
+            )
         };
         self.writer = Some(BufWriter::with_capacity(BUFFER, w));
         self.opened = true;
@@ -55,7 +63,9 @@ impl Fifo {
         if self.opened {
             return;
         }
-        let Some(path) = self.path.clone() else { return };
+        let Some(path) = self.path.clone() else {
+            return;
+        };
         if path == "-" {
             return;
         }

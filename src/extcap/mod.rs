@@ -9,10 +9,10 @@ pub mod control;
 pub mod fifo;
 
 use crate::capture::{self, Ending, Progress};
-use crate::pipeline::Counters;
 use crate::collector::local::UdpCollector;
 use crate::config::{self, CaptureConfig, CollectorMode};
 use crate::manifest::{render_values, sentence_safe, ArgValue, Manifest};
+use crate::pipeline::Counters;
 use crate::{log_debug, log_info, log_msg};
 use args::{ExtcapArgs, Kind, Step};
 use control::{Command, ControlSender};
@@ -65,7 +65,9 @@ pub fn run(argv: &[String], out: &mut dyn Write) -> ExitCode {
             let _ = out.write_all(m.render_config(&dynamic_values).as_bytes());
             ExitCode::SUCCESS
         }
-        Step::Config { reload: Some(option) } => {
+        Step::Config {
+            reload: Some(option),
+        } => {
             let _ = out.write_all(reload(m, &option).as_bytes());
             ExitCode::SUCCESS
         }
@@ -92,7 +94,10 @@ fn interface_ok(args: &ExtcapArgs, m: &Manifest) -> bool {
         None => true,
         Some(i) if i == m.interface.value => true,
         Some(i) => {
-            eprintln!("awsvpc provides the interface \"{}\", not \"{i}\".", m.interface.value);
+            eprintln!(
+                "awsvpc provides the interface \"{}\", not \"{i}\".",
+                m.interface.value
+            );
             false
         }
     }
@@ -166,7 +171,11 @@ impl Progress for ToolbarProgress {
         }
         if let Some(c) = &self.control {
             c.send(self.counters_control, Command::Set, summary.as_bytes());
-            c.send(0, Command::Statusbar, format!("Capturing: {summary}").as_bytes());
+            c.send(
+                0,
+                Command::Statusbar,
+                format!("Capturing: {summary}").as_bytes(),
+            );
         }
     }
 }
@@ -189,23 +198,32 @@ fn capture_step(args: &ExtcapArgs) -> ExitCode {
 fn capture(args: &ExtcapArgs, fifo: &mut fifo::Fifo) -> Result<Ending, String> {
     let m = Manifest::load();
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGHUP] {
+    for sig in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ] {
         // A second signal while stopping ends the process at once.
         let _ = signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone());
         let _ = signal_hook::flag::register(sig, stop.clone());
     }
     // Logging first so everything after is recorded; a bad log setting is still reported
     // only after the pipes are open, below.
-    let log_setup = config::log_settings(args).and_then(|(level, file)| crate::log::init(level, file.as_deref()));
+    let log_setup = config::log_settings(args)
+        .and_then(|(level, file)| crate::log::init(level, file.as_deref()));
 
     // Control pipes before anything slow: the GUI blocks until control-in is opened.
     let stats_requested = Arc::new(AtomicBool::new(false));
     let control = open_control(args, m, stats_requested.clone())?;
-    fifo.open().map_err(|e| format!("Cannot open Wireshark's capture pipe: {e}."))?;
+    fifo.open()
+        .map_err(|e| format!("Cannot open Wireshark's capture pipe: {e}."))?;
     log_setup?;
     log_msg!("awsvpc {VERSION} capture starting (argv: {})", redact(args));
     if !args.unknown.is_empty() {
-        log_msg!("ignoring arguments awsvpc does not know: {}", args.unknown.join(" "));
+        log_msg!(
+            "ignoring arguments awsvpc does not know: {}",
+            args.unknown.join(" ")
+        );
     }
     if args.fifo.is_none() {
         return Err("No fifo given: Wireshark passes --fifo PATH with --capture (use --fifo - to write pcapng to stdout).".into());
@@ -217,13 +235,19 @@ fn capture(args: &ExtcapArgs, fifo: &mut fifo::Fifo) -> Result<Ending, String> {
     };
     let cfg = CaptureConfig::from_args(args, m)?;
     if let Some(f) = &cfg.filter {
-        crate::filter::CaptureFilter::compile(f).map_err(|e| format!("Invalid capture filter \"{f}\": {e}."))?;
+        crate::filter::CaptureFilter::compile(f)
+            .map_err(|e| format!("Invalid capture filter \"{f}\": {e}."))?;
     }
     match cfg.collector {
         CollectorMode::Local => {
-            progress.status(&format!("Opening UDP {}:{}", cfg.listen_addr, cfg.listen_port));
+            progress.status(&format!(
+                "Opening UDP {}:{}",
+                cfg.listen_addr, cfg.listen_port
+            ));
             let collector = UdpCollector::bind(cfg.listen_addr, cfg.listen_port)?;
-            let out = fifo.take_writer().ok_or("Wireshark's capture pipe is not open.")?;
+            let out = fifo
+                .take_writer()
+                .ok_or("Wireshark's capture pipe is not open.")?;
             let ending = capture::run_local(&cfg, collector, out, stop, &progress)
                 .map_err(|e| format!("Capture failed: {e}."))?;
             Ok(ending)
@@ -240,7 +264,8 @@ fn open_control(
     let (Some(cin), Some(cout)) = (&args.control_in, &args.control_out) else {
         return Ok(None);
     };
-    let input = std::fs::File::open(cin).map_err(|e| format!("Cannot open Wireshark's control pipe {cin}: {e}."))?;
+    let input = std::fs::File::open(cin)
+        .map_err(|e| format!("Cannot open Wireshark's control pipe {cin}: {e}."))?;
     let output = std::fs::OpenOptions::new()
         .write(true)
         .open(cout)
@@ -250,29 +275,39 @@ fn open_control(
         crate::log::attach_control(sender.clone(), n);
     }
     let counters = m.control_number("counters");
-    let _ = std::thread::Builder::new().name("control-in".into()).spawn(move || {
-        let mut input = std::io::BufReader::new(input);
-        loop {
-            match control::read_frame(&mut input) {
-                Ok(f) if f.command == Command::Initialized as u8 => log_debug!("toolbar initialized"),
-                Ok(f) if Some(f.control) == counters && f.command == Command::Set as u8 => {
-                    stats_requested.store(true, Ordering::Relaxed)
-                }
-                Ok(f) => log_debug!("control frame {} command {} ignored", f.control, f.command),
-                Err(e) => {
-                    log_debug!("control input ended: {e}");
-                    break;
+    let _ = std::thread::Builder::new()
+        .name("control-in".into())
+        .spawn(move || {
+            let mut input = std::io::BufReader::new(input);
+            loop {
+                match control::read_frame(&mut input) {
+                    Ok(f) if f.command == Command::Initialized as u8 => {
+                        log_debug!("toolbar initialized")
+                    }
+                    Ok(f) if Some(f.control) == counters && f.command == Command::Set as u8 => {
+                        stats_requested.store(true, Ordering::Relaxed)
+                    }
+                    Ok(f) => {
+                        log_debug!("control frame {} command {} ignored", f.control, f.command)
+                    }
+                    Err(e) => {
+                        log_debug!("control input ended: {e}");
+                        break;
+                    }
                 }
             }
-        }
-    });
+        });
     Ok(Some(sender))
 }
 
 /// The argv for the log, without pipe paths' noise and with nothing secret in it (awsvpc
 /// has no password arguments; keys are file paths).
 fn redact(args: &ExtcapArgs) -> String {
-    let mut parts: Vec<String> = args.options.iter().map(|(k, v)| format!("--{k}={v}")).collect();
+    let mut parts: Vec<String> = args
+        .options
+        .iter()
+        .map(|(k, v)| format!("--{k}={v}"))
+        .collect();
     if let Some(f) = &args.capture_filter {
         parts.push(format!("--extcap-capture-filter={f:?}"));
     }

@@ -103,7 +103,9 @@ impl<W: Write> PcapngSink<W> {
             InterfaceDescriptionOption::IfTsResol(TSRESOL_NANOS),
         ];
         if let Some(mac) = i.mac {
-            options.push(InterfaceDescriptionOption::IfMacAddr(Cow::Owned(mac.to_vec())));
+            options.push(InterfaceDescriptionOption::IfMacAddr(Cow::Owned(
+                mac.to_vec(),
+            )));
         }
         if let Some(f) = i.filter {
             // if_filter: a leading 0 byte marks a libpcap filter string.
@@ -123,7 +125,8 @@ impl<W: Write> PcapngSink<W> {
         Ok(self.interfaces - 1)
     }
 
-    /// Writes one frame. `timestamp` is the time since the Unix epoch.
+    /// Writes one frame. `timestamp` is the time since the Unix epoch; `drops_before` is
+    /// how many frames were lost since the previous one written.
     #[inline]
     pub fn write_packet(
         &mut self,
@@ -132,11 +135,17 @@ impl<W: Write> PcapngSink<W> {
         data: &[u8],
         original_len: usize,
         flags: Option<u32>,
+        drops_before: u64,
     ) -> io::Result<()> {
         let mut options = std::mem::take(&mut self.options);
         options.clear();
         if let Some(f) = flags {
             options.push(EnhancedPacketOption::Flags(f));
+        }
+        if drops_before > 0 {
+            // epb_dropcount: packets lost since the previous one. dumpcap keeps EPBs but
+            // drops the ISBs it reads from a pipe, so this is how losses reach saved files.
+            options.push(EnhancedPacketOption::DropCount(drops_before));
         }
         let block = Block::EnhancedPacket(EnhancedPacketBlock {
             interface_id: interface,
@@ -152,7 +161,10 @@ impl<W: Write> PcapngSink<W> {
             // SAFETY: the vector is empty, so no value of the shorter lifetime survives;
             // lifetimes do not change layout. This keeps its allocation for the next packet.
             self.options = unsafe {
-                std::mem::transmute::<Vec<EnhancedPacketOption<'_>>, Vec<EnhancedPacketOption<'static>>>(v)
+                std::mem::transmute::<
+                    Vec<EnhancedPacketOption<'_>>,
+                    Vec<EnhancedPacketOption<'static>>,
+                >(v)
             };
         }
         r.map(|_| ()).map_err(io_err)
@@ -176,7 +188,9 @@ impl<W: Write> PcapngSink<W> {
             InterfaceStatisticsOption::IsbUsrDeliv(stats.delivered),
         ];
         if let Some(c) = comment {
-            options.push(InterfaceStatisticsOption::Comment(Cow::Owned(c.to_string())));
+            options.push(InterfaceStatisticsOption::Comment(Cow::Owned(
+                c.to_string(),
+            )));
         }
         let isb = InterfaceStatisticsBlock {
             interface_id: interface,

@@ -19,6 +19,7 @@ pub struct Frame<'a> {
 }
 
 impl<'a> Frame<'a> {
+    #[inline]
     pub fn new_checked(buf: &'a [u8]) -> Result<Self> {
         if buf.len() < HEADER_LEN {
             return Err(WireError::Truncated("Ethernet"));
@@ -26,16 +27,19 @@ impl<'a> Frame<'a> {
         Ok(Frame { buf })
     }
 
+    #[inline]
     pub fn dst(&self) -> MacAddr {
         mac_at(self.buf, 0)
     }
 
+    #[inline]
     pub fn src(&self) -> MacAddr {
         mac_at(self.buf, 6)
     }
 
     /// The EtherType after any VLAN tags, and the offset of the L3 header.
     /// `None` when the tags run past the captured bytes.
+    #[inline]
     pub fn l3(&self) -> Option<(u16, usize)> {
         let mut off = 12;
         for _ in 0..=MAX_TAGS {
@@ -50,6 +54,7 @@ impl<'a> Frame<'a> {
 
     /// The frame's length on the wire as its IP header states it, when that header survived
     /// truncation. Used to rebuild pcapng's original length for truncated mirror packets.
+    #[inline]
     pub fn wire_len_from_ip(&self) -> Option<usize> {
         let (ty, off) = self.l3()?;
         let l3 = self.buf.get(off..)?;
@@ -64,6 +69,7 @@ impl<'a> Frame<'a> {
         }
     }
 
+    #[inline]
     pub fn as_bytes(&self) -> &'a [u8] {
         self.buf
     }
@@ -106,7 +112,10 @@ mod tests {
         let mut f = vec![0u8; 12];
         f.extend_from_slice(&[0x81, 0x00, 0x00, 0x05, 0x08, 0x00]);
         f.extend_from_slice(&[0x45, 0x00, 0x00, 100]);
-        assert_eq!(Frame::new_checked(&f).unwrap().wire_len_from_ip(), Some(118));
+        assert_eq!(
+            Frame::new_checked(&f).unwrap().wire_len_from_ip(),
+            Some(118)
+        );
     }
 
     #[test]

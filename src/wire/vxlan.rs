@@ -15,6 +15,7 @@ pub struct Packet<'a> {
 impl<'a> Packet<'a> {
     /// Validates the 8-byte header: the I flag must be set (RFC 7348 §5); the reserved
     /// bits are ignored on receipt, as the RFC asks.
+    #[inline]
     pub fn new_checked(buf: &'a [u8]) -> Result<Self> {
         if buf.len() < HEADER_LEN {
             return Err(WireError::Truncated("VXLAN"));
@@ -30,10 +31,12 @@ impl<'a> Packet<'a> {
     }
 
     /// The 24-bit VXLAN network identifier: the mirror session's VNI.
+    #[inline]
     pub fn vni(&self) -> u32 {
         be32(self.buf, 4) >> 8
     }
 
+    #[inline]
     pub fn payload(&self) -> &'a [u8] {
         &self.buf[HEADER_LEN..]
     }

@@ -1,0 +1,185 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_awsvpc")
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `../shared/testdata/NAME`, beside the checkout (CI has it there).
+pub fn testdata(name: &str) -> PathBuf {
+    let p = repo().join("../shared/testdata").join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: ../shared must sit beside the checkout",
+        p.display()
+    );
+    p
+}
+
+/// Whether tests that need real tools (tshark, root, namespaces) must run. In CI they
+/// must: a missing prerequisite is a failure there, not a skip.
+pub fn must_run_system_tests() -> bool {
+    std::env::var_os("CI").is_some() || std::env::var_os("AWSVPC_SYSTEM_TESTS").is_some()
+}
+
+pub fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// True when the system test may run; panics in CI when a prerequisite is missing.
+pub fn system_ready(tools: &[&str], root: bool) -> bool {
+    let missing: Vec<&str> = tools.iter().copied().filter(|t| !have(t)).collect();
+    let ok = missing.is_empty() && (!root || is_root());
+    if !ok {
+        let why = format!(
+            "missing tools {missing:?}, root needed: {root}, root: {}",
+            is_root()
+        );
+        if must_run_system_tests() {
+            panic!("system test prerequisites missing in CI: {why}");
+        }
+        eprintln!("skipping system test: {why}");
+    }
+    ok
+}
+
+pub fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: valid NUL-terminated path.
+    assert_eq!(
+        unsafe { libc::mkfifo(c.as_ptr(), 0o600) },
+        0,
+        "mkfifo {}",
+        path.display()
+    );
+}
+
+/// Polls `f` until it returns Some, for at most `limit` (a hang guard, not a timing
+/// assertion).
+pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn kill(pid: u32, sig: i32) {
+    // SAFETY: plain kill(2).
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}
+
+/// A VXLAN datagram (the UDP payload) carrying `inner`.
+pub fn vxlan(vni: u32, inner: &[u8]) -> Vec<u8> {
+    let mut v = vec![0x08, 0, 0, 0];
+    v.extend_from_slice(&(vni << 8).to_be_bytes());
+    v.extend_from_slice(inner);
+    v
+}
+
+/// A small Ethernet/IPv4/UDP frame from `src_mac` to `dst_mac` with `payload`.
+pub fn udp_frame(src_mac: [u8; 6], dst_mac: [u8; 6], dport: u16, payload: &[u8]) -> Vec<u8> {
+    let builder = etherparse::PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4([192, 0, 2, 1], [192, 0, 2, 2], 64)
+        .udp(40000, dport);
+    let mut out = Vec::with_capacity(builder.size(payload.len()));
+    builder.write(&mut out, payload).unwrap();
+    out
+}
+
+/// Frames of a pcapng stream: (interface id, flags, original length, data), plus the
+/// interface names and the number of statistics blocks.
+#[derive(Debug, Default)]
+pub struct Pcapng {
+    pub interfaces: Vec<String>,
+    pub frames: Vec<(u32, Option<u32>, u32, Vec<u8>)>,
+    pub statistics: Vec<(u32, Vec<String>)>,
+    pub userappl: Option<String>,
+}
+
+pub fn read_pcapng(bytes: &[u8]) -> Pcapng {
+    use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption;
+    use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
+    use pcap_file::pcapng::blocks::section_header::SectionHeaderOption;
+    use pcap_file::pcapng::{Block, PcapNgReader};
+    let mut out = Pcapng::default();
+    let mut r = PcapNgReader::new(bytes).expect("pcapng section header");
+    for o in &r.section().options {
+        if let SectionHeaderOption::UserApplication(a) = o {
+            out.userappl = Some(a.to_string());
+        }
+    }
+    while let Some(b) = r.next_block() {
+        match b.expect("valid pcapng block") {
+            Block::InterfaceDescription(i) => out.interfaces.push(
+                i.options
+                    .iter()
+                    .find_map(|o| match o {
+                        InterfaceDescriptionOption::IfName(n) => Some(n.to_string()),
+                        _ => None,
+                    })
+                    .unwrap_or_default(),
+            ),
+            Block::EnhancedPacket(p) => out.frames.push((
+                p.interface_id,
+                p.options.iter().find_map(|o| match o {
+                    EnhancedPacketOption::Flags(f) => Some(*f),
+                    _ => None,
+                }),
+                p.original_len,
+                p.data.to_vec(),
+            )),
+            Block::InterfaceStatistics(s) => out.statistics.push((
+                s.interface_id,
+                s.options.iter().map(|o| format!("{o:?}")).collect(),
+            )),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Reads the data of every packet of a pcap or pcapng file, through tshark-independent code.
+pub fn read_capture_frames(path: &Path) -> Vec<Vec<u8>> {
+    let bytes = std::fs::read(path).unwrap();
+    if bytes.starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]) {
+        return read_pcapng(&bytes)
+            .frames
+            .into_iter()
+            .map(|f| f.3)
+            .collect();
+    }
+    let mut r = pcap_file::pcap::PcapReader::new(&bytes[..]).expect("pcap file");
+    let mut v = Vec::new();
+    while let Some(p) = r.next_packet() {
+        v.push(p.expect("pcap packet").data.to_vec());
+    }
+    v
+}
+
+pub fn run(cmd: &mut Command) -> std::process::Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
