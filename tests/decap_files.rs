@@ -229,52 +229,97 @@ fn linux_link_types_and_outer_ipv6_decode_the_same() {
     let dir = tempfile::tempdir().unwrap();
 
     let variants: Vec<(&str, DataLink, Box<dyn Fn(&[u8]) -> Vec<u8>>)> = vec![
-        ("sll", DataLink::LINUX_SLL, Box::new(|f: &[u8]| {
-            let mut v = vec![0, 0, 0, 1, 0, 6, 6, 0x1d, 0x3c, 0x34, 0xd0, 0x77, 0, 0, 0x08, 0x00];
-            v.extend_from_slice(&f[14..]);
-            v
-        })),
-        ("sll2", DataLink::LINUX_SLL2, Box::new(|f: &[u8]| {
-            let mut v = vec![0x08, 0x00, 0, 0, 0, 0, 0, 2, 0, 1, 0, 6, 6, 0x1d, 0x3c, 0x34, 0xd0, 0x77, 0, 0];
-            v.extend_from_slice(&f[14..]);
-            v
-        })),
+        (
+            "sll",
+            DataLink::LINUX_SLL,
+            Box::new(|f: &[u8]| {
+                let mut v = vec![
+                    0, 0, 0, 1, 0, 6, 6, 0x1d, 0x3c, 0x34, 0xd0, 0x77, 0, 0, 0x08, 0x00,
+                ];
+                v.extend_from_slice(&f[14..]);
+                v
+            }),
+        ),
+        (
+            "sll2",
+            DataLink::LINUX_SLL2,
+            Box::new(|f: &[u8]| {
+                let mut v = vec![
+                    0x08, 0x00, 0, 0, 0, 0, 0, 2, 0, 1, 0, 6, 6, 0x1d, 0x3c, 0x34, 0xd0, 0x77, 0, 0,
+                ];
+                v.extend_from_slice(&f[14..]);
+                v
+            }),
+        ),
         ("raw", DataLink::RAW, Box::new(|f: &[u8]| f[14..].to_vec())),
-        ("ipv6", DataLink::ETHERNET, Box::new(|f: &[u8]| {
-            // Outer IPv6 (documentation prefix) carrying the same UDP datagram.
-            let ip4 = &f[14..];
-            let udp = &ip4[usize::from(ip4[0] & 0x0f) * 4..];
-            let mut v = f[..12].to_vec();
-            v.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
-            v.extend_from_slice(&(udp.len() as u16).to_be_bytes());
-            v.extend_from_slice(&[17, 255]);
-            v.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
-            v.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
-            v.extend_from_slice(udp);
-            v
-        })),
+        (
+            "ipv6",
+            DataLink::ETHERNET,
+            Box::new(|f: &[u8]| {
+                // Outer IPv6 (documentation prefix) carrying the same UDP datagram.
+                let ip4 = &f[14..];
+                let udp = &ip4[usize::from(ip4[0] & 0x0f) * 4..];
+                let mut v = f[..12].to_vec();
+                v.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+                v.extend_from_slice(&(udp.len() as u16).to_be_bytes());
+                v.extend_from_slice(&[17, 255]);
+                v.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+                v.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+                v.extend_from_slice(udp);
+                v
+            }),
+        ),
     ];
     for (name, link, rewrite) in variants {
         let path = dir.path().join(format!("{name}.pcap"));
-        let header = PcapHeader { datalink: link, ..Default::default() };
+        let header = PcapHeader {
+            datalink: link,
+            ..Default::default()
+        };
         let mut w = PcapWriter::with_header(std::fs::File::create(&path).unwrap(), header).unwrap();
         for f in &originals {
             let data = rewrite(f);
-            w.write_packet(&PcapPacket::new(std::time::Duration::from_secs(1), data.len() as u32, &data)).unwrap();
+            w.write_packet(&PcapPacket::new(
+                std::time::Duration::from_secs(1),
+                data.len() as u32,
+                &data,
+            ))
+            .unwrap();
         }
         drop(w);
         let out = dir.path().join(format!("{name}.pcapng"));
-        let o = decap(&path, &out, &["--source", &format!("5569041=eni-0abc,{REAL_MAC}")]);
-        assert!(o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stderr));
+        let o = decap(
+            &path,
+            &out,
+            &["--source", &format!("5569041=eni-0abc,{REAL_MAC}")],
+        );
+        assert!(
+            o.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         let got = read_pcapng(&std::fs::read(&out).unwrap());
         let frames: Vec<Vec<u8>> = got.frames.iter().map(|f| f.3.clone()).collect();
         assert_eq!(frames, expected, "{name}");
-        let src = if name == "ipv6" { "2001:db8::1" } else { "172.31.0.238" };
+        let src = if name == "ipv6" {
+            "2001:db8::1"
+        } else {
+            "172.31.0.238"
+        };
         let summary = String::from_utf8_lossy(&o.stdout);
-        assert!(summary.contains("47 outbound, 53 inbound"), "{name}: {summary}");
+        assert!(
+            summary.contains("47 outbound, 53 inbound"),
+            "{name}: {summary}"
+        );
         if name == "ipv6" {
             assert!(got.frames.iter().all(|f| f.0 == 0));
-            let p = std::process::Command::new(bin()).arg("decap").arg(&path).arg("-w").arg(&out).output().unwrap();
+            let p = std::process::Command::new(bin())
+                .arg("decap")
+                .arg(&path)
+                .arg("-w")
+                .arg(&out)
+                .output()
+                .unwrap();
             assert!(String::from_utf8_lossy(&p.stdout).contains(&format!("vni-5569041@{src}")));
         }
     }
