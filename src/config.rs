@@ -40,7 +40,7 @@ fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
         Some(v) => match v.trim().parse::<T>() {
             Ok(n) if n >= min && n <= max => Ok(Some(n)),
             _ => Err(format!(
-                "--{name} must be {what} from {min} to {max}, not \"{v}\"."
+                "--{name} must be {what} from {min} to {max}, not {v:?}."
             )),
         },
     }
@@ -51,7 +51,7 @@ pub fn log_settings(args: &ExtcapArgs) -> Result<(Level, Option<String>), String
     let level = match args.get("log-level") {
         None => Level::Message,
         Some(v) => Level::parse(v).ok_or_else(|| {
-            format!("--log-level must be message, info, debug or noisy, not \"{v}\".")
+            format!("--log-level must be message, info, debug or noisy, not {v:?}.")
         })?,
     };
     Ok((level, args.get("log-file").map(str::to_string)))
@@ -69,7 +69,7 @@ impl CaptureConfig {
             }
             other => {
                 return Err(format!(
-                    "--collector must be ephemeral, host or local, not \"{other}\"."
+                    "--collector must be ephemeral, host or local, not {other:?}."
                 ))
             }
         };
@@ -82,7 +82,7 @@ impl CaptureConfig {
                 || a.values.iter().any(|x| x.default && x.value == v);
             if !is_default {
                 return Err(format!(
-                    "{} is set to \"{v}\", but {} is not in this build of awsvpc yet; clear it (-o extcap.awsvpc.{}:) to capture with the local collector.",
+                    "{} is set to {v:?}, but {} is not in this build of awsvpc yet; clear it (-o extcap.awsvpc.{}:) to capture with the local collector.",
                     a.call,
                     a.planned.as_deref().unwrap_or_default(),
                     crate::manifest::pref_suffix(&a.call)
@@ -92,7 +92,7 @@ impl CaptureConfig {
         let listen_addr = match args.get("listen-addr") {
             None => IpAddr::from([0, 0, 0, 0]),
             Some(v) => v.trim().parse().map_err(|_| {
-                format!("--listen-addr must be an IP address such as 0.0.0.0 or ::, not \"{v}\".")
+                format!("--listen-addr must be an IP address such as 0.0.0.0 or ::, not {v:?}.")
             })?,
         };
         let listen_port =
@@ -121,5 +121,57 @@ impl CaptureConfig {
             log_level,
             log_file,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::extcap::parse_argv;
+
+    fn err(argv: &[&str]) -> String {
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        CaptureConfig::from_args(&parse_argv(&argv), Manifest::load()).unwrap_err()
+    }
+
+    /// Found by fuzzing: a value with a line break made a two-line error.
+    #[test]
+    fn echoed_values_stay_on_one_line() {
+        let e = err(&["--capture", "--collector", "local", "--log-level", "--bu\n"]);
+        assert!(!e.contains('\n'), "{e}");
+        assert!(e.contains(r#"not "--bu\n""#), "{e}");
+        let e = err(&[
+            "--capture",
+            "--collector",
+            "local",
+            "--source",
+            "1=eni-1,0\n2",
+        ]);
+        assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn planned_features_are_refused_only_when_set() {
+        let ok = [
+            "--capture",
+            "--collector",
+            "local",
+            "--connect",
+            "ssh",
+            "--amazon-dns",
+            "false",
+            "--listen-port",
+            "4789",
+        ];
+        let argv: Vec<String> = ok.iter().map(|s| s.to_string()).collect();
+        assert!(CaptureConfig::from_args(&parse_argv(&argv), Manifest::load()).is_ok());
+        assert!(
+            err(&["--capture", "--collector", "local", "--connect", "ssm"])
+                .contains("--connect is set to \"ssm\"")
+        );
+        assert!(
+            err(&["--capture", "--collector", "local", "--amazon-dns"]).contains("--amazon-dns")
+        );
+        assert!(err(&["--capture"]).contains("--collector ephemeral needs AWS provisioning"));
     }
 }

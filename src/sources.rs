@@ -18,18 +18,22 @@ pub fn parse_source_map(spec: &str) -> Result<Vec<KnownSource>, String> {
     let mut out: Vec<KnownSource> = Vec::new();
     for entry in spec.split([';', ' ', '\n', '\t']).filter(|e| !e.is_empty()) {
         let (vni, rest) = entry.split_once('=').ok_or_else(|| {
-            format!("source \"{entry}\" is not of the form VNI=ENI[,MAC] (for example 5569041=eni-0abc,02:85:69:c2:ab:02)")
+            format!("source {entry:?} is not of the form VNI=ENI[,MAC] (for example 5569041=eni-0abc,02:85:69:c2:ab:02)")
         })?;
         let vni: u32 = vni
             .trim()
             .parse()
             .ok()
             .filter(|v| *v < 1 << 24)
-            .ok_or_else(|| format!("source \"{entry}\" has VNI \"{vni}\", which is not a number from 0 to 16777215"))?;
+            .ok_or_else(|| {
+                format!(
+                    "source {entry:?} has VNI {vni:?}, which is not a number from 0 to 16777215"
+                )
+            })?;
         let (eni, mac) = match rest.split_once(',') {
             Some((eni, mac)) => {
                 let m = parse_mac(mac).ok_or_else(|| {
-                    format!("source \"{entry}\" has MAC \"{mac}\", which is not six hex bytes like 02:85:69:c2:ab:02")
+                    format!("source {entry:?} has MAC {mac:?}, which is not six hex bytes like 02:85:69:c2:ab:02")
                 })?;
                 (eni.trim(), Some(m))
             }
@@ -41,7 +45,7 @@ pub fn parse_source_map(spec: &str) -> Result<Vec<KnownSource>, String> {
                 .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
         {
             return Err(format!(
-                "source \"{entry}\" needs an interface name such as eni-0abc after \"=\""
+                "source {entry:?} needs an interface name such as eni-0abc after \"=\""
             ));
         }
         if out.iter().any(|s| s.vni == vni) {

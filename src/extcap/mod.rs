@@ -95,7 +95,7 @@ fn interface_ok(args: &ExtcapArgs, m: &Manifest) -> bool {
         Some(i) if i == m.interface.value => true,
         Some(i) => {
             eprintln!(
-                "awsvpc provides the interface \"{}\", not \"{i}\".",
+                "awsvpc provides the interface \"{}\", not {i:?}.",
                 m.interface.value
             );
             false
@@ -236,7 +236,7 @@ fn capture(args: &ExtcapArgs, fifo: &mut fifo::Fifo) -> Result<Ending, String> {
     let cfg = CaptureConfig::from_args(args, m)?;
     if let Some(f) = &cfg.filter {
         crate::filter::CaptureFilter::compile(f)
-            .map_err(|e| format!("Invalid capture filter \"{f}\": {e}."))?;
+            .map_err(|e| format!("Invalid capture filter {f:?}: {e}."))?;
     }
     match cfg.collector {
         CollectorMode::Local => {

@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""Builds seed corpora for the fuzz targets from ../shared/testdata (read, never copied into
+the repository) and from known-good protocol examples. Usage: seeds.py OUTDIR"""
+import os, struct, sys
+
+out = sys.argv[1]
+testdata = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "testdata")
+
+
+def put(target, name, data):
+    d = os.path.join(out, target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def pcap_packets(data):
+    """(linktype, frames) of a little- or big-endian classic pcap."""
+    magic = data[:4]
+    e = "<" if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    link = struct.unpack(e + "I", data[20:24])[0]
+    off, frames = 24, []
+    while off + 16 <= len(data):
+        incl = struct.unpack(e + "I", data[off + 8:off + 12])[0]
+        frames.append(data[off + 16:off + 16 + incl])
+        off += 16 + incl
+    return link, frames
+
+
+def udp_payload(frame):
+    if len(frame) < 14 or frame[12:14] != b"\x08\x00":
+        return None
+    ip = frame[14:]
+    ihl = (ip[0] & 0x0F) * 4
+    if ip[9] != 17:
+        return None
+    udp = ip[ihl:]
+    return struct.unpack(">H", udp[2:4])[0], udp[8:]
+
+
+for name in sorted(os.listdir(testdata)):
+    if not name.endswith(".pcap"):
+        continue
+    data = open(os.path.join(testdata, name), "rb").read()
+    put("capture_file", name, data)
+    _, frames = pcap_packets(data)
+    for i, f in enumerate(frames[:20]):
+        p = udp_payload(f)
+        if p:
+            port, payload = p
+            # First byte selects the mode: bit 0 = GENEVE.
+            put("decap", f"{name}-{i}", bytes([1 if port == 6081 else 0]) + payload)
+
+argvs = [
+    ["--extcap-interfaces", "--extcap-version=4.0"],
+    ["--extcap-config", "--extcap-interface", "awsvpc", "--extcap-reload-option", "eni", "--amazon-dns", "false"],
+    ["--capture", "--extcap-interface", "awsvpc", "--fifo", "/tmp/x", "--collector", "local",
+     "--listen-port", "4789", "--source", "5569041=eni-0abc,02:85:69:c2:ab:02", "--vni", "5569041",
+     "--snaplen", "128", "--log-level", "debug"],
+    ["--extcap-capture-filter", "tcp port 22", "--extcap-interface", "awsvpc"],
+]
+for i, a in enumerate(argvs):
+    put("extcap_args", f"argv-{i}", b"\0".join(x.encode() for x in a))
+
+put("control_frames", "initialized", b"T\x00\x00\x02\x00\x00")
+put("control_frames", "set-and-log", b"T\x00\x00\x04\x02\x01ok" + b"T\x00\x00\x0e\x00\x02second line\n")
