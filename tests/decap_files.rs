@@ -228,7 +228,8 @@ fn linux_link_types_and_outer_ipv6_decode_the_same() {
     let expected = etherparse_inner_frames(&input);
     let dir = tempfile::tempdir().unwrap();
 
-    let variants: Vec<(&str, DataLink, Box<dyn Fn(&[u8]) -> Vec<u8>>)> = vec![
+    type Rewrite = Box<dyn Fn(&[u8]) -> Vec<u8>>;
+    let variants: Vec<(&str, DataLink, Rewrite)> = vec![
         (
             "sll",
             DataLink::LINUX_SLL,
