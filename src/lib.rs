@@ -4,6 +4,7 @@
 //! that receives mirror datagrams, decapsulation over typed `wire` views, routing to one
 //! pcapng interface per mirror source, the capture filter, and the pcapng sink.
 
+pub mod aws;
 pub mod capture;
 pub mod collector;
 pub mod config;

@@ -44,8 +44,9 @@ fn control_sentences() {
         controls[1],
         "control {number=1}{type=button}{role=help}{display=Help}{tooltip=Open the awsvpc documentation}"
     );
-    assert!(controls[2]
-        .starts_with("control {number=2}{type=button}{role=control}{display=No packets yet}"));
+    assert!(
+        controls[2].starts_with("control {number=2}{type=button}{role=control}{display=Counters}")
+    );
 }
 
 #[test]

@@ -117,18 +117,31 @@ pub fn read_frame<R: Read>(r: &mut R) -> Result<Frame, ReadError> {
 /// stops reading must never stall the capture, so excess messages are dropped.
 #[derive(Clone)]
 pub struct ControlSender {
-    tx: SyncSender<Vec<u8>>,
+    tx: SyncSender<Message>,
+}
+
+enum Message {
+    Frame(Vec<u8>),
+    /// Answered once every frame queued before it has been written.
+    Flush(std::sync::mpsc::Sender<()>),
 }
 
 impl ControlSender {
     pub fn spawn<W: Write + Send + 'static>(mut out: W) -> Self {
-        let (tx, rx) = sync_channel::<Vec<u8>>(256);
+        let (tx, rx) = sync_channel::<Message>(256);
         std::thread::Builder::new()
             .name("control-out".into())
             .spawn(move || {
-                for frame in rx {
-                    if out.write_all(&frame).and_then(|_| out.flush()).is_err() {
-                        break;
+                for m in rx {
+                    match m {
+                        Message::Frame(frame) => {
+                            if out.write_all(&frame).and_then(|_| out.flush()).is_err() {
+                                break;
+                            }
+                        }
+                        Message::Flush(done) => {
+                            let _ = done.send(());
+                        }
                     }
                 }
             })
@@ -138,10 +151,37 @@ impl ControlSender {
 
     /// Queues a frame; false when the queue is full or the writer is gone.
     pub fn send(&self, control: u8, command: Command, payload: &[u8]) -> bool {
-        match self.tx.try_send(encode(control, command, payload)) {
+        match self
+            .tx
+            .try_send(Message::Frame(encode(control, command, payload)))
+        {
             Ok(()) => true,
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
         }
+    }
+
+    /// Waits, at most `limit`, until everything queued so far is written: the last status and
+    /// log lines must reach Wireshark before the process exits.
+    pub fn flush(&self, limit: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let mut m = Message::Flush(done_tx);
+        loop {
+            match self.tx.try_send(m) {
+                Ok(()) => break,
+                Err(TrySendError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(back)) => {
+                    if std::time::Instant::now() >= deadline {
+                        return false;
+                    }
+                    m = back;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            }
+        }
+        done_rx
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .is_ok()
     }
 }
 
@@ -164,6 +204,29 @@ mod tests {
         let f = encode(1, Command::Add, s.as_bytes());
         assert!(f.len() - 6 <= MAX_PAYLOAD);
         assert!(std::str::from_utf8(&f[6..]).is_ok());
+    }
+
+    /// Found by the GUI test: frames queued just before exit were sometimes lost.
+    #[test]
+    fn flush_waits_for_queued_frames() {
+        struct Slow(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl Write for Slow {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let s = ControlSender::spawn(Slow(out.clone()));
+        for i in 0..50u8 {
+            assert!(s.send(0, Command::Add, &[i]));
+        }
+        assert!(s.flush(std::time::Duration::from_secs(10)));
+        assert_eq!(out.lock().unwrap().len(), 50 * 7);
     }
 
     #[test]

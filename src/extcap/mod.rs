@@ -153,6 +153,7 @@ struct ToolbarProgress {
     control: Option<ControlSender>,
     counters_control: u8,
     stats_requested: Arc<AtomicBool>,
+    last_summary: std::sync::Mutex<String>,
 }
 
 impl Progress for ToolbarProgress {
@@ -169,33 +170,56 @@ impl Progress for ToolbarProgress {
         if self.stats_requested.swap(false, Ordering::Relaxed) {
             log_msg!("statistics: {}", counters.full());
         }
+        let Ok(mut last) = self.last_summary.lock() else {
+            return;
+        };
+        if *last == summary {
+            return;
+        }
+        last.clone_from(&summary);
         if let Some(c) = &self.control {
             c.send(self.counters_control, Command::Set, summary.as_bytes());
-            c.send(
-                0,
-                Command::Statusbar,
-                format!("Capturing: {summary}").as_bytes(),
-            );
+            // Until packets flow, the status keeps saying where awsvpc listens.
+            if counters.datagrams.load(Ordering::Relaxed) > 0 {
+                c.send(
+                    0,
+                    Command::Statusbar,
+                    format!("Capturing: {summary}").as_bytes(),
+                );
+            }
         }
     }
 }
 
 fn capture_step(args: &ExtcapArgs) -> ExitCode {
     let mut fifo = fifo::Fifo::new(args.fifo.clone());
-    match capture(args, &mut fifo) {
+    let mut control = None;
+    let result = capture(args, &mut fifo, &mut control);
+    let code = match result {
         Ok(_) => ExitCode::SUCCESS,
         Err(message) => {
             let line = one_line(&message);
             log_msg!("fatal: {line}");
+            if let Some(c) = &control {
+                c.send(0, Command::Statusbar, line.as_bytes());
+            }
             // The one line Wireshark shows as "Error by extcap pipe: …".
             eprintln!("{line}");
             fifo.close_after_error();
             ExitCode::FAILURE
         }
+    };
+    if let Some(c) = &control {
+        c.flush(std::time::Duration::from_secs(1));
     }
+    code
 }
 
-fn capture(args: &ExtcapArgs, fifo: &mut fifo::Fifo) -> Result<Ending, String> {
+fn capture(
+    args: &ExtcapArgs,
+    fifo: &mut fifo::Fifo,
+    control_out: &mut Option<ControlSender>,
+) -> Result<Ending, String> {
     let m = Manifest::load();
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [
@@ -215,6 +239,7 @@ fn capture(args: &ExtcapArgs, fifo: &mut fifo::Fifo) -> Result<Ending, String> {
     // Control pipes before anything slow: the GUI blocks until control-in is opened.
     let stats_requested = Arc::new(AtomicBool::new(false));
     let control = open_control(args, m, stats_requested.clone())?;
+    control_out.clone_from(&control);
     fifo.open()
         .map_err(|e| format!("Cannot open Wireshark's capture pipe: {e}."))?;
     log_setup?;
@@ -232,6 +257,7 @@ fn capture(args: &ExtcapArgs, fifo: &mut fifo::Fifo) -> Result<Ending, String> {
         control: control.clone(),
         counters_control: m.control_number("counters").unwrap_or(2),
         stats_requested,
+        last_summary: Default::default(),
     };
     let cfg = CaptureConfig::from_args(args, m)?;
     if let Some(f) = &cfg.filter {

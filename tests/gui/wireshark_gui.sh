@@ -257,7 +257,8 @@ AWSVPC_GUI_INNER=1 timeout -k 5 90 ip netns exec "$TESTBED_PREFIX-col" \
 # Results.
 grep -qF 'toolbar initialized' "$AWS_LOG" || die "awsvpc never logged 'toolbar initialized'"
 grep -qE '\[debug\] [1-9][0-9]* packets, ' "$AWS_LOG" || die "awsvpc logged no counters with packets"
-grep -qF 'capture ended' "$AWS_LOG" || die "awsvpc never logged 'capture ended'"
+grep -qF 'capture ended (Stopped)' "$AWS_LOG" ||
+    die "awsvpc never logged 'capture ended (Stopped)' (the SIGTERM from Wireshark's Stop)"
 if grep -qF 'fatal:' "$AWS_LOG"; then die "awsvpc logged a fatal error: $(grep -F 'fatal:' "$AWS_LOG")"; fi
 [[ -s $ART/capture.pcapng ]] || die "no capture file $ART/capture.pcapng"
 npk=$(capinfos -c -M -T -r "$ART/capture.pcapng" | awk -F'\t' '{print $2}')
