@@ -54,7 +54,7 @@ pub fn run_local<W: Write>(
     let sink = PcapngSink::new(out, &format!("awsvpc {}", env!("CARGO_PKG_VERSION")))?;
     let mut pipeline = Pipeline {
         sink,
-        sources: SourceTable::new(cfg.sources.clone(), cfg.vni),
+        sources: SourceTable::new(cfg.sources.clone(), cfg.expected_vnis.clone()),
         filter,
         snaplen: cfg.snaplen,
         counters: counters.clone(),

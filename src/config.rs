@@ -16,12 +16,22 @@ pub enum CollectorMode {
 #[derive(Debug, Clone)]
 pub struct CaptureConfig {
     pub collector: CollectorMode,
+    pub profile: Option<String>,
+    pub region: Option<String>,
+    pub vpc: Option<String>,
+    /// ENIs to mirror; empty means no AWS call at all: awsvpc receives what arrives.
+    pub enis: Vec<String>,
+    pub session_number: Option<i32>,
+    pub amazon_dns: bool,
+    pub cleanup_expired: bool,
     pub listen_addr: IpAddr,
     pub listen_port: u16,
     /// Bytes kept of each inner frame; `None` keeps whole frames.
     pub snaplen: Option<u32>,
-    /// Accept only this VNI.
+    /// `--vni`: the VNI to accept (local) or the first VNI of the sessions (AWS).
     pub vni: Option<u32>,
+    /// Datagrams with other VNIs are unexpected; `None` accepts any.
+    pub expected_vnis: Option<Vec<u32>>,
     pub sources: Vec<KnownSource>,
     pub filter: Option<String>,
     pub log_level: Level,
@@ -99,6 +109,43 @@ impl CaptureConfig {
             number::<u16>(args, "listen-port", 1, 65535, "a UDP port")?.unwrap_or(4789);
         let snaplen = number::<u32>(args, "snaplen", 0, 65535, "a byte count")?.filter(|n| *n > 0);
         let vni = number::<u32>(args, "vni", 0, (1 << 24) - 1, "a VXLAN network identifier")?;
+        let enis = match args.get("eni") {
+            None => Vec::new(),
+            Some(list) => parse_eni_list(list)?,
+        };
+        let session_number = number::<i32>(args, "session-number", 1, 32_766, "a session number")?;
+        let flag = |name: &str, default: bool| match args.get(name) {
+            None => Ok(default),
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+            Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+            Some(v) => Err(format!("--{name} must be true or false, not {v:?}.")),
+        };
+        let amazon_dns = flag("amazon-dns", false)?;
+        let cleanup_expired = flag("cleanup-expired", true)?;
+        let word =
+            |name: &str, what: &str, ok: fn(char) -> bool| -> Result<Option<String>, String> {
+                match args.get(name) {
+                    None => Ok(None),
+                    Some(v) if v.chars().all(ok) => Ok(Some(v.to_string())),
+                    Some(v) => Err(format!("--{name} must be {what}, not {v:?}.")),
+                }
+            };
+        let profile = word("profile", "an AWS profile name", |c| {
+            !c.is_whitespace() && c != ']' && c != '['
+        })?;
+        let region = word("region", "an AWS Region such as eu-west-1", |c| {
+            c.is_ascii_alphanumeric() || c == '-'
+        })?;
+        let vpc = word("vpc", "a VPC id such as vpc-0abc", |c| {
+            c.is_ascii_alphanumeric() || c == '-'
+        })?;
+        if let Some(v) = &vpc {
+            if !v.starts_with("vpc-") {
+                return Err(format!(
+                    "--vpc must be a VPC id such as vpc-0abc, not {v:?}."
+                ));
+            }
+        }
         let sources = match args.get("source") {
             None => Vec::new(),
             Some(s) => parse_source_map(s).map_err(|e| format!("--source: {e}."))?,
@@ -112,16 +159,50 @@ impl CaptureConfig {
         }
         Ok(CaptureConfig {
             collector,
+            profile,
+            region,
+            vpc,
+            enis,
+            session_number,
+            amazon_dns,
+            cleanup_expired,
             listen_addr,
             listen_port,
             snaplen,
             vni,
+            expected_vnis: vni.map(|v| vec![v]),
             sources,
             filter: args.capture_filter.clone().filter(|f| !f.trim().is_empty()),
             log_level,
             log_file,
         })
     }
+}
+
+/// `--eni`: ENI ids separated by commas (the multicheck form) or spaces.
+pub fn parse_eni_list(list: &str) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    for e in list
+        .split([',', ' ', ';'])
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
+        let ok = e.strip_prefix("eni-").is_some_and(|h| {
+            !h.is_empty() && h.len() <= 32 && h.chars().all(|c| c.is_ascii_hexdigit())
+        });
+        if !ok {
+            return Err(format!(
+                "--eni must list ENI ids such as eni-0abc12 separated by commas; {e:?} is not one."
+            ));
+        }
+        if !out.iter().any(|x| x == e) {
+            out.push(e.to_string());
+        }
+    }
+    if out.is_empty() {
+        return Err("--eni is set but lists no ENI; give ids such as eni-0abc12.".into());
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -151,6 +232,19 @@ mod tests {
     }
 
     #[test]
+    fn eni_lists() {
+        assert_eq!(
+            parse_eni_list("eni-0abc, eni-0def,eni-0abc").unwrap(),
+            vec!["eni-0abc", "eni-0def"]
+        );
+        assert!(parse_eni_list("eni-0abc,i-123")
+            .unwrap_err()
+            .contains("\"i-123\" is not one"));
+        assert!(parse_eni_list("eni-").is_err());
+        assert!(parse_eni_list(" , ").is_err());
+    }
+
+    #[test]
     fn planned_features_are_refused_only_when_set() {
         let ok = [
             "--capture",
@@ -170,7 +264,7 @@ mod tests {
                 .contains("--connect is set to \"ssm\"")
         );
         assert!(
-            err(&["--capture", "--collector", "local", "--amazon-dns"]).contains("--amazon-dns")
+            err(&["--capture", "--collector", "local", "--ssh-host", "h"]).contains("--ssh-host")
         );
         assert!(err(&["--capture"]).contains("--collector ephemeral needs AWS provisioning"));
     }

@@ -14,6 +14,7 @@ pub mod filter;
 pub mod install;
 pub mod log;
 pub mod manifest;
+pub mod mirror;
 pub mod offline;
 pub mod pcap_reader;
 pub mod pipeline;

@@ -30,6 +30,26 @@ enum Cmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Find and remove AWS resources awsvpc created (tagged awsvpc:managed=true), in
+    /// dependency order. Untagged resources are never touched.
+    Cleanup {
+        #[arg(long)]
+        profile: Option<String>,
+        #[arg(long)]
+        region: Option<String>,
+        /// Only this capture's resources.
+        #[arg(long)]
+        run_id: Option<String>,
+        /// Only captures started longer ago than this (e.g. 30m, 2h, 7d).
+        #[arg(long, value_parser = parse_age)]
+        older_than: Option<std::time::Duration>,
+        /// Also resources other people's captures created (default: only yours).
+        #[arg(long)]
+        all_users: bool,
+        /// List what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Decapsulate a capture taken on a mirror target into pcapng, one interface per source.
     Decap {
         /// pcap or pcapng from the mirror target (e.g. tcpdump -w m.pcap udp port 4789).
@@ -69,6 +89,14 @@ fn main() -> ExitCode {
             ports,
             snaplen,
         } => decap_command(&input, &output, &srcs, filter, ports, snaplen),
+        Cmd::Cleanup {
+            profile,
+            region,
+            run_id,
+            older_than,
+            all_users,
+            dry_run,
+        } => cleanup_command(profile, region, run_id, older_than, all_users, dry_run),
     };
     match result {
         Ok(msg) => {
@@ -80,6 +108,94 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn parse_age(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not an age such as 30m, 2h or 7d"))?;
+    let secs = match unit {
+        "s" => 1,
+        "m" | "" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?} is not an age such as 30m, 2h or 7d")),
+    };
+    Ok(std::time::Duration::from_secs(n * secs))
+}
+
+fn cleanup_command(
+    profile: Option<String>,
+    region: Option<String>,
+    run_id: Option<String>,
+    older_than: Option<std::time::Duration>,
+    all_users: bool,
+    dry_run: bool,
+) -> Result<String, String> {
+    use awsvpc::aws::{cleanup, client, ledger, teardown};
+    let rt = client::runtime()?;
+    rt.block_on(async {
+        let aws = client::connect(profile.as_deref(), region.as_deref()).await?;
+        let me = aws.caller_arn().await?;
+        let sel = cleanup::Selection {
+            run_id: run_id.clone(),
+            older_than,
+            expired_only: false,
+            created_by: (!all_users).then(|| me.clone()),
+        };
+        let found = cleanup::find(&aws, &sel).await?;
+        let listing: Vec<String> = found
+            .iter()
+            .map(|f| format!("  {:?} {} (run {})", f.kind, f.id, f.run_id))
+            .collect();
+        if found.is_empty() {
+            return Ok(format!(
+                "Nothing to remove in {}: no awsvpc resources match.",
+                aws.region
+            ));
+        }
+        if dry_run {
+            return Ok(format!(
+                "Would remove {} resources in {}:\n{}",
+                found.len(),
+                aws.region,
+                listing.join("\n")
+            ));
+        }
+        let mut l = cleanup::ledger_of(&found, &aws.region);
+        // Cleanup is not bound by Wireshark's kill window: give in-use waits more time.
+        let report = teardown::teardown(&aws, &mut l, std::time::Duration::from_secs(300)).await;
+        // Ledgers of runs that are now fully gone are finished too.
+        for mut led in ledger::Ledger::all_in(&ledger::state_dir()) {
+            if sel.run_id.as_ref().is_none_or(|r| *r == led.run_id) && led.region == aws.region {
+                let remaining: Vec<usize> = (0..led.entries.len())
+                    .filter(|i| {
+                        let e = &led.entries[*i];
+                        !e.deleted
+                            && e.id.as_ref().is_some_and(|id| !report.removed.contains(id))
+                            && found.iter().any(|f| Some(&f.id) == e.id.as_ref())
+                    })
+                    .collect();
+                if remaining.is_empty() {
+                    for i in 0..led.entries.len() {
+                        let _ = led.mark_deleted(i);
+                    }
+                    let _ = led.finish();
+                }
+            }
+        }
+        match report.sentence(run_id.as_deref().unwrap_or("<id>")) {
+            Some(s) => Err(format!("Removed {} resources. {s}", report.removed.len())),
+            None => Ok(format!(
+                "Removed {} resources in {}:\n{}",
+                report.removed.len(),
+                aws.region,
+                listing.join("\n")
+            )),
+        }
+    })
 }
 
 fn decap_command(

@@ -81,6 +81,13 @@ pub struct ArgValue {
     pub display: String,
     #[serde(default)]
     pub default: bool,
+    /// A multicheck entry that is listed but cannot be chosen (an ENI that cannot be mirrored).
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+}
+
+fn enabled_by_default() -> bool {
+    true
 }
 
 /// Types Wireshark 4.0 understands; anything else makes 4.0 drop the argument.
@@ -253,6 +260,9 @@ pub fn render_values(arg: usize, values: &[ArgValue]) -> String {
         );
         if v.default {
             s.push_str("{default=true}");
+        }
+        if !v.enabled {
+            s.push_str("{enabled=false}");
         }
         s.push('\n');
     }

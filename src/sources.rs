@@ -88,7 +88,7 @@ pub enum Route {
 /// Maps mirror sources to pcapng interfaces, in order of first appearance.
 pub struct SourceTable {
     known: Vec<KnownSource>,
-    only_vni: Option<u32>,
+    only_vnis: Option<Vec<u32>>,
     by_key: HashMap<SourceKey, u32>,
     pub interfaces: Vec<Interface>,
     unexpected_seen: HashMap<SourceKey, u64>,
@@ -97,11 +97,12 @@ pub struct SourceTable {
 }
 
 impl SourceTable {
-    /// `strict`: only the known VNIs (or `only_vni`) are accepted; otherwise any source is.
-    pub fn new(known: Vec<KnownSource>, only_vni: Option<u32>) -> Self {
+    /// With `only_vnis`, datagrams with other VNIs are unexpected; otherwise any source is
+    /// accepted.
+    pub fn new(known: Vec<KnownSource>, only_vnis: Option<Vec<u32>>) -> Self {
         SourceTable {
             known,
-            only_vni,
+            only_vnis,
             by_key: HashMap::new(),
             interfaces: Vec::new(),
             unexpected_seen: HashMap::new(),
@@ -110,8 +111,8 @@ impl SourceTable {
     }
 
     fn expects(&self, vni: u32) -> bool {
-        match self.only_vni {
-            Some(v) => v == vni,
+        match &self.only_vnis {
+            Some(v) => v.contains(&vni),
             None => true,
         }
     }

@@ -112,10 +112,14 @@ fn reload_accepts_boolean_words_and_explains_unavailable_lists() {
     assert!(o.status.success());
     let s = stdout(&o);
     assert_eq!(s.lines().count(), 1, "{s}");
+    // The reload reaches the AWS code, which refuses the unknown profile before any call.
     assert!(
-        s.starts_with("value {arg=3}{value=unavailable}{display=Not available: "),
+        s.starts_with(
+            "value {arg=3}{value=unavailable}{display=AWS profile \"prod\" is not configured on this machine"
+        ),
         "{s}"
     );
+    assert!(s.contains("{enabled=false}"));
 }
 
 #[test]

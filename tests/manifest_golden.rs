@@ -65,7 +65,7 @@ fn arg_sentences() {
         &"arg {number=10}{call=--listen-port}{display=Listen port}{type=unsigned}{tooltip=UDP port of the mirrored VXLAN (AWS uses 4789)}{default=4789}{range=1,65535}{group=Collector}"
     ), "{s}");
     assert!(lines.contains(
-        &"arg {number=3}{call=--eni}{display=Network interfaces to mirror}{type=multicheck}{tooltip=One or more ENIs (eni-…, comma-separated) to mirror}{placeholder=Load ENIs…}{reload=true}{group=AWS}"
+        &"arg {number=3}{call=--eni}{display=Network interfaces to mirror}{type=multicheck}{tooltip=One or more ENIs (eni-…, comma-separated) to mirror; needs --collector local on an EC2 instance of the same VPC in this build}{placeholder=Load ENIs…}{reload=true}{group=AWS}"
     ), "{s}");
     assert!(lines.contains(
         &"arg {number=14}{call=--ssh-key}{display=SSH private key}{type=fileselect}{tooltip=Key file; the SSH agent is used when empty}{mustexist=true}{group=SSH}"
@@ -89,6 +89,7 @@ fn value_sentences() {
             value: "a}{b".into(),
             display: "x} y\nz".into(),
             default: false,
+            enabled: true,
         }],
     );
     assert_eq!(v, "value {arg=0}{value=a)(b}{display=x) y z}\n");

@@ -274,7 +274,11 @@ fn tshark_reports_a_bad_value_and_exits() {
             "--listen-port must be a UDP port from 1 to 65535",
         ),
         ("extcap.awsvpc.source:nonsense", "--source"),
-        ("extcap.awsvpc.eni:eni-0abc", "--eni is set to \"eni-0abc\""),
+        (
+            "extcap.awsvpc.sshhost:bastion",
+            "--ssh-host is set to \"bastion\"",
+        ),
+        ("extcap.awsvpc.eni:i-0abc", "--eni must list ENI ids"),
     ] {
         let o = run(Command::new("timeout")
             .args([

@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
         sink: PcapngSink::new(Vec::new(), "fuzz").unwrap(),
         sources: SourceTable::new(
             parse_source_map("4242=eni-fuzz,02:00:c0:00:02:01").unwrap(),
-            (mode & 0x40 != 0).then_some(4242),
+            (mode & 0x40 != 0).then(|| vec![4242]),
         ),
         filter: None,
         snaplen: (mode & 0x20 != 0).then_some(u32::from(mode & 0x1f)),

@@ -93,6 +93,19 @@ impl Ledger {
         Ok(l)
     }
 
+    /// A ledger kept in memory only (what `awsvpc cleanup` found by tag).
+    pub fn detached(run_id: &str, region: &str) -> Self {
+        Ledger {
+            run_id: run_id.to_string(),
+            profile: None,
+            region: region.to_string(),
+            created_by: String::new(),
+            started: String::new(),
+            entries: Vec::new(),
+            path: PathBuf::new(),
+        }
+    }
+
     pub fn load(path: &Path) -> std::io::Result<Self> {
         let text = std::fs::read_to_string(path)?;
         let mut l: Ledger = serde_json::from_str(&text).map_err(std::io::Error::other)?;
@@ -141,6 +154,23 @@ impl Ledger {
         self.save()
     }
 
+    /// Records a resource of this run found by its tag rather than by a create answer.
+    pub fn adopt(&mut self, kind: Kind, id: &str) -> std::io::Result<()> {
+        self.entries.push(Entry {
+            kind,
+            client_token: String::new(),
+            id: Some(id.to_string()),
+            parent: None,
+            deleted: false,
+        });
+        self.save()
+    }
+
+    /// A create call AWS answered with an error: nothing was created.
+    pub fn void(&mut self, index: usize) -> std::io::Result<()> {
+        self.mark_deleted(index)
+    }
+
     pub fn mark_deleted(&mut self, index: usize) -> std::io::Result<()> {
         self.entries[index].deleted = true;
         self.save()
@@ -165,6 +195,9 @@ impl Ledger {
 
     /// Removes the file once nothing is left.
     pub fn finish(&self) -> std::io::Result<()> {
+        if self.path.as_os_str().is_empty() {
+            return Ok(());
+        }
         if self.entries.iter().all(|e| e.deleted) {
             match std::fs::remove_file(&self.path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
@@ -176,6 +209,9 @@ impl Ledger {
 
     /// Writes the whole ledger atomically (temporary file, fsync, rename).
     fn save(&self) -> std::io::Result<()> {
+        if self.path.as_os_str().is_empty() {
+            return Ok(());
+        }
         let tmp = self.path.with_extension("json.tmp");
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(

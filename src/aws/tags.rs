@@ -8,8 +8,10 @@ pub const MANAGED: &str = "awsvpc:managed";
 pub const RUN_ID: &str = "awsvpc:run-id";
 pub const CREATED_BY: &str = "awsvpc:created-by";
 pub const EXPIRES: &str = "awsvpc:expires";
-/// Resources of a running capture stay unexpired this long; the capture refreshes the tag.
-pub const LIFETIME: Duration = Duration::from_secs(2 * 3600);
+/// How long after its start a capture's resources count as leftovers for the start-up
+/// sweep of the same principal. Captures are not expected to run longer; one that does can
+/// keep its mirror with --cleanup-expired false on the other captures.
+pub const LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
 /// A run id: UTC time plus randomness, sortable and safe in tags, tokens and file names.
 pub fn new_run_id() -> String {

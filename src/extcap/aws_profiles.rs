@@ -60,12 +60,21 @@ fn upsert(v: &mut Vec<(String, Option<String>)>, name: &str) -> usize {
     }
 }
 
-pub fn profile_values() -> Vec<ArgValue> {
+fn local_profiles() -> Vec<(String, Option<String>)> {
     let read = |p: Option<PathBuf>| {
         p.and_then(|p| std::fs::read_to_string(p).ok())
             .unwrap_or_default()
     };
-    let mut profiles = profiles_from(&read(config_path()), &read(credentials_path()));
+    profiles_from(&read(config_path()), &read(credentials_path()))
+}
+
+/// Names of the profiles configured on this machine.
+pub fn profile_names() -> Vec<String> {
+    local_profiles().into_iter().map(|(n, _)| n).collect()
+}
+
+pub fn profile_values() -> Vec<ArgValue> {
+    let mut profiles = local_profiles();
     profiles.sort_by(|a, b| (a.0 != "default", &a.0).cmp(&(b.0 != "default", &b.0)));
     let preferred = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
     profiles
@@ -76,6 +85,7 @@ pub fn profile_values() -> Vec<ArgValue> {
                 None => name.clone(),
             },
             default: name == preferred,
+            enabled: true,
             value: name,
         })
         .collect()
@@ -124,6 +134,7 @@ pub fn region_values() -> Vec<ArgValue> {
             value: code.to_string(),
             display: format!("{code} — {name}"),
             default: false,
+            enabled: true,
         })
         .collect()
 }

@@ -12,6 +12,7 @@ use crate::capture::{self, Ending, Progress};
 use crate::collector::local::UdpCollector;
 use crate::config::{self, CaptureConfig, CollectorMode};
 use crate::manifest::{render_values, sentence_safe, ArgValue, Manifest};
+use crate::mirror::Mirror;
 use crate::pipeline::Counters;
 use crate::{log_debug, log_info, log_msg};
 use args::{ExtcapArgs, Kind, Step};
@@ -68,7 +69,7 @@ pub fn run(argv: &[String], out: &mut dyn Write) -> ExitCode {
         Step::Config {
             reload: Some(option),
         } => {
-            let _ = out.write_all(reload(m, &option).as_bytes());
+            let _ = out.write_all(reload(m, &args, &option).as_bytes());
             ExitCode::SUCCESS
         }
         Step::ValidateFilter(f) => {
@@ -121,27 +122,59 @@ fn dynamic_values(from: &str) -> Vec<ArgValue> {
     }
 }
 
-/// A reload answers with values for one argument; a reload that cannot work answers with
-/// one value whose display says why, so the user sees it in the dialog.
-fn reload(m: &Manifest, option: &str) -> String {
+/// A reload answers with values for one argument; a reload that fails answers with one
+/// value whose display says why, so the user sees it in the dialog. Reloads of AWS lists
+/// are the only configuration calls that use the network.
+fn reload(m: &Manifest, args: &ExtcapArgs, option: &str) -> String {
     let Some((n, arg)) = m.arg(&format!("--{option}")) else {
         return String::new();
     };
-    if let Some(from) = &arg.values_from {
-        return render_values(n, &dynamic_values(from));
-    }
-    let why = match &arg.planned {
-        Some(feature) => format!("Not available: {feature} is not in this build of awsvpc yet"),
-        None => "Nothing to load".to_string(),
+    let aws_list = matches!(
+        option,
+        "region" | "vpc" | "eni" | "launch-template" | "target-id"
+    );
+    let result = if aws_list {
+        aws_reload(args, option)
+    } else if let Some(from) = &arg.values_from {
+        Ok(dynamic_values(from))
+    } else {
+        Err(match &arg.planned {
+            Some(feature) => format!("Not available: {feature} is not in this build of awsvpc yet"),
+            None => "Nothing to load".to_string(),
+        })
     };
-    render_values(
-        n,
-        &[ArgValue {
-            value: String::new() + "unavailable",
-            display: sentence_safe(&why),
-            default: true,
-        }],
-    )
+    match result {
+        Ok(values) if !values.is_empty() => render_values(n, &values),
+        Ok(_) => render_values(
+            n,
+            &[unavailable("Nothing found in this account and region")],
+        ),
+        Err(why) => render_values(n, &[unavailable(&why)]),
+    }
+}
+
+fn unavailable(why: &str) -> ArgValue {
+    ArgValue {
+        value: "unavailable".into(),
+        display: sentence_safe(why),
+        default: true,
+        enabled: false,
+    }
+}
+
+fn aws_reload(args: &ExtcapArgs, option: &str) -> Result<Vec<ArgValue>, String> {
+    use crate::aws::{client, discovery};
+    let rt = client::runtime()?;
+    rt.block_on(async {
+        let aws = client::connect(args.get("profile"), args.get("region")).await?;
+        match option {
+            "region" => discovery::regions(&aws).await,
+            "vpc" => discovery::vpcs(&aws).await,
+            "eni" => discovery::eni_values(&aws, args.get("vpc")).await,
+            "launch-template" => discovery::launch_templates(&aws).await,
+            _ => discovery::targets(&aws).await,
+        }
+    })
 }
 
 fn one_line(s: &str) -> String {
@@ -264,18 +297,47 @@ fn capture(
         crate::filter::CaptureFilter::compile(f)
             .map_err(|e| format!("Invalid capture filter {f:?}: {e}."))?;
     }
+    if cfg.enis.is_empty() && (cfg.profile.is_some() || cfg.region.is_some() || cfg.vpc.is_some()) {
+        log_msg!("no --eni: no AWS call is made, so --profile, --region and --vpc are not used");
+    }
     match cfg.collector {
         CollectorMode::Local => {
             progress.status(&format!(
                 "Opening UDP {}:{}",
                 cfg.listen_addr, cfg.listen_port
             ));
+            // Before any AWS work: a busy port must fail before anything is created.
             let collector = UdpCollector::bind(cfg.listen_addr, cfg.listen_port)?;
+            let mut cfg = cfg;
+            let mirror = if cfg.enis.is_empty() {
+                None
+            } else {
+                let mirror = Mirror::start(&cfg, stop.clone(), &|s| progress.status(s))?;
+                cfg.expected_vnis = Some(mirror.sources.iter().map(|s| s.vni).collect());
+                cfg.sources = mirror.sources.clone();
+                progress.status(&format!(
+                    "Mirroring {} ENI(s) to this machine (run {}, about ${:.3}/hour while capturing); waiting for packets",
+                    mirror.sessions.len(),
+                    mirror.run_id(),
+                    mirror.cost_per_hour()
+                ));
+                Some(mirror)
+            };
             let out = fifo
                 .take_writer()
                 .ok_or("Wireshark's capture pipe is not open.")?;
-            let ending = capture::run_local(&cfg, collector, out, stop, &progress)
-                .map_err(|e| format!("Capture failed: {e}."))?;
+            let captured = capture::run_local(&cfg, collector, out, stop, &progress)
+                .map_err(|e| format!("Capture failed: {e}."));
+            // Teardown on every way out of the capture, before reporting anything.
+            let removed = match mirror {
+                Some(m) => {
+                    progress.status("Removing the mirror sessions, filter and target");
+                    m.teardown()
+                }
+                None => Ok(()),
+            };
+            let ending = captured?;
+            removed?;
             Ok(ending)
         }
     }

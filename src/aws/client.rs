@@ -1,0 +1,87 @@
+//! AWS clients from the user's configuration: profiles from ~/.aws (role_arn/source_profile,
+//! sso-session, credential_process all through aws-config), AWS_PROFILE, AWS_REGION,
+//! AWS_ENDPOINT_URL[_EC2|_SSM] and AWS_MAX_ATTEMPTS honoured; every call bounded in time.
+
+use super::errors::explain;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::BehaviorVersion;
+use std::time::Duration;
+
+pub struct Aws {
+    pub ec2: aws_sdk_ec2::Client,
+    pub sts: aws_sdk_sts::Client,
+    pub ssm: aws_sdk_ssm::Client,
+    pub region: String,
+    pub profile: Option<String>,
+}
+
+/// How long one AWS call may take, retries included: a query must never hang Wireshark.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Builds the clients. Fails with one sentence when the profile does not exist or no
+/// region can be found; credentials are resolved on the first call.
+pub async fn connect(profile: Option<&str>, region: Option<&str>) -> Result<Aws, String> {
+    if let Some(p) = profile {
+        let known = crate::extcap::aws_profiles::profile_names();
+        if !known.iter().any(|k| k == p) {
+            return Err(if known.is_empty() {
+                format!("AWS profile {p:?} is not configured on this machine (no profiles in ~/.aws/config or ~/.aws/credentials); run aws configure --profile {p}.")
+            } else {
+                format!("AWS profile {p:?} is not in ~/.aws/config or ~/.aws/credentials; choose one of: {}.", known.join(", "))
+            });
+        }
+    }
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
+        TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .operation_timeout(OPERATION_TIMEOUT)
+            .build(),
+    );
+    if let Some(p) = profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(r) = region {
+        loader = loader.region(aws_config::Region::new(r.to_string()));
+    }
+    let config = loader.load().await;
+    let region = config
+        .region()
+        .map(|r| r.to_string())
+        .ok_or_else(|| match profile {
+            Some(p) => {
+                format!("No AWS Region: set --region, or region in profile {p:?} of ~/.aws/config.")
+            }
+            None => {
+                "No AWS Region: set --region, AWS_REGION, or region in ~/.aws/config.".to_string()
+            }
+        })?;
+    Ok(Aws {
+        ec2: aws_sdk_ec2::Client::new(&config),
+        sts: aws_sdk_sts::Client::new(&config),
+        ssm: aws_sdk_ssm::Client::new(&config),
+        region,
+        profile: profile.map(str::to_string),
+    })
+}
+
+impl Aws {
+    /// The caller's ARN, recorded on everything awsvpc creates. Also the first call that
+    /// needs credentials, so credential problems surface here as one sentence.
+    pub async fn caller_arn(&self) -> Result<String, String> {
+        let who = self
+            .sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| explain("sts:GetCallerIdentity", &e, self.profile.as_deref()))?;
+        Ok(who.arn().unwrap_or("unknown").to_string())
+    }
+}
+
+/// A current-thread runtime for AWS work from the synchronous extcap code.
+pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("Cannot start the AWS client runtime: {e}."))
+}

@@ -1,0 +1,198 @@
+//! A capture's mirror in AWS, from start to teardown: credentials and caller identity, the
+//! sweep of the caller's expired leftovers, the collector's ENI, provisioning with rollback,
+//! and teardown. Everything created is in the run ledger and tagged before it is used.
+
+use crate::aws::cleanup::{self, Selection};
+use crate::aws::client::{self, Aws};
+use crate::aws::ledger::{state_dir, Ledger};
+use crate::aws::provision::{self, Exclusion, Request, Target};
+use crate::aws::{tags, teardown};
+use crate::config::CaptureConfig;
+use crate::sources::KnownSource;
+use crate::{log_info, log_msg};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use tokio::runtime::Runtime;
+
+/// AWS's price of a mirror session-hour (US East example; regions differ slightly).
+pub const SESSION_HOUR_USD: f64 = 0.015;
+
+pub struct Mirror {
+    rt: Runtime,
+    aws: Aws,
+    ledger: Ledger,
+    pub sources: Vec<KnownSource>,
+    pub sessions: Vec<String>,
+}
+
+/// This instance's ENI, found through instance metadata (IMDS) and its MAC address.
+async fn local_eni(aws: &Aws) -> Result<(String, Option<String>), String> {
+    let imds = aws_config::imds::Client::builder().build();
+    let unreachable = |e: &dyn std::fmt::Display| {
+        format!(
+            "--collector local with --eni needs this machine's ENI from EC2 instance metadata, which is not reachable ({e}); run awsvpc on an EC2 instance in the mirrored VPC, or clear --eni to receive VXLAN that is already mirrored here."
+        )
+    };
+    let mac: String = imds
+        .get("/latest/meta-data/mac")
+        .await
+        .map_err(|e| unreachable(&e))?
+        .into();
+    let mac = mac.trim().to_string();
+    let r = aws
+        .ec2
+        .describe_network_interfaces()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("mac-address")
+                .values(&mac)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| {
+            crate::aws::errors::explain("ec2:DescribeNetworkInterfaces", &e, aws.profile.as_deref())
+        })?;
+    let ni = r
+        .network_interfaces()
+        .iter()
+        .find(|n| n.mac_address().is_some_and(|m| m.eq_ignore_ascii_case(&mac)))
+        .ok_or_else(|| format!("This machine's ENI (MAC {mac}) is not in region {}; set --region to this instance's region.", aws.region))?;
+    Ok((
+        ni.network_interface_id().unwrap_or_default().to_string(),
+        ni.private_ip_address().map(str::to_string),
+    ))
+}
+
+impl Mirror {
+    /// Provisions the mirror for `cfg`. On any failure, what was created is removed before
+    /// the error is returned.
+    pub fn start(
+        cfg: &CaptureConfig,
+        stop: Arc<AtomicBool>,
+        status: &dyn Fn(&str),
+    ) -> Result<Mirror, String> {
+        let rt = client::runtime()?;
+        status("Connecting to AWS");
+        let aws = rt.block_on(client::connect(
+            cfg.profile.as_deref(),
+            cfg.region.as_deref(),
+        ))?;
+        let arn = rt.block_on(aws.caller_arn())?;
+        log_msg!("AWS caller {arn}, region {}", aws.region);
+        if cfg.cleanup_expired {
+            status("Removing your expired awsvpc leftovers");
+            let sel = Selection {
+                expired_only: true,
+                created_by: Some(arn.clone()),
+                ..Default::default()
+            };
+            match rt.block_on(cleanup::find(&aws, &sel)) {
+                Ok(found) if !found.is_empty() => {
+                    log_msg!(
+                        "removing {} expired leftovers of earlier captures",
+                        found.len()
+                    );
+                    let mut l = cleanup::ledger_of(&found, &aws.region);
+                    let r = rt.block_on(teardown::teardown(&aws, &mut l, teardown::DEADLINE));
+                    if let Some(s) = r.sentence("(expired)") {
+                        log_msg!("{s}");
+                    }
+                }
+                Ok(_) => {}
+                // A sweep that cannot run must not stop the capture; say so in the log.
+                Err(e) => log_msg!("could not look for expired leftovers: {e}"),
+            }
+        }
+        status("Finding this machine's ENI");
+        let (target_eni, collector_ip) = rt.block_on(local_eni(&aws))?;
+        log_info!(
+            "collector ENI {target_eni} ({})",
+            collector_ip.as_deref().unwrap_or("no IP")
+        );
+        let run_id = tags::new_run_id();
+        let mut ledger = Ledger::create(
+            &state_dir(),
+            &run_id,
+            cfg.profile.as_deref(),
+            &aws.region,
+            &arn,
+        )
+        .map_err(|e| {
+            format!(
+                "Cannot write the run ledger in {}: {e}.",
+                state_dir().display()
+            )
+        })?;
+        log_msg!("run {run_id}: ledger {}", ledger.path().display());
+        let req = Request {
+            enis: cfg.enis.clone(),
+            vpc: cfg.vpc.clone(),
+            snaplen: cfg.snaplen,
+            session_number: cfg.session_number,
+            vni: cfg.vni,
+            amazon_dns: cfg.amazon_dns,
+            // The VXLAN to this collector must not itself be mirrored.
+            exclusions: collector_ip
+                .iter()
+                .map(|ip| Exclusion {
+                    cidr: format!("{ip}/32"),
+                    protocol: 17,
+                    port: i32::from(cfg.listen_port),
+                })
+                .collect(),
+        };
+        let result = rt.block_on(provision::provision(
+            &aws,
+            &req,
+            &Target::Eni(target_eni),
+            &mut ledger,
+            &stop,
+            status,
+        ));
+        match result {
+            Ok(p) => Ok(Mirror {
+                rt,
+                aws,
+                ledger,
+                sources: p.sources,
+                sessions: p.sessions,
+            }),
+            Err(e) => {
+                status("Provisioning failed; removing what was created");
+                let report = rt.block_on(teardown::teardown(&aws, &mut ledger, teardown::DEADLINE));
+                Err(match report.sentence(&run_id) {
+                    Some(left) => format!("{e} {left}"),
+                    None => e,
+                })
+            }
+        }
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.ledger.run_id
+    }
+
+    /// What the mirror costs while it runs, for the status bar.
+    pub fn cost_per_hour(&self) -> f64 {
+        self.sessions.len() as f64 * SESSION_HOUR_USD
+    }
+
+    /// Removes everything; `Err` names what could not be removed and how to finish.
+    pub fn teardown(mut self) -> Result<(), String> {
+        let report = self.rt.block_on(teardown::teardown(
+            &self.aws,
+            &mut self.ledger,
+            teardown::DEADLINE,
+        ));
+        log_msg!(
+            "teardown of run {}: removed {}",
+            self.ledger.run_id,
+            report.removed.join(", ")
+        );
+        match report.sentence(&self.ledger.run_id) {
+            Some(s) => Err(s),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,564 @@
+//! Fault injection with the SDK's own aws-smithy-mocks: a small stateful fake of the EC2
+//! traffic-mirror API (in the mock interceptor, no HTTP), failing at every provisioning step
+//! in turn. After each failure the rollback must leave nothing behind; throttling and in-use
+//! errors during teardown are waited out; bad requests are refused before anything exists.
+
+use aws_sdk_ec2::error::ErrorMetadata;
+use aws_sdk_ec2::operation::{
+    create_traffic_mirror_filter::*, create_traffic_mirror_filter_rule::*,
+    create_traffic_mirror_session::*, create_traffic_mirror_target::*,
+    delete_traffic_mirror_filter::*, delete_traffic_mirror_filter_rule::*,
+    delete_traffic_mirror_session::*, delete_traffic_mirror_target::*, describe_instances::*,
+    describe_network_interfaces::*, describe_traffic_mirror_sessions::*,
+};
+use aws_sdk_ec2::types::*;
+use aws_smithy_mocks::{mock, mock_client, MockResponse, Rule, RuleMode};
+use awsvpc::aws::client::Aws;
+use awsvpc::aws::ledger::Ledger;
+use awsvpc::aws::provision::{provision, Request, Target};
+use awsvpc::aws::teardown::teardown;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Default)]
+struct State {
+    next: u32,
+    targets: Vec<String>,
+    filters: Vec<String>,
+    rules: Vec<String>,
+    /// id → (eni, session number)
+    sessions: HashMap<String, (String, i32)>,
+    /// Calls per operation, to inject faults by position.
+    calls: HashMap<&'static str, usize>,
+    /// Fail the nth call (1-based) of an operation with this code.
+    fail: Option<(&'static str, usize, &'static str)>,
+    /// Answer this many calls of an operation with a throttling error first.
+    throttle: HashMap<&'static str, usize>,
+    /// Sessions stay listed this many describes after deletion (AWS is eventually consistent).
+    linger: usize,
+    deleted_sessions: Vec<(String, usize)>,
+    creates: usize,
+}
+
+type Shared = Arc<Mutex<State>>;
+
+impl State {
+    fn id(&mut self, prefix: &str) -> String {
+        self.next += 1;
+        format!("{prefix}-{:08x}", self.next)
+    }
+
+    /// Counts the call and returns the error code to answer with, if any.
+    fn fault(&mut self, op: &'static str) -> Option<&'static str> {
+        let n = {
+            let c = self.calls.entry(op).or_insert(0);
+            *c += 1;
+            *c
+        };
+        if let Some(left) = self.throttle.get_mut(op) {
+            if *left > 0 {
+                *left -= 1;
+                return Some("RequestLimitExceeded");
+            }
+        }
+        match self.fail {
+            Some((o, k, code)) if o == op && k == n => Some(code),
+            _ => None,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+            && self.filters.is_empty()
+            && self.rules.is_empty()
+            && self.sessions.is_empty()
+    }
+}
+
+fn meta(code: &str) -> ErrorMetadata {
+    ErrorMetadata::builder()
+        .code(code)
+        .message(format!("injected {code}"))
+        .build()
+}
+
+const SOURCES: [(&str, &str, InstanceType); 3] = [
+    ("eni-0000000000000a001", "i-a001", InstanceType::M5Large),
+    ("eni-0000000000000a002", "i-a002", InstanceType::T3Micro),
+    ("eni-0000000000000c6c6", "i-c6c6", InstanceType::C6iLarge),
+];
+
+fn fake_ec2(state: Shared) -> aws_sdk_ec2::Client {
+    let s = state.clone();
+    let enis =
+        mock!(aws_sdk_ec2::Client::describe_network_interfaces).then_compute_response(move |req| {
+            let _ = &s;
+            let wanted = req.network_interface_ids();
+            let mut out = DescribeNetworkInterfacesOutput::builder();
+            for (eni, inst, _) in SOURCES {
+                if wanted.is_empty() || wanted.iter().any(|w| w == eni) {
+                    let vpc = if eni.ends_with("a002") {
+                        "vpc-other"
+                    } else {
+                        "vpc-1"
+                    };
+                    out = out.network_interfaces(
+                        NetworkInterface::builder()
+                            .network_interface_id(eni)
+                            .vpc_id(vpc)
+                            .mac_address(format!("02:00:00:00:{}:{}", &eni[17..19], &eni[19..21]))
+                            .interface_type(NetworkInterfaceType::Interface)
+                            .attachment(
+                                NetworkInterfaceAttachment::builder()
+                                    .instance_id(inst)
+                                    .build(),
+                            )
+                            .build(),
+                    );
+                }
+            }
+            MockResponse::Output(out.build())
+        });
+    let instances = mock!(aws_sdk_ec2::Client::describe_instances).then_compute_response(|req| {
+        let mut r = Reservation::builder();
+        for (_, inst, ty) in SOURCES {
+            if req.instance_ids().iter().any(|i| i == inst) {
+                r = r.instances(
+                    Instance::builder()
+                        .instance_id(inst)
+                        .instance_type(ty)
+                        .build(),
+                );
+            }
+        }
+        MockResponse::Output(
+            DescribeInstancesOutput::builder()
+                .reservations(r.build())
+                .build(),
+        )
+    });
+    let s = state.clone();
+    let describe_sessions = mock!(aws_sdk_ec2::Client::describe_traffic_mirror_sessions)
+        .then_compute_response(move |req| {
+            let mut st = s.lock().unwrap();
+            let mut out = DescribeTrafficMirrorSessionsOutput::builder();
+            let eni_filter: Vec<String> = req
+                .filters()
+                .iter()
+                .filter(|f| f.name() == Some("network-interface-id"))
+                .flat_map(|f| f.values().to_vec())
+                .collect();
+            let ids = req.traffic_mirror_session_ids().to_vec();
+            let mut listed: Vec<(String, String, i32)> = st
+                .sessions
+                .iter()
+                .map(|(id, (eni, n))| (id.clone(), eni.clone(), *n))
+                .collect();
+            // Recently deleted sessions linger for a few describes.
+            for (id, left) in st.deleted_sessions.iter_mut() {
+                if *left > 0 {
+                    *left -= 1;
+                    listed.push((id.clone(), "eni-gone".into(), 0));
+                }
+            }
+            for (id, eni, n) in listed {
+                if (eni_filter.is_empty() || eni_filter.contains(&eni))
+                    && (ids.is_empty() || ids.contains(&id))
+                {
+                    out = out.traffic_mirror_sessions(
+                        TrafficMirrorSession::builder()
+                            .traffic_mirror_session_id(id)
+                            .network_interface_id(eni)
+                            .session_number(n)
+                            .build(),
+                    );
+                }
+            }
+            MockResponse::Output(out.build())
+        });
+
+    macro_rules! create {
+        ($op:ident, $name:literal, $err:ident, $body:expr) => {{
+            let s = state.clone();
+            mock!(aws_sdk_ec2::Client::$op).then_compute_response(move |req| {
+                let mut st = s.lock().unwrap();
+                if let Some(code) = st.fault($name) {
+                    return MockResponse::Error($err::generic(meta(code)));
+                }
+                st.creates += 1;
+                #[allow(clippy::redundant_closure_call)]
+                MockResponse::Output(($body)(&mut *st, req))
+            })
+        }};
+    }
+    let create_target = create!(
+        create_traffic_mirror_target,
+        "CreateTrafficMirrorTarget",
+        CreateTrafficMirrorTargetError,
+        |st: &mut State, _req: &CreateTrafficMirrorTargetInput| {
+            let id = st.id("tmt");
+            st.targets.push(id.clone());
+            CreateTrafficMirrorTargetOutput::builder()
+                .traffic_mirror_target(
+                    TrafficMirrorTarget::builder()
+                        .traffic_mirror_target_id(id)
+                        .build(),
+                )
+                .build()
+        }
+    );
+    let create_filter = create!(
+        create_traffic_mirror_filter,
+        "CreateTrafficMirrorFilter",
+        CreateTrafficMirrorFilterError,
+        |st: &mut State, _req: &CreateTrafficMirrorFilterInput| {
+            let id = st.id("tmf");
+            st.filters.push(id.clone());
+            CreateTrafficMirrorFilterOutput::builder()
+                .traffic_mirror_filter(
+                    TrafficMirrorFilter::builder()
+                        .traffic_mirror_filter_id(id)
+                        .build(),
+                )
+                .build()
+        }
+    );
+    let create_rule = create!(
+        create_traffic_mirror_filter_rule,
+        "CreateTrafficMirrorFilterRule",
+        CreateTrafficMirrorFilterRuleError,
+        |st: &mut State, _req: &CreateTrafficMirrorFilterRuleInput| {
+            let id = st.id("tmfr");
+            st.rules.push(id.clone());
+            CreateTrafficMirrorFilterRuleOutput::builder()
+                .traffic_mirror_filter_rule(
+                    TrafficMirrorFilterRule::builder()
+                        .traffic_mirror_filter_rule_id(id)
+                        .build(),
+                )
+                .build()
+        }
+    );
+    let create_session = create!(
+        create_traffic_mirror_session,
+        "CreateTrafficMirrorSession",
+        CreateTrafficMirrorSessionError,
+        |st: &mut State, req: &CreateTrafficMirrorSessionInput| {
+            let id = st.id("tms");
+            st.sessions.insert(
+                id.clone(),
+                (
+                    req.network_interface_id().unwrap_or("").to_string(),
+                    req.session_number().unwrap_or(0),
+                ),
+            );
+            CreateTrafficMirrorSessionOutput::builder()
+                .traffic_mirror_session(
+                    TrafficMirrorSession::builder()
+                        .traffic_mirror_session_id(id)
+                        .build(),
+                )
+                .build()
+        }
+    );
+
+    macro_rules! delete {
+        ($op:ident, $name:literal, $err:ident, $out:ident, $body:expr) => {{
+            let s = state.clone();
+            mock!(aws_sdk_ec2::Client::$op).then_compute_response(move |req| {
+                let mut st = s.lock().unwrap();
+                if let Some(code) = st.fault($name) {
+                    return MockResponse::Error($err::generic(meta(code)));
+                }
+                #[allow(clippy::redundant_closure_call)]
+                match ($body)(&mut *st, req) {
+                    Ok(()) => MockResponse::Output($out::builder().build()),
+                    Err(code) => MockResponse::Error($err::generic(meta(code))),
+                }
+            })
+        }};
+    }
+    let delete_session = delete!(
+        delete_traffic_mirror_session,
+        "DeleteTrafficMirrorSession",
+        DeleteTrafficMirrorSessionError,
+        DeleteTrafficMirrorSessionOutput,
+        |st: &mut State, req: &DeleteTrafficMirrorSessionInput| {
+            let id = req.traffic_mirror_session_id().unwrap_or("").to_string();
+            match st.sessions.remove(&id) {
+                Some(_) => {
+                    let linger = st.linger;
+                    st.deleted_sessions.push((id, linger));
+                    Ok(())
+                }
+                None => Err("InvalidTrafficMirrorSessionId.NotFound"),
+            }
+        }
+    );
+    let delete_rule = delete!(
+        delete_traffic_mirror_filter_rule,
+        "DeleteTrafficMirrorFilterRule",
+        DeleteTrafficMirrorFilterRuleError,
+        DeleteTrafficMirrorFilterRuleOutput,
+        |st: &mut State, req: &DeleteTrafficMirrorFilterRuleInput| {
+            let id = req.traffic_mirror_filter_rule_id().unwrap_or("");
+            let before = st.rules.len();
+            st.rules.retain(|r| r != id);
+            if st.rules.len() < before {
+                Ok(())
+            } else {
+                Err("InvalidTrafficMirrorFilterRuleId.NotFound")
+            }
+        }
+    );
+    let delete_filter = delete!(
+        delete_traffic_mirror_filter,
+        "DeleteTrafficMirrorFilter",
+        DeleteTrafficMirrorFilterError,
+        DeleteTrafficMirrorFilterOutput,
+        |st: &mut State, req: &DeleteTrafficMirrorFilterInput| {
+            if !st.sessions.is_empty() || st.deleted_sessions.iter().any(|(_, l)| *l > 0) {
+                return Err("TrafficMirrorFilterInUse");
+            }
+            let id = req.traffic_mirror_filter_id().unwrap_or("");
+            let before = st.filters.len();
+            st.filters.retain(|f| f != id);
+            if st.filters.len() < before {
+                Ok(())
+            } else {
+                Err("InvalidTrafficMirrorFilterId.NotFound")
+            }
+        }
+    );
+    let delete_target = delete!(
+        delete_traffic_mirror_target,
+        "DeleteTrafficMirrorTarget",
+        DeleteTrafficMirrorTargetError,
+        DeleteTrafficMirrorTargetOutput,
+        |st: &mut State, req: &DeleteTrafficMirrorTargetInput| {
+            if !st.sessions.is_empty() {
+                return Err("TrafficMirrorTargetInUseException");
+            }
+            let id = req.traffic_mirror_target_id().unwrap_or("");
+            let before = st.targets.len();
+            st.targets.retain(|t| t != id);
+            if st.targets.len() < before {
+                Ok(())
+            } else {
+                Err("InvalidTrafficMirrorTargetId.NotFound")
+            }
+        }
+    );
+    let rules: Vec<Rule> = vec![
+        enis,
+        instances,
+        describe_sessions,
+        create_target,
+        create_filter,
+        create_rule,
+        create_session,
+        delete_session,
+        delete_rule,
+        delete_filter,
+        delete_target,
+    ];
+    // Retries are ours to test (teardown's own loop), not the SDK's.
+    mock_client!(aws_sdk_ec2, RuleMode::MatchAny, &rules, |c| c
+        .retry_config(aws_sdk_ec2::config::retry::RetryConfig::disabled()))
+}
+
+fn aws_with(state: Shared) -> Aws {
+    Aws {
+        ec2: fake_ec2(state),
+        sts: mock_client!(aws_sdk_sts, RuleMode::MatchAny, &Vec::<Rule>::new()),
+        ssm: mock_client!(aws_sdk_ssm, RuleMode::MatchAny, &Vec::<Rule>::new()),
+        region: "eu-west-1".into(),
+        profile: None,
+    }
+}
+
+fn request(enis: &[&str]) -> Request {
+    Request {
+        enis: enis.iter().map(|s| s.to_string()).collect(),
+        vpc: Some("vpc-1".into()),
+        ..Default::default()
+    }
+}
+
+fn run(state: &Shared, req: &Request) -> (Result<Vec<String>, String>, bool) {
+    let aws = aws_with(state.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut ledger = Ledger::create(
+            dir.path(),
+            "20261122120000-test",
+            None,
+            "eu-west-1",
+            "arn:aws:iam::1:user/t",
+        )
+        .unwrap();
+        let stop = AtomicBool::new(false);
+        let r = provision(
+            &aws,
+            req,
+            &Target::Eni("eni-0000000000000c011".into()),
+            &mut ledger,
+            &stop,
+            &|_| {},
+        )
+        .await;
+        let report = teardown(&aws, &mut ledger, Duration::from_secs(20)).await;
+        let ledger_gone = Ledger::all_in(dir.path()).is_empty();
+        (
+            r.map(|p| p.sessions)
+                .inspect_err(|_| assert!(report.left.is_empty(), "{:?}", report.left)),
+            ledger_gone,
+        )
+    })
+}
+
+#[test]
+fn happy_path_creates_then_removes_everything() {
+    let state = Shared::default();
+    let (r, ledger_gone) = run(&state, &request(&["eni-0000000000000a001"]));
+    assert_eq!(r.unwrap().len(), 1);
+    let st = state.lock().unwrap();
+    assert_eq!(
+        st.creates,
+        1 + 1 + 4 + 1,
+        "target, filter, 4 rules, 1 session"
+    );
+    assert!(st.is_empty(), "teardown removed everything");
+    assert!(ledger_gone);
+}
+
+/// A failure at every provisioning step leaves nothing behind.
+#[test]
+fn failure_at_every_step_rolls_back() {
+    let steps: Vec<(&'static str, usize)> = vec![
+        ("CreateTrafficMirrorTarget", 1),
+        ("CreateTrafficMirrorFilter", 1),
+        ("CreateTrafficMirrorFilterRule", 1),
+        ("CreateTrafficMirrorFilterRule", 3),
+        ("CreateTrafficMirrorFilterRule", 4),
+        ("CreateTrafficMirrorSession", 1),
+    ];
+    for (op, nth) in steps {
+        for code in ["UnauthorizedOperation", "InternalError"] {
+            let state = Shared::default();
+            state.lock().unwrap().fail = Some((op, nth, code));
+            let (r, ledger_gone) = run(&state, &request(&["eni-0000000000000a001"]));
+            let err = r.expect_err("the injected failure must surface");
+            assert!(err.contains(op), "{op}#{nth}: {err}");
+            if code == "UnauthorizedOperation" {
+                assert!(
+                    err.starts_with("Permission missing: AWS denied ec2:"),
+                    "{err}"
+                );
+            }
+            let st = state.lock().unwrap();
+            assert!(
+                st.is_empty(),
+                "{op}#{nth} {code}: left {:?} {:?} {:?} {:?}",
+                st.targets,
+                st.filters,
+                st.rules,
+                st.sessions
+            );
+            assert!(ledger_gone, "{op}#{nth}: ledger finished");
+        }
+    }
+}
+
+#[test]
+fn throttling_and_in_use_are_waited_out_during_teardown() {
+    let state = Shared::default();
+    {
+        let mut st = state.lock().unwrap();
+        st.throttle.insert("DeleteTrafficMirrorSession", 2);
+        st.throttle.insert("DeleteTrafficMirrorFilter", 1);
+        st.linger = 3;
+    }
+    let (r, ledger_gone) = run(&state, &request(&["eni-0000000000000a001"]));
+    assert!(r.is_ok());
+    let st = state.lock().unwrap();
+    assert!(st.is_empty());
+    assert!(ledger_gone);
+    assert!(
+        st.calls["DeleteTrafficMirrorSession"] >= 3,
+        "throttled calls retried"
+    );
+}
+
+#[test]
+fn bad_requests_are_refused_before_anything_is_created() {
+    for (enis, needle) in [
+        (
+            &["eni-0000000000000c6c6"][..],
+            "cannot be mirrored: AWS does not support traffic mirroring from c6i",
+        ),
+        (
+            &["eni-0000000000000a002"][..],
+            "is in vpc-other, not in the chosen VPC vpc-1",
+        ),
+        (
+            &["eni-00000000000000bad"][..],
+            "not found in region eu-west-1",
+        ),
+        (&["eni-0000000000000c011"][..], "not found in region"),
+    ] {
+        let state = Shared::default();
+        let (r, _) = run(&state, &request(enis));
+        let err = r.unwrap_err();
+        assert!(err.contains(needle), "{enis:?}: {err}");
+        assert_eq!(
+            state.lock().unwrap().creates,
+            0,
+            "{enis:?}: nothing created"
+        );
+    }
+}
+
+#[test]
+fn an_eni_with_three_sessions_is_refused_and_a_free_number_is_chosen() {
+    let state = Shared::default();
+    {
+        let mut st = state.lock().unwrap();
+        for (i, n) in [1, 2, 32_766].iter().enumerate() {
+            st.sessions
+                .insert(format!("tms-ids{i}"), ("eni-0000000000000a001".into(), *n));
+        }
+    }
+    let (r, _) = run(&state, &request(&["eni-0000000000000a001"]));
+    let err = r.unwrap_err();
+    assert!(err.contains("already has 3 mirror sessions"), "{err}");
+    assert_eq!(state.lock().unwrap().creates, 0);
+    // With two production sessions, ours takes the lowest priority that is free.
+    let state = Shared::default();
+    {
+        let mut st = state.lock().unwrap();
+        st.sessions
+            .insert("tms-ids0".into(), ("eni-0000000000000a001".into(), 1));
+        st.sessions
+            .insert("tms-ids1".into(), ("eni-0000000000000a001".into(), 32_766));
+    }
+    let aws = aws_with(state.clone());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (_, numbers) = rt
+        .block_on(awsvpc::aws::provision::preflight(
+            &aws,
+            &request(&["eni-0000000000000a001"]),
+            None,
+        ))
+        .unwrap();
+    assert_eq!(numbers, vec![32_765]);
+}
