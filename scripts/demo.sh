@@ -46,6 +46,11 @@ kill -INT $ts; wait $ts || true
 
 echo
 echo "flags: 0x1 = inbound to the mirrored ENI, 0x2 = outbound"
-same=$(cmp -s <(tshark -r "$work/awsvpc.pcapng" -T fields -e frame.len -x 2>/dev/null | grep -v '^[0-9]*$') \
-             <(tshark -r "$work/direct.pcap" -T fields -e frame.len -x 2>/dev/null | grep -v '^[0-9]*$') && echo yes || echo NO)
-echo "awsvpc delivered $(tshark -r "$work/awsvpc.pcapng" 2>/dev/null | wc -l) frames; tcpdump on the mirrored veth saw $want; byte-identical: $same"
+# One line of hex per frame; sorted, because frames crossing on the wire in opposite
+# directions may reach the mirror in either order.
+hexes() {
+  tshark -r "$1" -x -o tcp.desegment_tcp_streams:FALSE -o ip.defragment:FALSE 2>/dev/null |
+    awk 'BEGIN{RS="";ORS="\n"}{gsub(/\n/," ");print}' | sort
+}
+same=$(cmp -s <(hexes "$work/awsvpc.pcapng") <(hexes "$work/direct.pcap") && echo yes || echo NO)
+echo "awsvpc delivered $(tshark -r "$work/awsvpc.pcapng" 2>/dev/null | wc -l) frames; tcpdump on the mirrored veth saw $want; the same frames, byte for byte: $same"

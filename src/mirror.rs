@@ -25,43 +25,40 @@ pub struct Mirror {
     pub sessions: Vec<String>,
 }
 
-/// This instance's ENI, found through instance metadata (IMDS) and its MAC address.
-async fn local_eni(aws: &Aws) -> Result<(String, Option<String>), String> {
+/// This instance's ENI and private IP, from instance metadata (IMDS): the primary MAC,
+/// then that interface's id and address. No EC2 call is needed.
+async fn local_eni() -> Result<(String, Option<String>), String> {
     let imds = aws_config::imds::Client::builder().build();
     let unreachable = |e: &dyn std::fmt::Display| {
         format!(
             "--collector local with --eni needs this machine's ENI from EC2 instance metadata, which is not reachable ({e}); run awsvpc on an EC2 instance in the mirrored VPC, or clear --eni to receive VXLAN that is already mirrored here."
         )
     };
-    let mac: String = imds
-        .get("/latest/meta-data/mac")
+    let get = |path: String| {
+        let imds = imds.clone();
+        async move {
+            imds.get(path)
+                .await
+                .map(|v| String::from(v).trim().to_string())
+        }
+    };
+    let mac = get("/latest/meta-data/mac".into())
         .await
-        .map_err(|e| unreachable(&e))?
-        .into();
-    let mac = mac.trim().to_string();
-    let r = aws
-        .ec2
-        .describe_network_interfaces()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("mac-address")
-                .values(&mac)
-                .build(),
-        )
-        .send()
+        .map_err(|e| unreachable(&e))?;
+    let base = format!("/latest/meta-data/network/interfaces/macs/{mac}");
+    let eni = get(format!("{base}/interface-id"))
         .await
-        .map_err(|e| {
-            crate::aws::errors::explain("ec2:DescribeNetworkInterfaces", &e, aws.profile.as_deref())
-        })?;
-    let ni = r
-        .network_interfaces()
-        .iter()
-        .find(|n| n.mac_address().is_some_and(|m| m.eq_ignore_ascii_case(&mac)))
-        .ok_or_else(|| format!("This machine's ENI (MAC {mac}) is not in region {}; set --region to this instance's region.", aws.region))?;
-    Ok((
-        ni.network_interface_id().unwrap_or_default().to_string(),
-        ni.private_ip_address().map(str::to_string),
-    ))
+        .map_err(|e| unreachable(&e))?;
+    if !eni.starts_with("eni-") {
+        return Err(format!(
+            "Instance metadata gave {eni:?} as this machine's ENI, which is not an ENI id."
+        ));
+    }
+    let ip = get(format!("{base}/local-ipv4s"))
+        .await
+        .ok()
+        .and_then(|v| v.lines().next().map(str::to_string));
+    Ok((eni, ip))
 }
 
 impl Mirror {
@@ -105,7 +102,7 @@ impl Mirror {
             }
         }
         status("Finding this machine's ENI");
-        let (target_eni, collector_ip) = rt.block_on(local_eni(&aws))?;
+        let (target_eni, collector_ip) = rt.block_on(local_eni())?;
         log_info!(
             "collector ENI {target_eni} ({})",
             collector_ip.as_deref().unwrap_or("no IP")

@@ -133,6 +133,7 @@ fn live_tshark_capture_equals_direct_tcpdump() {
         work.path().join("direct.pcap"),
         work.path().join("direct-in.pcap"),
     );
+    let outbound_file = work.path().join("direct-out.pcap");
 
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", &tb.ns("col"), "tshark", "-i", "awsvpc"])
@@ -150,7 +151,11 @@ fn live_tshark_capture_equals_direct_tcpdump() {
     wait_text(&log, "listening on");
 
     let mut dumps = Vec::new();
-    for (file, extra) in [(&all, &[][..]), (&inbound, &["-Q", "in"][..])] {
+    for (file, extra) in [
+        (&all, &[][..]),
+        (&inbound, &["-Q", "in"][..]),
+        (&outbound_file, &["-Q", "out"][..]),
+    ] {
         let err = file.with_extension("err");
         let mut c = Command::new("ip");
         c.args([
@@ -198,9 +203,18 @@ fn live_tshark_capture_equals_direct_tcpdump() {
 
     let ours = read_pcapng(&std::fs::read(&out).unwrap());
     assert_eq!(ours.interfaces, vec!["eni-testbed"]);
-    let frames: Vec<&Vec<u8>> = ours.frames.iter().map(|f| &f.3).collect();
-    let direct_refs: Vec<&Vec<u8>> = direct.iter().collect();
-    assert_eq!(frames, direct_refs, "byte for byte and in order");
+    // Byte for byte: the same frames as the direct capture.
+    let mut got: Vec<&Vec<u8>> = ours.frames.iter().map(|f| &f.3).collect();
+    let mut want: Vec<&Vec<u8>> = direct.iter().collect();
+    let interleaved = got.iter().zip(&want).filter(|(a, b)| a != b).count();
+    got.sort();
+    want.sort();
+    assert!(
+        got == want,
+        "awsvpc delivered {} frames, tcpdump saw {}; the frames differ",
+        got.len(),
+        want.len()
+    );
     for f in &ours.frames {
         assert_eq!(
             f.2 as usize,
@@ -208,28 +222,29 @@ fn live_tshark_capture_equals_direct_tcpdump() {
             "whole frames: original length = captured"
         );
     }
-    // Direction: tcpdump -Q in is an independent account of what vs received.
-    let mut expected_in: Vec<Vec<u8>> = read_capture_frames(&inbound);
-    let mut got_in: Vec<Vec<u8>> = ours
-        .frames
-        .iter()
-        .filter(|f| f.1 == Some(1))
-        .map(|f| f.3.clone())
-        .collect();
-    expected_in.sort();
-    got_in.sort();
-    assert_eq!(got_in, expected_in, "inbound flags");
-    let outbound = ours.frames.iter().filter(|f| f.1 == Some(2)).count();
-    assert_eq!(
-        outbound + expected_in.len(),
-        ours.frames.len(),
-        "every other frame is outbound"
+    // In order within each direction, against tcpdump -Q in / -Q out, which also check the
+    // direction flags independently. Across directions the kernel mirrors egress before
+    // tcpdump's tap and ingress after it, so two frames crossing on the wire may swap
+    // places; AWS promises no cross-direction order either.
+    let of = |flag: u32| -> Vec<Vec<u8>> {
+        ours.frames
+            .iter()
+            .filter(|f| f.1 == Some(flag))
+            .map(|f| f.3.clone())
+            .collect()
+    };
+    let (expected_in, expected_out) = (
+        read_capture_frames(&inbound),
+        read_capture_frames(&outbound_file),
     );
+    assert_eq!(of(1), expected_in, "inbound frames, flags and order");
+    assert_eq!(of(2), expected_out, "outbound frames, flags and order");
     // dumpcap keeps our IDBs and EPBs but not the ISBs it reads from a pipe.
     eprintln!(
-        "{} frames matched ({} inbound, {outbound} outbound)",
-        frames.len(),
-        expected_in.len()
+        "{} frames matched ({} inbound, {} outbound; {interleaved} positions differ only by cross-direction interleaving)",
+        ours.frames.len(),
+        expected_in.len(),
+        expected_out.len()
     );
 }
 

@@ -1,12 +1,18 @@
 #!/usr/bin/env python3
 """A stand-in for EC2 instance metadata (IMDSv2) on loopback, for tests: awsvpc asks it for
-this machine's MAC to find the collector's ENI. Usage: fake_imds.py PORTFILE MAC
+this machine's MAC, ENI id and address to make its ENI the mirror target.
+Usage: fake_imds.py PORTFILE MAC ENI_ID IPV4
 Binds 127.0.0.1 on a free port and writes the port to PORTFILE once it accepts."""
 import http.server
 import os
 import sys
 
-port_file, mac = sys.argv[1], sys.argv[2]
+port_file, mac, eni, ip = sys.argv[1:5]
+paths = {
+    "/latest/meta-data/mac": mac,
+    f"/latest/meta-data/network/interfaces/macs/{mac}/interface-id": eni,
+    f"/latest/meta-data/network/interfaces/macs/{mac}/local-ipv4s": ip,
+}
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -31,8 +37,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         if self.headers.get("x-aws-ec2-metadata-token") != "test-token":
             return self._send(401, "unauthorized")
-        if self.path == "/latest/meta-data/mac":
-            return self._send(200, mac)
+        if self.path in paths:
+            return self._send(200, paths[self.path])
         self._send(404, "not found")
 
     def log_message(self, *args):

@@ -201,9 +201,29 @@ def probe(endpoint):
             inst[role] = {"id": i["InstanceId"],
                           "eni": (i.get("NetworkInterfaces") or [{}])[0].get("NetworkInterfaceId")}
     emit(f"   instances: {short(inst)}")
+    for role, v in inst.items():
+        if v.get("eni"):
+            continue
+        emit(f"   {role} instance has no ENI -> fallback: create_network_interface + attach")
+        r = call(f"create_network_interface ({role})", ec2.create_network_interface,
+                 lambda r: {k: r["NetworkInterface"].get(k) for k in
+                            ("NetworkInterfaceId", "PrivateIpAddress", "MacAddress", "SubnetId", "VpcId")},
+                 SubnetId=subnet_id, Groups=[sg_id] if sg_id else [], Description=f"probe {role}",
+                 TagSpecifications=[{"ResourceType": "network-interface", "Tags": TAGS}])
+        if r:
+            v["eni"] = r["NetworkInterface"]["NetworkInterfaceId"]
+            call(f"attach_network_interface ({role}, DeviceIndex=1)", ec2.attach_network_interface, lambda r: r,
+                 NetworkInterfaceId=v["eni"], InstanceId=v["id"], DeviceIndex=1)
+    if any(v.get("eni") for v in inst.values()):
+        call("describe_instances (ENIs after fallback attach)", ec2.describe_instances,
+             lambda r: [(i["InstanceId"], [n.get("NetworkInterfaceId") for n in i.get("NetworkInterfaces", [])])
+                        for res in r.get("Reservations", []) for i in res.get("Instances", [])],
+             InstanceIds=[v["id"] for v in inst.values()])
     tgt_eni = inst.get("target", {}).get("eni")
     src_eni = inst.get("source", {}).get("eni")
 
+    di = lambda r: [(i["InstanceId"], i.get("State", {}).get("Name"))  # noqa: E731
+                    for res in r.get("Reservations", []) for i in res.get("Instances", [])]
     nis = lambda r: [{"Id": n["NetworkInterfaceId"], "Mac": n.get("MacAddress"),  # noqa: E731
                       "Ip": n.get("PrivateIpAddress"), "Vpc": n.get("VpcId"),
                       "Inst": n.get("Attachment", {}).get("InstanceId"),
@@ -221,11 +241,24 @@ def probe(endpoint):
     call("describe_network_interfaces Filters attachment.instance-id=<source>",
          ec2.describe_network_interfaces, nis,
          Filters=[{"Name": "attachment.instance-id", "Values": [inst.get("source", {}).get("id")]}])
+    src_mac = None
+    r = call("describe_network_interfaces NetworkInterfaceIds=[<source eni>]", ec2.describe_network_interfaces, nis,
+             NetworkInterfaceIds=[src_eni] if src_eni else ["eni-x"])
+    if r and r.get("NetworkInterfaces"):
+        src_mac = r["NetworkInterfaces"][0].get("MacAddress")
+    call(f"describe_network_interfaces Filters mac-address={src_mac}", ec2.describe_network_interfaces, nis,
+         Filters=[{"Name": "mac-address", "Values": [src_mac or "02:00:00:00:00:00"]}])
+    call("describe_security_groups Filters tag-key=awsvpc:managed", ec2.describe_security_groups,
+         lambda r: [g["GroupId"] for g in r.get("SecurityGroups", [])],
+         Filters=[{"Name": "tag-key", "Values": ["awsvpc:managed"]}])
+    call("describe_security_groups Filters tag-key=nomatch", ec2.describe_security_groups,
+         lambda r: [g["GroupId"] for g in r.get("SecurityGroups", [])],
+         Filters=[{"Name": "tag-key", "Values": ["nomatch"]}])
+    call("describe_instances Filters tag-key=nomatch", ec2.describe_instances, di,
+         Filters=[{"Name": "tag-key", "Values": ["nomatch"]}])
     call("describe_network_interfaces NetworkInterfaceIds=[eni-0000000000000dead]",
          ec2.describe_network_interfaces, nis, NetworkInterfaceIds=["eni-0000000000000dead"])
 
-    di = lambda r: [(i["InstanceId"], i.get("State", {}).get("Name"))  # noqa: E731
-                    for res in r.get("Reservations", []) for i in res.get("Instances", [])]
     call("describe_instances Filters tag:awsvpc:run-id=<run>", ec2.describe_instances, di,
          Filters=[{"Name": "tag:awsvpc:run-id", "Values": [RUN_ID]}])
     call("describe_instances Filters tag:awsvpc:run-id=nomatch", ec2.describe_instances, di,
@@ -558,7 +591,12 @@ def main():
         emit(f"# server log: {log_path}")
         log = open(log_path, "w")
         proc = subprocess.Popen(shlex.split(args.spawn), stdout=log, stderr=subprocess.STDOUT)
-        t_tcp, t_ready = wait_ready(args.endpoint, proc)
+        try:
+            t_tcp, t_ready = wait_ready(args.endpoint, proc)
+        except BaseException:
+            proc.terminate()
+            proc.wait(timeout=10)
+            raise
         emit(f"# startup: tcp-accept after {t_tcp*1000:.0f} ms, first OK GetCallerIdentity after "
              f"{t_ready*1000:.0f} ms")
     try:

@@ -1,0 +1,479 @@
+//! The AWS control plane end to end against an emulator running as a separate process on
+//! loopback: discovery (reload), provisioning, a live capture from the namespace testbed
+//! through tshark, teardown, and nothing left afterwards, checked with Describe calls.
+//!
+//! Everything AWS-related runs inside the testbed's collector namespace: the emulator, a
+//! fake instance-metadata service, tshark with awsvpc, and this test's own checks (from a
+//! thread that entered the namespace). Traffic therefore only ever reaches that namespace's
+//! loopback; the addresses the emulator invents are never dialled.
+
+mod common;
+use aws_sdk_ec2::types::{Filter, InstanceType, ResourceType, Tag, TagSpecification};
+use common::*;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const EMULATOR_PORT: u16 = 5555;
+
+/// The emulator: wb-mini (tests/emulator/wb-mini, winterbaume's EC2/STS/SSM on loopback),
+/// the only one found that implements the whole traffic-mirror lifecycle with AWS's error
+/// codes (tests/emulator/NOTES.md). moto lacks filter rules and target/filter deletion.
+fn emulator() -> Option<Vec<String>> {
+    let home = std::env::var("HOME").unwrap_or_default();
+    ["wb-mini".to_string(), format!("{home}/.cargo/bin/wb-mini")]
+        .into_iter()
+        .find(|w| have(w) || Path::new(w).exists())
+        .map(|w| {
+            vec![
+                w,
+                "--host".into(),
+                "127.0.0.1".into(),
+                "--port".into(),
+                EMULATOR_PORT.to_string(),
+            ]
+        })
+}
+
+/// Runs `f` on a thread inside network namespace `ns`; sockets it opens live there.
+fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let fd = std::fs::File::open(&path).unwrap();
+        // SAFETY: setns on this thread only, with a namespace fd we opened.
+        assert_eq!(
+            unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) },
+            0,
+            "setns {path}"
+        );
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+fn ec2() -> aws_sdk_ec2::Client {
+    let conf = aws_sdk_ec2::Config::builder()
+        .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+        .region(aws_sdk_ec2::config::Region::new("us-east-1"))
+        .endpoint_url(format!("http://127.0.0.1:{EMULATOR_PORT}"))
+        .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+            "AKIDTEST", "secret", None, None, "test",
+        ))
+        .retry_config(aws_sdk_ec2::config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_ec2::Client::from_conf(conf)
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+struct World {
+    vpc: String,
+    source_eni: String,
+    collector_eni: String,
+}
+
+/// A VPC with a source instance (m5.large: can be mirrored) and a collector instance, each
+/// with an ENI (the emulator gives instances none of their own, so ENIs are attached).
+fn seed() -> World {
+    rt().block_on(async {
+        let c = ec2();
+        // The emulator accepts connections before its services answer.
+        for _ in 0..400 {
+            if c.describe_regions().send().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let vpc = c
+            .create_vpc()
+            .cidr_block("10.77.0.0/16")
+            .send()
+            .await
+            .unwrap()
+            .vpc()
+            .unwrap()
+            .vpc_id()
+            .unwrap()
+            .to_string();
+        let subnet = c
+            .create_subnet()
+            .vpc_id(&vpc)
+            .cidr_block("10.77.1.0/24")
+            .availability_zone("us-east-1a")
+            .send()
+            .await
+            .unwrap()
+            .subnet()
+            .unwrap()
+            .subnet_id()
+            .unwrap()
+            .to_string();
+        let mut enis = Vec::new();
+        for (ty, name) in [
+            (InstanceType::M5Large, "web-1"),
+            (InstanceType::T3Micro, "collector"),
+        ] {
+            let r = c
+                .run_instances()
+                .image_id("ami-12c6146b")
+                .instance_type(ty)
+                .min_count(1)
+                .max_count(1)
+                .subnet_id(&subnet)
+                .tag_specifications(
+                    TagSpecification::builder()
+                        .resource_type(ResourceType::Instance)
+                        .tags(Tag::builder().key("Name").value(name).build())
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+            let instance = r.instances()[0].instance_id().unwrap().to_string();
+            let eni = match r.instances()[0]
+                .network_interfaces()
+                .first()
+                .and_then(|n| n.network_interface_id())
+            {
+                Some(e) => e.to_string(),
+                None => {
+                    let e = c
+                        .create_network_interface()
+                        .subnet_id(&subnet)
+                        .send()
+                        .await
+                        .unwrap();
+                    let id = e
+                        .network_interface()
+                        .unwrap()
+                        .network_interface_id()
+                        .unwrap()
+                        .to_string();
+                    c.attach_network_interface()
+                        .network_interface_id(&id)
+                        .instance_id(&instance)
+                        .device_index(1)
+                        .send()
+                        .await
+                        .unwrap();
+                    id
+                }
+            };
+            enis.push(eni);
+        }
+        World {
+            vpc,
+            source_eni: enis[0].clone(),
+            collector_eni: enis[1].clone(),
+        }
+    })
+}
+
+/// Every awsvpc-tagged traffic-mirror resource the emulator still has.
+fn leftovers() -> Vec<String> {
+    rt().block_on(async {
+        let c = ec2();
+        let managed = |t: &[Tag]| t.iter().any(|t| t.key() == Some("awsvpc:managed"));
+        let mut left = Vec::new();
+        for s in c
+            .describe_traffic_mirror_sessions()
+            .send()
+            .await
+            .unwrap()
+            .traffic_mirror_sessions()
+        {
+            if managed(s.tags()) {
+                left.push(s.traffic_mirror_session_id().unwrap_or("").to_string());
+            }
+        }
+        for f in c
+            .describe_traffic_mirror_filters()
+            .send()
+            .await
+            .unwrap()
+            .traffic_mirror_filters()
+        {
+            if managed(f.tags()) {
+                left.push(f.traffic_mirror_filter_id().unwrap_or("").to_string());
+            }
+        }
+        for t in c
+            .describe_traffic_mirror_targets()
+            .send()
+            .await
+            .unwrap()
+            .traffic_mirror_targets()
+        {
+            if managed(t.tags()) {
+                left.push(t.traffic_mirror_target_id().unwrap_or("").to_string());
+            }
+        }
+        left
+    })
+}
+
+/// The live sessions on the source ENI: (VNI, tags).
+fn sessions_on(eni: String) -> Vec<(i32, Vec<(String, String)>)> {
+    rt().block_on(async {
+        ec2()
+            .describe_traffic_mirror_sessions()
+            .filters(
+                Filter::builder()
+                    .name("network-interface-id")
+                    .values(&eni)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .traffic_mirror_sessions()
+            .iter()
+            .filter(|s| s.network_interface_id() == Some(eni.as_str()))
+            .map(|s| {
+                (
+                    s.virtual_network_id().unwrap_or(-1),
+                    s.tags()
+                        .iter()
+                        .map(|t| (t.key().unwrap_or("").into(), t.value().unwrap_or("").into()))
+                        .collect(),
+                )
+            })
+            .collect()
+    })
+}
+
+struct Killer(Vec<Child>);
+impl Drop for Killer {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn aws_env(cmd: &mut Command, imds_port: u16, state: &Path) {
+    cmd.env(
+        "AWS_ENDPOINT_URL",
+        format!("http://127.0.0.1:{EMULATOR_PORT}"),
+    )
+    .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
+    .env("AWS_SECRET_ACCESS_KEY", "secret")
+    .env("AWS_REGION", "us-east-1")
+    .env("AWS_MAX_ATTEMPTS", "1")
+    .env(
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+        format!("http://127.0.0.1:{imds_port}"),
+    )
+    .env("AWSVPC_STATE_DIR", state)
+    .env_remove("AWS_PROFILE");
+}
+
+#[test]
+fn discovery_provision_capture_teardown_nothing_left() {
+    let Some(emu) = emulator() else {
+        if must_run_system_tests() {
+            panic!("no AWS emulator installed (winterbaume-server or moto_server); .ci/run installs one");
+        }
+        eprintln!("skipping: no AWS emulator installed");
+        return;
+    };
+    if !system_ready(
+        &["tshark", "ip", "tc", "curl", "dig", "ping", "ss", "python3"],
+        true,
+    ) {
+        return;
+    }
+    let prefix = format!("awl{}", std::process::id() % 100_000);
+    let tb = TestbedGuard::up(&prefix);
+    let col = format!("{prefix}-col");
+    let work = tempfile::tempdir().unwrap();
+    let mut procs = Killer(Vec::new());
+
+    let mut e = Command::new("ip");
+    e.args(["netns", "exec", &col])
+        .args(&emu)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(work.path().join("emulator.log")).unwrap());
+    procs.0.push(e.spawn().unwrap());
+    let world = in_netns(&col, seed);
+
+    let port_file = work.path().join("imds.port");
+    let mut imds = Command::new("ip");
+    imds.args(["netns", "exec", &col, "python3"])
+        .arg(repo().join("tests/emulator/fake_imds.py"))
+        .arg(&port_file)
+        .args(["02:00:00:00:c0:11", &world.collector_eni, "10.77.1.10"]);
+    procs.0.push(imds.spawn().unwrap());
+    let imds_port: u16 = wait_for(Duration::from_secs(20), "fake IMDS", || {
+        std::fs::read_to_string(&port_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    });
+    let state = work.path().join("state");
+    let home = tempfile::tempdir().unwrap();
+    let o = run(Command::new(bin())
+        .args(["install", "--symlink"])
+        .env("HOME", home.path()));
+    assert!(o.status.success());
+
+    // Discovery: the reload the options dialog makes for the ENI list.
+    let mut reload = Command::new("ip");
+    reload.args(["netns", "exec", &col]).arg(bin()).args([
+        "--extcap-config",
+        "--extcap-interface",
+        "awsvpc",
+        "--extcap-reload-option",
+        "eni",
+        "--vpc",
+        &world.vpc,
+    ]);
+    aws_env(&mut reload, imds_port, &state);
+    let listing = String::from_utf8_lossy(&run(&mut reload).stdout).to_string();
+    assert!(
+        listing.contains(&format!("{{value={}}}", world.source_eni)),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("web-1") && listing.contains("m5.large"),
+        "{listing}"
+    );
+
+    // Capture: provisioning with the testbed's VNI, so its kernel VXLAN maps to the session.
+    let log = work.path().join("awsvpc.log");
+    let out = work.path().join("capture.pcapng");
+    let mut ts = Command::new("ip");
+    ts.args(["netns", "exec", &col, "tshark", "-i", "awsvpc", "-w"])
+        .arg(&out)
+        .args([
+            "-o",
+            "extcap.awsvpc.collector:local",
+            "-o",
+            &format!("extcap.awsvpc.eni:{}", world.source_eni),
+        ])
+        .args([
+            "-o",
+            &format!("extcap.awsvpc.vpc:{}", world.vpc),
+            "-o",
+            "extcap.awsvpc.vni:4242",
+        ])
+        .args([
+            "-o",
+            "extcap.awsvpc.loglevel:debug",
+            "-o",
+            &format!("extcap.awsvpc.logfile:{}", log.display()),
+        ])
+        .env("HOME", home.path())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(work.path().join("tshark.err")).unwrap());
+    aws_env(&mut ts, imds_port, &state);
+    let mut tshark = ts.spawn().unwrap();
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for(
+        Duration::from_secs(60),
+        "provisioning and listening",
+        || {
+            let l = log_text();
+            assert!(!l.contains("fatal:"), "{l}");
+            l.contains("listening on").then_some(())
+        },
+    );
+    let live = in_netns(&col, {
+        let eni = world.source_eni.clone();
+        move || sessions_on(eni)
+    });
+    assert_eq!(live.len(), 1, "one session on the source ENI: {live:?}");
+    assert_eq!(live[0].0, 4242);
+    let tag = |k: &str| {
+        live[0]
+            .1
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(tag("awsvpc:managed").as_deref(), Some("true"));
+    assert!(tag("awsvpc:run-id").is_some() && tag("awsvpc:expires").is_some());
+    assert!(tag("awsvpc:created-by").is_some_and(|a| a.starts_with("arn:")));
+    let ledgers = std::fs::read_dir(&state).unwrap().count();
+    assert_eq!(ledgers, 1, "the run's ledger exists while capturing");
+
+    let t = tb.sh(&["traffic"]);
+    assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
+    wait_for(Duration::from_secs(30), "mirrored packets", || {
+        log_text()
+            .lines()
+            .rev()
+            .find_map(|l| {
+                l.split("] ")
+                    .nth(1)?
+                    .split(" packets,")
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .filter(|n| *n >= 40)
+    });
+    kill(tshark.id(), libc::SIGINT);
+    let status = wait_for(Duration::from_secs(40), "tshark exit", || {
+        tshark.try_wait().unwrap()
+    });
+    let err = std::fs::read_to_string(work.path().join("tshark.err")).unwrap();
+    assert!(status.success(), "{err}");
+    assert!(!err.contains("Error by extcap pipe"), "{err}");
+
+    let pcap = read_pcapng(&std::fs::read(&out).unwrap());
+    assert_eq!(
+        pcap.interfaces,
+        vec![world.source_eni.clone()],
+        "frames named after the mirrored ENI"
+    );
+    assert!(pcap.frames.len() >= 40);
+    let l = log_text();
+    assert!(l.contains("teardown of run"), "{l}");
+    assert!(
+        in_netns(&col, leftovers).is_empty(),
+        "nothing left in the account"
+    );
+    assert_eq!(
+        std::fs::read_dir(&state).unwrap().count(),
+        0,
+        "ledger finished"
+    );
+    drop(procs);
+    drop(tb);
+}
+
+struct TestbedGuard {
+    prefix: String,
+}
+
+impl TestbedGuard {
+    fn up(prefix: &str) -> Self {
+        let g = TestbedGuard {
+            prefix: prefix.to_string(),
+        };
+        let o = g.sh(&["up"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        g
+    }
+
+    fn sh(&self, args: &[&str]) -> std::process::Output {
+        run(Command::new("bash")
+            .arg(repo().join("tests/testbed/netns.sh"))
+            .args(args)
+            .env("TESTBED_PREFIX", &self.prefix))
+    }
+}
+
+impl Drop for TestbedGuard {
+    fn drop(&mut self) {
+        let _ = self.sh(&["down"]);
+    }
+}
