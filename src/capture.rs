@@ -45,7 +45,7 @@ pub fn run_local<W: Write>(
     collector: UdpCollector,
     out: W,
     stop: Arc<AtomicBool>,
-    progress: &dyn Progress,
+    progress: &(dyn Progress + Sync),
 ) -> io::Result<Ending> {
     let filter = crate::filter::compile_optional(cfg.filter.as_deref())
         .map_err(|e| io::Error::other(format!("Invalid capture filter: {e}.")))?;
@@ -120,36 +120,46 @@ pub fn run_local<W: Write>(
             }
         })?;
 
-    let mut last_report = Instant::now();
     let mut first_packet = true;
-    let ending = loop {
-        if stop.load(Ordering::Relaxed) {
-            break Ending::Stopped;
-        }
-        match full_rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(batch) => {
-                let r = pipeline.process(&batch).and_then(|_| pipeline.sink.flush());
-                let _ = recycle.send(batch);
-                match r {
-                    Ok(()) => {}
-                    Err(e) if is_reader_gone(&e) => break Ending::ReaderGone,
-                    Err(e) => return Err(e),
-                }
-                if first_packet && counters.packets.load(Ordering::Relaxed) > 0 {
-                    first_packet = false;
-                    progress.status("Capturing mirrored packets");
+    let writer_done = AtomicBool::new(false);
+    let ending = std::thread::scope(|scope| {
+        // Counters come from their own thread: they must keep reaching the toolbar and the
+        // log while the writer is blocked on a reader that stopped reading.
+        scope.spawn(|| {
+            let mut last = Instant::now();
+            while !writer_done.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50));
+                if last.elapsed() >= Duration::from_secs(1) {
+                    last = Instant::now();
+                    progress.counters(&counters);
                 }
             }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                break Ending::Stopped;
+        });
+        let ending = (|| loop {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(Ending::Stopped);
             }
-        }
-        if last_report.elapsed() >= Duration::from_secs(1) {
-            last_report = Instant::now();
-            progress.counters(&counters);
-        }
-    };
+            match full_rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(batch) => {
+                    let r = pipeline.process(&batch).and_then(|_| pipeline.sink.flush());
+                    let _ = recycle.send(batch);
+                    match r {
+                        Ok(()) => {}
+                        Err(e) if is_reader_gone(&e) => return Ok(Ending::ReaderGone),
+                        Err(e) => return Err(e),
+                    }
+                    if first_packet && counters.packets.load(Ordering::Relaxed) > 0 {
+                        first_packet = false;
+                        progress.status("Capturing mirrored packets");
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Ok(Ending::Stopped),
+            }
+        })();
+        writer_done.store(true, Ordering::Relaxed);
+        ending
+    })?;
     stop.store(true, Ordering::Relaxed);
     // Drain what was already received, then say how it went.
     if ending == Ending::Stopped {
