@@ -292,7 +292,7 @@ fn discovery_provision_capture_teardown_nothing_left() {
         return;
     }
     let prefix = format!("awl{}", std::process::id() % 100_000);
-    let tb = TestbedGuard::up(&prefix);
+    let tb = Testbed::up(&prefix);
     let col = format!("{prefix}-col");
     let work = tempfile::tempdir().unwrap();
     let mut procs = Killer(Vec::new());
@@ -407,18 +407,7 @@ fn discovery_provision_capture_teardown_nothing_left() {
     let t = tb.sh(&["traffic"]);
     assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
     wait_for(Duration::from_secs(30), "mirrored packets", || {
-        log_text()
-            .lines()
-            .rev()
-            .find_map(|l| {
-                l.split("] ")
-                    .nth(1)?
-                    .split(" packets,")
-                    .next()?
-                    .parse::<u64>()
-                    .ok()
-            })
-            .filter(|n| *n >= 40)
+        (logged_packets(&log) >= 40).then_some(())
     });
     kill(tshark.id(), libc::SIGINT);
     let status = wait_for(Duration::from_secs(40), "tshark exit", || {
@@ -448,32 +437,4 @@ fn discovery_provision_capture_teardown_nothing_left() {
     );
     drop(procs);
     drop(tb);
-}
-
-struct TestbedGuard {
-    prefix: String,
-}
-
-impl TestbedGuard {
-    fn up(prefix: &str) -> Self {
-        let g = TestbedGuard {
-            prefix: prefix.to_string(),
-        };
-        let o = g.sh(&["up"]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        g
-    }
-
-    fn sh(&self, args: &[&str]) -> std::process::Output {
-        run(Command::new("bash")
-            .arg(repo().join("tests/testbed/netns.sh"))
-            .args(args)
-            .env("TESTBED_PREFIX", &self.prefix))
-    }
-}
-
-impl Drop for TestbedGuard {
-    fn drop(&mut self) {
-        let _ = self.sh(&["down"]);
-    }
 }

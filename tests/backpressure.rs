@@ -97,21 +97,7 @@ fn stalled_reader_keeps_memory_bounded_and_counts_drops() {
     );
 
     // The reader resumes: what was queued drains and new packets flow again.
-    let packets = || {
-        std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .lines()
-            .rev()
-            .find_map(|l| {
-                l.split("] ")
-                    .nth(1)?
-                    .split(" packets,")
-                    .next()?
-                    .parse::<u64>()
-                    .ok()
-            })
-            .unwrap_or(0)
-    };
+    let packets = || logged_packets(&log);
     let before = packets();
     resume_tx.send(()).unwrap();
     let marker = udp_frame(

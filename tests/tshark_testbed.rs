@@ -5,56 +5,9 @@
 mod common;
 use awsvpc::manifest::{pref_suffix, Manifest};
 use common::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-fn netns_sh() -> PathBuf {
-    repo().join("tests/testbed/netns.sh")
-}
-
-/// A testbed of our own, torn down however the test ends.
-struct Testbed {
-    prefix: String,
-}
-
-impl Testbed {
-    fn up(prefix: &str) -> Self {
-        let tb = Testbed {
-            prefix: prefix.to_string(),
-        };
-        let o = tb.sh(&["up"]);
-        assert!(
-            o.status.success(),
-            "testbed up: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        tb
-    }
-
-    fn sh(&self, args: &[&str]) -> std::process::Output {
-        run(Command::new("bash")
-            .arg(netns_sh())
-            .args(args)
-            .env("TESTBED_PREFIX", &self.prefix))
-    }
-
-    fn mac(&self) -> String {
-        String::from_utf8_lossy(&self.sh(&["mac"]).stdout)
-            .trim()
-            .to_string()
-    }
-
-    fn ns(&self, which: &str) -> String {
-        format!("{}-{which}", self.prefix)
-    }
-}
-
-impl Drop for Testbed {
-    fn drop(&mut self) {
-        let _ = self.sh(&["down"]);
-    }
-}
 
 /// A personal extcap folder in a temporary HOME, filled by `awsvpc install`.
 fn installed_home() -> tempfile::TempDir {
@@ -95,23 +48,6 @@ fn stop(child: &mut Child, sig: i32) -> std::process::ExitStatus {
     wait_for(Duration::from_secs(35), "process exit", || {
         child.try_wait().unwrap()
     })
-}
-
-/// The latest packet count awsvpc logged.
-fn logged_packets(log: &Path) -> u64 {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .rev()
-        .find_map(|l| {
-            l.split("] ")
-                .nth(1)?
-                .split(" packets,")
-                .next()?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
 }
 
 #[test]

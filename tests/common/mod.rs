@@ -183,3 +183,63 @@ pub fn run(cmd: &mut Command) -> std::process::Output {
     cmd.output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
+
+/// The packet count awsvpc last logged (its "N packets, …" counter lines).
+pub fn logged_packets(log: &Path) -> u64 {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .rev()
+        .find_map(|l| {
+            l.split("] ")
+                .nth(1)?
+                .split(" packets,")
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+/// A namespace testbed of our own (tests/testbed/netns.sh), torn down however the test ends.
+pub struct Testbed {
+    pub prefix: String,
+}
+
+impl Testbed {
+    pub fn up(prefix: &str) -> Self {
+        let tb = Testbed {
+            prefix: prefix.to_string(),
+        };
+        let o = tb.sh(&["up"]);
+        assert!(
+            o.status.success(),
+            "testbed up: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        tb
+    }
+
+    pub fn sh(&self, args: &[&str]) -> std::process::Output {
+        run(Command::new("bash")
+            .arg(repo().join("tests/testbed/netns.sh"))
+            .args(args)
+            .env("TESTBED_PREFIX", &self.prefix))
+    }
+
+    pub fn mac(&self) -> String {
+        String::from_utf8_lossy(&self.sh(&["mac"]).stdout)
+            .trim()
+            .to_string()
+    }
+
+    pub fn ns(&self, which: &str) -> String {
+        format!("{}-{which}", self.prefix)
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        let _ = self.sh(&["down"]);
+    }
+}
