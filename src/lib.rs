@@ -4,6 +4,7 @@
 //! that receives mirror datagrams, decapsulation over typed `wire` views, routing to one
 //! pcapng interface per mirror source, the capture filter, and the pcapng sink.
 
+#[cfg(feature = "aws")]
 pub mod aws;
 pub mod capture;
 pub mod collector;
@@ -14,6 +15,7 @@ pub mod filter;
 pub mod install;
 pub mod log;
 pub mod manifest;
+#[cfg(feature = "aws")]
 pub mod mirror;
 pub mod offline;
 pub mod pcap_reader;

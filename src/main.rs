@@ -30,6 +30,7 @@ enum Cmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    #[cfg(feature = "aws")]
     /// Find and remove AWS resources awsvpc created (tagged awsvpc:managed=true), in
     /// dependency order. Untagged resources are never touched.
     Cleanup {
@@ -89,6 +90,7 @@ fn main() -> ExitCode {
             ports,
             snaplen,
         } => decap_command(&input, &output, &srcs, filter, ports, snaplen),
+        #[cfg(feature = "aws")]
         Cmd::Cleanup {
             profile,
             region,
@@ -110,6 +112,7 @@ fn main() -> ExitCode {
     }
 }
 
+#[cfg(feature = "aws")]
 fn parse_age(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
     let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
@@ -126,6 +129,7 @@ fn parse_age(s: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs(n * secs))
 }
 
+#[cfg(feature = "aws")]
 fn cleanup_command(
     profile: Option<String>,
     region: Option<String>,

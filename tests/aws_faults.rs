@@ -2,6 +2,7 @@
 //! traffic-mirror API (in the mock interceptor, no HTTP), failing at every provisioning step
 //! in turn. After each failure the rollback must leave nothing behind; throttling and in-use
 //! errors during teardown are waited out; bad requests are refused before anything exists.
+#![cfg(feature = "aws")]
 
 use aws_sdk_ec2::error::ErrorMetadata;
 use aws_sdk_ec2::operation::{

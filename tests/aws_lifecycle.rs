@@ -6,6 +6,7 @@
 //! fake instance-metadata service, tshark with awsvpc, and this test's own checks (from a
 //! thread that entered the namespace). Traffic therefore only ever reaches that namespace's
 //! loopback; the addresses the emulator invents are never dialled.
+#![cfg(feature = "aws")]
 
 mod common;
 use aws_sdk_ec2::types::{Filter, InstanceType, ResourceType, Tag, TagSpecification};

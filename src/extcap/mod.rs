@@ -12,7 +12,6 @@ use crate::capture::{self, Ending, Progress};
 use crate::collector::local::UdpCollector;
 use crate::config::{self, CaptureConfig, CollectorMode};
 use crate::manifest::{render_values, sentence_safe, ArgValue, Manifest};
-use crate::mirror::Mirror;
 use crate::pipeline::Counters;
 use crate::{log_debug, log_info, log_msg};
 use args::{ExtcapArgs, Kind, Step};
@@ -162,6 +161,12 @@ fn unavailable(why: &str) -> ArgValue {
     }
 }
 
+#[cfg(not(feature = "aws"))]
+fn aws_reload(_args: &ExtcapArgs, _option: &str) -> Result<Vec<ArgValue>, String> {
+    Err(NO_AWS.to_string())
+}
+
+#[cfg(feature = "aws")]
 fn aws_reload(args: &ExtcapArgs, option: &str) -> Result<Vec<ArgValue>, String> {
     use crate::aws::{client, discovery};
     let rt = client::runtime()?;
@@ -312,16 +317,10 @@ fn capture(
             let mirror = if cfg.enis.is_empty() {
                 None
             } else {
-                let mirror = Mirror::start(&cfg, stop.clone(), &|s| progress.status(s))?;
-                cfg.expected_vnis = Some(mirror.sources.iter().map(|s| s.vni).collect());
-                cfg.sources = mirror.sources.clone();
-                progress.status(&format!(
-                    "Mirroring {} ENI(s) to this machine (run {}, about ${:.3}/hour while capturing); waiting for packets",
-                    mirror.sessions.len(),
-                    mirror.run_id(),
-                    mirror.cost_per_hour()
-                ));
-                Some(mirror)
+                let m = provision_mirror(&cfg, stop.clone(), &progress)?;
+                cfg.expected_vnis = Some(m.sources.iter().map(|s| s.vni).collect());
+                cfg.sources = m.sources.clone();
+                Some(m)
             };
             let out = fifo
                 .take_writer()
@@ -332,7 +331,7 @@ fn capture(
             let removed = match mirror {
                 Some(m) => {
                     progress.status("Removing the mirror sessions, filter and target");
-                    m.teardown()
+                    (m.teardown)()
                 }
                 None => Ok(()),
             };
@@ -342,6 +341,43 @@ fn capture(
         }
     }
 }
+
+/// A capture's mirror in AWS: what to expect on the wire, and how to remove it.
+struct ProvisionedMirror {
+    sources: Vec<crate::sources::KnownSource>,
+    teardown: Box<dyn FnOnce() -> Result<(), String>>,
+}
+
+#[cfg(feature = "aws")]
+fn provision_mirror(
+    cfg: &CaptureConfig,
+    stop: Arc<AtomicBool>,
+    progress: &ToolbarProgress,
+) -> Result<ProvisionedMirror, String> {
+    let mirror = crate::mirror::Mirror::start(cfg, stop, &|s| progress.status(s))?;
+    progress.status(&format!(
+        "Mirroring {} ENI(s) to this machine (run {}, about ${:.3}/hour while capturing); waiting for packets",
+        mirror.sessions.len(),
+        mirror.run_id(),
+        mirror.cost_per_hour()
+    ));
+    Ok(ProvisionedMirror {
+        sources: mirror.sources.clone(),
+        teardown: Box::new(move || mirror.teardown()),
+    })
+}
+
+#[cfg(not(feature = "aws"))]
+fn provision_mirror(
+    _cfg: &CaptureConfig,
+    _stop: Arc<AtomicBool>,
+    _progress: &ToolbarProgress,
+) -> Result<ProvisionedMirror, String> {
+    Err(NO_AWS.to_string())
+}
+
+#[cfg(not(feature = "aws"))]
+const NO_AWS: &str = "This awsvpc was built without AWS support (cargo feature \"aws\"); clear --eni to capture with the local collector, or install a full build.";
 
 /// Opens `--extcap-control-in` then `--extcap-control-out` when Wireshark passed them.
 fn open_control(
