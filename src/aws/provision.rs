@@ -10,6 +10,7 @@ use super::ledger::{Kind, Ledger};
 use super::tags;
 use crate::sources::KnownSource;
 use crate::wire::ethernet::parse_mac;
+use aws_sdk_ec2::error::SdkError;
 use aws_sdk_ec2::types::{
     Filter, ResourceType, Tag, TagSpecification, TrafficDirection, TrafficMirrorNetworkService,
     TrafficMirrorPortRangeRequest, TrafficMirrorRuleAction,
@@ -99,13 +100,36 @@ pub fn vnis(run_id: &str, base: Option<u32>, count: usize) -> Vec<u32> {
         .collect()
 }
 
-/// After a failed create: when AWS answered with an error, nothing was created and the
-/// intent is void; when the answer was lost (timeout, broken connection) the resource may
-/// exist, and teardown looks for it by the run's tag.
-fn settle<E, R>(ledger: &mut Ledger, index: usize, e: &aws_sdk_ec2::error::SdkError<E, R>) {
-    if matches!(e, aws_sdk_ec2::error::SdkError::ServiceError(_)) {
-        let _ = ledger.void(index);
-    }
+/// One create call of the run, with the ledger discipline that keeps it from leaking: the
+/// intent is on disk before the request is sent; when AWS answers with an error nothing was
+/// created and the intent is void; when the answer is lost (timeout, broken connection) the
+/// intent stays and teardown looks for the resource by the run's tag; the id is recorded as
+/// soon as AWS answers. `request` is the unsent request: it does nothing until polled here.
+async fn create<O, E, R>(
+    ledger: &mut Ledger,
+    kind: Kind,
+    token: &str,
+    parent: Option<&str>,
+    request: impl std::future::Future<Output = Result<O, SdkError<E, R>>>,
+    id_of: fn(&O) -> Option<&str>,
+    explain_error: impl FnOnce(&SdkError<E, R>) -> String,
+) -> Result<String, String> {
+    let io = |e: std::io::Error| format!("Cannot write the run ledger: {e}.");
+    let index = ledger.intend(kind, token, parent).map_err(io)?;
+    let output = match request.await {
+        Ok(o) => o,
+        Err(e) => {
+            if matches!(e, SdkError::ServiceError(_)) {
+                let _ = ledger.void(index);
+            }
+            return Err(explain_error(&e));
+        }
+    };
+    let id = id_of(&output)
+        .ok_or_else(|| format!("AWS created a {kind:?} but returned no id for it."))?
+        .to_string();
+    ledger.created(index, &id).map_err(io)?;
+    Ok(id)
 }
 
 fn check_stop(stop: &AtomicBool) -> Result<(), String> {
@@ -231,7 +255,6 @@ pub async fn provision(
     let run_id = ledger.run_id.clone();
     let created_by = ledger.created_by.clone();
     let p = aws.profile.as_deref();
-    let io = |e: std::io::Error| format!("Cannot write the run ledger: {e}.");
 
     let target_id = match target {
         Target::Existing(id) => {
@@ -265,8 +288,7 @@ pub async fn provision(
         Target::Eni(eni) => {
             status("Creating the mirror target");
             let token = tags::client_token(&run_id, "target");
-            let i = ledger.intend(Kind::Target, &token, None).map_err(io)?;
-            let r = aws
+            let request = aws
                 .ec2
                 .create_traffic_mirror_target()
                 .network_interface_id(eni)
@@ -276,28 +298,28 @@ pub async fn provision(
                     &run_id,
                     &created_by,
                 ))
-                .client_token(token)
-                .send()
-                .await
-                .map_err(|e| {
-                    settle(ledger, i, &e);
-                    explain("ec2:CreateTrafficMirrorTarget", &e, p)
-                })?;
-            let id = r
-                .traffic_mirror_target()
-                .and_then(|t| t.traffic_mirror_target_id())
-                .ok_or("CreateTrafficMirrorTarget returned no id.")?
-                .to_string();
-            ledger.created(i, &id).map_err(io)?;
-            id
+                .client_token(&token)
+                .send();
+            create(
+                ledger,
+                Kind::Target,
+                &token,
+                None,
+                request,
+                |r| {
+                    r.traffic_mirror_target()
+                        .and_then(|t| t.traffic_mirror_target_id())
+                },
+                |e| explain("ec2:CreateTrafficMirrorTarget", e, p),
+            )
+            .await?
         }
     };
     check_stop(stop)?;
 
     status("Creating the mirror filter");
     let token = tags::client_token(&run_id, "filter");
-    let fi = ledger.intend(Kind::Filter, &token, None).map_err(io)?;
-    let r = aws
+    let request = aws
         .ec2
         .create_traffic_mirror_filter()
         .description(format!("awsvpc capture {run_id}"))
@@ -306,26 +328,25 @@ pub async fn provision(
             &run_id,
             &created_by,
         ))
-        .client_token(token)
-        .send()
-        .await
-        .map_err(|e| {
-            settle(ledger, fi, &e);
-            explain("ec2:CreateTrafficMirrorFilter", &e, p)
-        })?;
-    let filter_id = r
-        .traffic_mirror_filter()
-        .and_then(|f| f.traffic_mirror_filter_id())
-        .ok_or("CreateTrafficMirrorFilter returned no id.")?
-        .to_string();
-    ledger.created(fi, &filter_id).map_err(io)?;
+        .client_token(&token)
+        .send();
+    let filter_id = create(
+        ledger,
+        Kind::Filter,
+        &token,
+        None,
+        request,
+        |r| {
+            r.traffic_mirror_filter()
+                .and_then(|f| f.traffic_mirror_filter_id())
+        },
+        |e| explain("ec2:CreateTrafficMirrorFilter", e, p),
+    )
+    .await?;
 
     for (n, rule) in filter_rules(&req.exclusions).into_iter().enumerate() {
         check_stop(stop)?;
         let token = tags::client_token(&run_id, &format!("rule-{n}"));
-        let ri = ledger
-            .intend(Kind::FilterRule, &token, Some(&filter_id))
-            .map_err(io)?;
         let mut b = aws
             .ec2
             .create_traffic_mirror_filter_rule()
@@ -336,7 +357,7 @@ pub async fn provision(
             .source_cidr_block(&rule.source)
             .destination_cidr_block(&rule.destination)
             .description(rule.description.clone())
-            .client_token(token);
+            .client_token(&token);
         if let Some(proto) = rule.protocol {
             b = b.protocol(proto);
         }
@@ -356,16 +377,19 @@ pub async fn provision(
                     .build(),
             );
         }
-        let r = b.send().await.map_err(|e| {
-            settle(ledger, ri, &e);
-            explain("ec2:CreateTrafficMirrorFilterRule", &e, p)
-        })?;
-        let rule_id = r
-            .traffic_mirror_filter_rule()
-            .and_then(|x| x.traffic_mirror_filter_rule_id())
-            .ok_or("CreateTrafficMirrorFilterRule returned no id.")?
-            .to_string();
-        ledger.created(ri, &rule_id).map_err(io)?;
+        let rule_id = create(
+            ledger,
+            Kind::FilterRule,
+            &token,
+            Some(&filter_id),
+            b.send(),
+            |r| {
+                r.traffic_mirror_filter_rule()
+                    .and_then(|x| x.traffic_mirror_filter_rule_id())
+            },
+            |e| explain("ec2:CreateTrafficMirrorFilterRule", e, p),
+        )
+        .await?;
         crate::log_info!("filter rule {rule_id}: {}", rule.description);
     }
     if req.amazon_dns {
@@ -387,7 +411,6 @@ pub async fn provision(
         check_stop(stop)?;
         status(&format!("Creating the mirror session for {}", eni.id));
         let token = tags::client_token(&run_id, &format!("session-{}", eni.id));
-        let si = ledger.intend(Kind::Session, &token, None).map_err(io)?;
         let mut b = aws
             .ec2
             .create_traffic_mirror_session()
@@ -402,24 +425,26 @@ pub async fn provision(
                 &run_id,
                 &created_by,
             ))
-            .client_token(token);
+            .client_token(&token);
         if let Some(len) = packet_length {
             b = b.packet_length(len as i32);
         }
-        let r = b.send().await.inspect_err(|e| settle(ledger, si, e));
-        let r = r.map_err(|e| match super::errors::code(&e) {
-            Some("NetworkInterfaceNotSupported") => format!(
-                "{} cannot be mirrored: AWS does not support traffic mirroring from its instance type; choose another ENI.",
-                eni.id
-            ),
-            _ => explain("ec2:CreateTrafficMirrorSession", &e, p),
-        })?;
-        let id = r
-            .traffic_mirror_session()
-            .and_then(|s| s.traffic_mirror_session_id())
-            .ok_or("CreateTrafficMirrorSession returned no id.")?
-            .to_string();
-        ledger.created(si, &id).map_err(io)?;
+        let id = create(
+            ledger,
+            Kind::Session,
+            &token,
+            None,
+            b.send(),
+            |r| r.traffic_mirror_session().and_then(|s| s.traffic_mirror_session_id()),
+            |e| match super::errors::code(e) {
+                Some("NetworkInterfaceNotSupported") => format!(
+                    "{} cannot be mirrored: AWS does not support traffic mirroring from its instance type; choose another ENI.",
+                    eni.id
+                ),
+                _ => explain("ec2:CreateTrafficMirrorSession", e, p),
+            },
+        )
+        .await?;
         crate::log_msg!(
             "mirror session {id}: {} → {target_id}, VNI {vni}, session number {number}",
             eni.id
