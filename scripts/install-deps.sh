@@ -6,6 +6,7 @@ packages=(
   build-essential pkg-config libpcap-dev          # build: the pcap crate links libpcap
   tshark tcpdump                                   # extcap host and oracle
   iproute2 iputils-ping curl dnsutils python3      # namespace testbed and its traffic
+  openssh-server openssh-client procps             # the SSH collector tests (real sshd)
   wireshark-qt xvfb xauth imagemagick              # the GUI check under Xvfb
 )
 missing=()

@@ -4,16 +4,16 @@
 //! buffer are dropped and counted, and the counts reach the toolbar and the pcapng
 //! statistics.
 
-use crate::collector::local::{Batch, UdpCollector};
+use crate::collector::{Batch, DatagramSource};
 use crate::config::CaptureConfig;
-use crate::pipeline::{human_bytes, unix_now, Counters, Pipeline};
+use crate::pipeline::{unix_now, Counters, Pipeline};
 use crate::sink::pcapng::PcapngSink;
 use crate::sources::SourceTable;
 use crate::{log_info, log_msg};
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, sync_channel, RecvTimeoutError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Batches in flight between the receive thread and the writer: the queue's bound.
@@ -33,16 +33,20 @@ pub enum Ending {
     Stopped,
     /// Wireshark closed the fifo.
     ReaderGone,
+    /// The source failed (a remote collector's tunnel could not be restored); the text is
+    /// the sentence for the user.
+    SourceFailed(String),
 }
 
 fn is_reader_gone(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::BrokenPipe
 }
 
-/// Runs a local-collector capture into `out` until `stop` is set or the reader goes away.
-pub fn run_local<W: Write>(
+/// Runs a capture from `source` into `out` until `stop` is set, the reader goes away or
+/// the source fails.
+pub fn run<W: Write, S: DatagramSource>(
     cfg: &CaptureConfig,
-    collector: UdpCollector,
+    source: S,
     out: W,
     stop: Arc<AtomicBool>,
     progress: &(dyn Progress + Sync),
@@ -69,31 +73,32 @@ pub fn run_local<W: Write>(
         let _ = free_tx.send(Box::new(Batch::new()));
     }
     let recycle = free_tx.clone();
-    let listen = collector.local_addr();
-    progress.status(&format!(
-        "Listening on UDP {listen} (receive buffer {}); waiting for mirrored packets",
-        human_bytes(collector.rcvbuf() as u64)
-    ));
+    let described = source.describe();
+    progress.status(&format!("{described}; waiting for mirrored packets"));
     log_msg!(
-        "listening on UDP {listen}, receive buffer {} bytes{}",
-        collector.rcvbuf(),
+        "{}{}",
+        lowercase_first(&described),
         cfg.filter
             .as_deref()
             .map(|f| format!(", capture filter \"{f}\""))
             .unwrap_or_default()
     );
 
-    let rx_stop = stop.clone();
-    let rx_counters = counters.clone();
-    let receiver = std::thread::Builder::new()
-        .name("collector".into())
-        .spawn(move || {
-            let mut collector = collector;
+    let mut first_packet = true;
+    let writer_done = AtomicBool::new(false);
+    let failure: Mutex<Option<String>> = Mutex::new(None);
+    let ending = std::thread::scope(|scope| {
+        // The receive thread: fills free batches; when none is free (the writer is blocked
+        // on a slow reader) it receives into a scratch batch and counts what it throws away.
+        let (rx_stop, rx_counters, failure) = (&stop, &counters, &failure);
+        let receiver = scope.spawn(move || {
+            let mut source = source;
             let mut discard = Batch::new();
+            let status = |s: &str| progress.status(s);
             while !rx_stop.load(Ordering::Relaxed) {
                 let mut batch = free_rx.try_recv().ok();
                 let target = batch.as_deref_mut().unwrap_or(&mut discard);
-                match collector.recv_batch(target) {
+                match source.recv_batch(target, &status) {
                     Ok(0) => {}
                     Ok(n) => {
                         if let Some(b) = batch.take() {
@@ -107,7 +112,8 @@ pub fn run_local<W: Write>(
                         }
                     }
                     Err(e) => {
-                        log_msg!("collector socket failed: {e}");
+                        log_msg!("receiving failed: {e}");
+                        *failure.lock().unwrap() = Some(e.to_string());
                         break;
                     }
                 }
@@ -116,13 +122,11 @@ pub fn run_local<W: Write>(
                 }
                 rx_counters
                     .socket_drops
-                    .store(collector.drops(), Ordering::Relaxed);
+                    .store(source.drops(), Ordering::Relaxed);
             }
-        })?;
-
-    let mut first_packet = true;
-    let writer_done = AtomicBool::new(false);
-    let ending = std::thread::scope(|scope| {
+            // Dropping the source here (not at scope end) closes a remote tunnel promptly.
+            drop(full_tx);
+        });
         // Counters come from their own thread: they must keep reaching the toolbar and the
         // log while the writer is blocked on a reader that stopped reading.
         scope.spawn(|| {
@@ -154,22 +158,28 @@ pub fn run_local<W: Write>(
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return Ok(Ending::Stopped),
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Ok(match failure.lock().unwrap().take() {
+                        Some(why) => Ending::SourceFailed(why),
+                        None => Ending::Stopped,
+                    })
+                }
             }
         })();
         writer_done.store(true, Ordering::Relaxed);
+        stop.store(true, Ordering::Relaxed);
+        let _ = receiver.join();
         ending
     })?;
     stop.store(true, Ordering::Relaxed);
     // Drain what was already received, then say how it went.
-    if ending == Ending::Stopped {
+    if ending != Ending::ReaderGone {
         while let Ok(batch) = full_rx.try_recv() {
             if pipeline.process(&batch).is_err() {
                 break;
             }
         }
     }
-    let _ = receiver.join();
     let final_stats = pipeline
         .write_statistics(start)
         .and_then(|_| pipeline.sink.flush());
@@ -185,4 +195,11 @@ pub fn run_local<W: Write>(
     progress.counters(&counters);
     progress.status(&format!("Capture ended: {}", counters.summary()));
     Ok(ending)
+}
+
+fn lowercase_first(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_lowercase().chain(c).collect())
+        .unwrap_or_default()
 }

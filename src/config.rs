@@ -11,11 +11,25 @@ use std::net::IpAddr;
 pub enum CollectorMode {
     /// This machine receives the mirror.
     Local,
+    /// An existing collector receives the mirror; its relay streams it here over SSH.
+    Host,
+}
+
+/// How to reach a remote collector over SSH (`--ssh-*`, or `~/.ssh/config`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SshTarget {
+    pub host: String,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+    pub key: Option<String>,
+    pub known_hosts: Option<String>,
 }
 
 #[derive(Debug, Clone)]
 pub struct CaptureConfig {
     pub collector: CollectorMode,
+    /// Set with `--collector host`.
+    pub ssh: Option<SshTarget>,
     pub profile: Option<String>,
     pub region: Option<String>,
     pub vpc: Option<String>,
@@ -72,10 +86,9 @@ impl CaptureConfig {
         let (log_level, log_file) = log_settings(args)?;
         let collector = match args.get("collector").unwrap_or("ephemeral") {
             "local" => CollectorMode::Local,
-            m @ ("ephemeral" | "host") => {
-                return Err(format!(
-                    "--collector {m} needs AWS provisioning and remote transports, which this build of awsvpc does not include yet; use --collector local (-o extcap.awsvpc.collector:local) on a machine that receives the mirror."
-                ))
+            "host" => CollectorMode::Host,
+            "ephemeral" => {
+                return Err("--collector ephemeral (a collector instance launched for the capture) is not in this build of awsvpc yet; use --collector host with --ssh-host, or --collector local on a machine that receives the mirror.".into())
             }
             other => {
                 return Err(format!(
@@ -157,8 +170,16 @@ impl CaptureConfig {
                 ));
             }
         }
+        let ssh = match collector {
+            CollectorMode::Local => None,
+            CollectorMode::Host => Some(ssh_target(args)?),
+        };
+        if collector == CollectorMode::Host && !enis.is_empty() {
+            return Err("--collector host with --eni needs --target-id (the mirror target of that host), which is not in this build of awsvpc yet; mirror to the host yourself and clear --eni, and awsvpc makes no AWS call.".into());
+        }
         Ok(CaptureConfig {
             collector,
+            ssh,
             profile,
             region,
             vpc,
@@ -177,6 +198,68 @@ impl CaptureConfig {
             log_file,
         })
     }
+}
+
+/// `--collector host`: the SSH settings, checked.
+fn ssh_target(args: &ExtcapArgs) -> Result<SshTarget, String> {
+    match args.get("connect").unwrap_or("ssh") {
+        "ssh" => {}
+        "ssm" => {
+            return Err("--connect ssm (AWS Systems Manager) is not in this build of awsvpc yet; use --connect ssh.".into())
+        }
+        other => return Err(format!("--connect must be ssh or ssm, not {other:?}.")),
+    }
+    let host = args.get("ssh-host").map(str::trim).unwrap_or_default();
+    if host.is_empty() {
+        return Err("--collector host needs --ssh-host: the collector's address or its name in ~/.ssh/config.".into());
+    }
+    // ssh takes a leading '-' as an option: refuse what could smuggle one in.
+    let plain =
+        |v: &str| !v.starts_with('-') && !v.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !plain(host) {
+        return Err(format!(
+            "--ssh-host must be a host name, address or ~/.ssh/config alias, not {host:?}."
+        ));
+    }
+    let port = match args.get("ssh-port") {
+        None => None,
+        Some(v) => Some(
+            v.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| {
+                    format!("--ssh-port must be a TCP port from 1 to 65535, not {v:?}.")
+                })?,
+        ),
+    };
+    let user = match args.get("ssh-user") {
+        Some(u) if !plain(u) || u.is_empty() => {
+            return Err(format!(
+                "--ssh-user must be a user name such as ec2-user, not {u:?}."
+            ))
+        }
+        u => u.map(str::to_string),
+    };
+    let file = |name: &str, what: &str| -> Result<Option<String>, String> {
+        match args.get(name).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(f) if std::path::Path::new(f).is_file() => Ok(Some(f.to_string())),
+            Some(f) => Err(format!(
+                "--{name} {f:?} is not a readable file; choose {what}."
+            )),
+        }
+    };
+    Ok(SshTarget {
+        host: host.to_string(),
+        port,
+        user,
+        key: file("ssh-key", "the private key for the collector")?,
+        known_hosts: file(
+            "ssh-known-hosts",
+            "a known_hosts file with the collector's host key",
+        )?,
+    })
 }
 
 /// `--eni`: ENI ids separated by commas (the multicheck form) or spaces.

@@ -20,6 +20,8 @@ pub mod mirror;
 pub mod offline;
 pub mod pcap_reader;
 pub mod pipeline;
+pub mod relay;
 pub mod sink;
 pub mod sources;
+pub mod transport;
 pub mod wire;

@@ -51,6 +51,9 @@ enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Print the relay that runs on remote collectors (python3, stdlib only), exactly as
+    /// awsvpc sends it, so it can be reviewed.
+    RelaySource,
     /// Decapsulate a capture taken on a mirror target into pcapng, one interface per source.
     Decap {
         /// pcap or pcapng from the mirror target (e.g. tcpdump -w m.pcap udp port 4789).
@@ -82,6 +85,17 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Install { dir, symlink } => install::install(dir.as_deref(), symlink),
         Cmd::Uninstall { dir } => install::uninstall(dir.as_deref()),
+        Cmd::RelaySource => {
+            // Exactly the embedded bytes: no added newline.
+            use std::io::Write;
+            let mut out = std::io::stdout();
+            let ok = out.write_all(awsvpc::relay::SOURCE.as_bytes()).is_ok() && out.flush().is_ok();
+            return if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
         Cmd::Decap {
             input,
             output,

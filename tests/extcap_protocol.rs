@@ -151,17 +151,6 @@ fn capture_filter_validation() {
     assert!(s.contains("99999"), "{s}");
 }
 
-/// Reads a fifo to its end from a thread, as dumpcap would.
-fn fifo_reader(path: &Path) -> std::thread::JoinHandle<Vec<u8>> {
-    let p = path.to_path_buf();
-    std::thread::spawn(move || {
-        let mut f = std::fs::File::open(&p).unwrap();
-        let mut v = Vec::new();
-        let _ = f.read_to_end(&mut v);
-        v
-    })
-}
-
 #[test]
 fn fatal_error_opens_and_closes_the_fifo_with_one_line() {
     let dir = tempfile::tempdir().unwrap();

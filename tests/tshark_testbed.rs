@@ -6,48 +6,12 @@ mod common;
 use awsvpc::manifest::{pref_suffix, Manifest};
 use common::*;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
-/// A personal extcap folder in a temporary HOME, filled by `awsvpc install`.
-fn installed_home() -> tempfile::TempDir {
-    let home = tempfile::tempdir().unwrap();
-    let o = run(Command::new(bin())
-        .args(["install", "--symlink"])
-        .env("HOME", home.path()));
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let msg = String::from_utf8_lossy(&o.stdout);
-    assert!(msg.contains("Undo with: awsvpc uninstall"), "{msg}");
-    home
-}
+use std::process::Command;
 
 fn tshark(home: &Path) -> Command {
     let mut c = Command::new("tshark");
     c.env("HOME", home);
     c
-}
-
-fn spawn_logged(mut cmd: Command, err: &Path) -> Child {
-    cmd.stdout(Stdio::null())
-        .stderr(std::fs::File::create(err).unwrap())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
-}
-
-fn wait_text(path: &Path, needle: &str) {
-    wait_for(Duration::from_secs(30), needle, || {
-        std::fs::read_to_string(path)
-            .ok()
-            .filter(|t| t.contains(needle))
-            .map(|_| ())
-    });
-}
-
-fn stop(child: &mut Child, sig: i32) -> std::process::ExitStatus {
-    kill(child.id(), sig);
-    wait_for(Duration::from_secs(35), "process exit", || {
-        child.try_wait().unwrap()
-    })
 }
 
 #[test]
@@ -65,12 +29,6 @@ fn live_tshark_capture_equals_direct_tcpdump() {
         work.path().join("awsvpc.log"),
         work.path().join("awsvpc.pcapng"),
     );
-    let (all, inbound) = (
-        work.path().join("direct.pcap"),
-        work.path().join("direct-in.pcap"),
-    );
-    let outbound_file = work.path().join("direct-out.pcap");
-
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", &tb.ns("col"), "tshark", "-i", "awsvpc"])
         .args(["-o", "extcap.awsvpc.collector:local"])
@@ -86,102 +44,7 @@ fn live_tshark_capture_equals_direct_tcpdump() {
     let mut ts = spawn_logged(cmd, &work.path().join("tshark.err"));
     wait_text(&log, "listening on");
 
-    let mut dumps = Vec::new();
-    for (file, extra) in [
-        (&all, &[][..]),
-        (&inbound, &["-Q", "in"][..]),
-        (&outbound_file, &["-Q", "out"][..]),
-    ] {
-        let err = file.with_extension("err");
-        let mut c = Command::new("ip");
-        c.args([
-            "netns",
-            "exec",
-            &tb.ns("src"),
-            "tcpdump",
-            "-U",
-            "--immediate-mode",
-            "-n",
-            "-i",
-            "vs",
-        ])
-        .args(extra)
-        .arg("-w")
-        .arg(file);
-        dumps.push(spawn_logged(c, &err));
-        wait_text(&err, "listening on");
-    }
-    let t = tb.sh(&["traffic"]);
-    assert!(
-        t.status.success(),
-        "traffic: {}",
-        String::from_utf8_lossy(&t.stderr)
-    );
-    for d in &mut dumps {
-        assert!(stop(d, libc::SIGINT).success());
-    }
-    let direct = read_capture_frames(&all);
-    assert!(
-        direct.len() >= 40,
-        "the testbed made traffic: {}",
-        direct.len()
-    );
-    // The mirror copy travels through VXLAN; wait until awsvpc has seen as many frames.
-    wait_for(
-        Duration::from_secs(30),
-        "awsvpc to receive every mirrored frame",
-        || (logged_packets(&log) >= direct.len() as u64).then_some(()),
-    );
-    let status = stop(&mut ts, libc::SIGINT);
-    let ts_err = std::fs::read_to_string(work.path().join("tshark.err")).unwrap();
-    assert!(status.success(), "tshark: {ts_err}");
-    assert!(!ts_err.contains("Error by extcap pipe"), "{ts_err}");
-
-    let ours = read_pcapng(&std::fs::read(&out).unwrap());
-    assert_eq!(ours.interfaces, vec!["eni-testbed"]);
-    // Byte for byte: the same frames as the direct capture.
-    let mut got: Vec<&Vec<u8>> = ours.frames.iter().map(|f| &f.3).collect();
-    let mut want: Vec<&Vec<u8>> = direct.iter().collect();
-    let interleaved = got.iter().zip(&want).filter(|(a, b)| a != b).count();
-    got.sort();
-    want.sort();
-    assert!(
-        got == want,
-        "awsvpc delivered {} frames, tcpdump saw {}; the frames differ",
-        got.len(),
-        want.len()
-    );
-    for f in &ours.frames {
-        assert_eq!(
-            f.2 as usize,
-            f.3.len(),
-            "whole frames: original length = captured"
-        );
-    }
-    // In order within each direction, against tcpdump -Q in / -Q out, which also check the
-    // direction flags independently. Across directions the kernel mirrors egress before
-    // tcpdump's tap and ingress after it, so two frames crossing on the wire may swap
-    // places; AWS promises no cross-direction order either.
-    let of = |flag: u32| -> Vec<Vec<u8>> {
-        ours.frames
-            .iter()
-            .filter(|f| f.1 == Some(flag))
-            .map(|f| f.3.clone())
-            .collect()
-    };
-    let (expected_in, expected_out) = (
-        read_capture_frames(&inbound),
-        read_capture_frames(&outbound_file),
-    );
-    assert_eq!(of(1), expected_in, "inbound frames, flags and order");
-    assert_eq!(of(2), expected_out, "outbound frames, flags and order");
-    // dumpcap keeps our IDBs and EPBs but not the ISBs it reads from a pipe.
-    eprintln!(
-        "{} frames matched ({} inbound, {} outbound; {interleaved} positions differ only by cross-direction interleaving)",
-        ours.frames.len(),
-        expected_in.len(),
-        expected_out.len()
-    );
+    traffic_matches_direct(&tb, work.path(), &mut ts, &log, &out);
 }
 
 #[test]
@@ -226,8 +89,8 @@ fn tshark_reports_a_bad_value_and_exits() {
         ),
         ("extcap.awsvpc.source:nonsense", "--source"),
         (
-            "extcap.awsvpc.sshhost:bastion",
-            "--ssh-host is set to \"bastion\"",
+            "extcap.awsvpc.launchtemplate:lt-0abc",
+            "--launch-template is set to \"lt-0abc\"",
         ),
         ("extcap.awsvpc.eni:i-0abc", "--eni must list ENI ids"),
     ] {

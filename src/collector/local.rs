@@ -69,18 +69,35 @@ impl Batch {
         )
     }
 
+    pub fn clear(&mut self) {
+        self.count = 0;
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.count == BATCH
+    }
+
+    /// Appends one datagram (kept truncated to a slot); false when the batch is full.
+    pub fn push(&mut self, d: &[u8], src: IpAddr, ts: Duration) -> bool {
+        if self.count == BATCH {
+            return false;
+        }
+        let n = d.len().min(SLOT);
+        let off = self.count * SLOT;
+        self.data[off..off + n].copy_from_slice(&d[..n]);
+        self.lens[self.count] = n;
+        self.truncated[self.count] = d.len() > SLOT;
+        self.srcs[self.count] = src;
+        self.stamps[self.count] = ts;
+        self.count += 1;
+        true
+    }
+
     /// Fills the batch from byte slices (benchmarks and tests, without a socket).
     pub fn fill_from<'a>(&mut self, items: impl IntoIterator<Item = (&'a [u8], IpAddr, Duration)>) {
         self.count = 0;
         for (d, src, ts) in items.into_iter().take(BATCH) {
-            let n = d.len().min(SLOT);
-            let off = self.count * SLOT;
-            self.data[off..off + n].copy_from_slice(&d[..n]);
-            self.lens[self.count] = n;
-            self.truncated[self.count] = d.len() > SLOT;
-            self.srcs[self.count] = src;
-            self.stamps[self.count] = ts;
-            self.count += 1;
+            self.push(d, src, ts);
         }
     }
 }
@@ -146,6 +163,10 @@ impl UdpCollector {
     /// Receives up to a batch; waits at most [`POLL`] for the first datagram. Returns the
     /// number received (0 on timeout or interruption).
     pub fn recv_batch(&mut self, batch: &mut Batch) -> io::Result<usize> {
+        self.recv(batch)
+    }
+
+    fn recv(&mut self, batch: &mut Batch) -> io::Result<usize> {
         batch.count = 0;
         // SAFETY: zeroed C structs are valid initial values; every pointer set below refers
         // to storage (`batch.data`, `names`, `cmsgs`, `iovs`) that outlives the call.
@@ -200,6 +221,24 @@ impl UdpCollector {
         }
         batch.count = n;
         Ok(n)
+    }
+}
+
+impl super::DatagramSource for UdpCollector {
+    fn recv_batch(&mut self, batch: &mut Batch, _status: &dyn Fn(&str)) -> io::Result<usize> {
+        self.recv(batch)
+    }
+
+    fn drops(&self) -> u64 {
+        u64::from(self.drops)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "Listening on UDP {} (receive buffer {})",
+            self.local,
+            crate::pipeline::human_bytes(self.rcvbuf as u64)
+        )
     }
 }
 

@@ -1,4 +1,21 @@
 //! Where mirrored datagrams are received. `local`: a UDP socket on this machine (a mirror
-//! target, or a lab box receiving VXLAN). Remote collectors stream the same records later.
+//! target, or a lab box receiving VXLAN). A remote collector's relay streams the same
+//! datagrams through a transport (`crate::transport`); both fill the same batches.
 
 pub mod local;
+
+pub use local::Batch;
+use std::io;
+
+/// A source of mirror datagrams for the capture's receive thread.
+pub trait DatagramSource: Send {
+    /// Fills `batch` (clearing it first); waits at most about [`local::POLL`] for the first
+    /// datagram. Returns how many arrived (0 on timeout). An error ends the capture: its
+    /// text is the one sentence the user sees.
+    fn recv_batch(&mut self, batch: &mut Batch, status: &dyn Fn(&str)) -> io::Result<usize>;
+    /// Datagrams dropped before awsvpc saw them (kernel receive buffer, on whichever host
+    /// receives the mirror), since the capture started.
+    fn drops(&self) -> u64;
+    /// What the status bar says while waiting for the first packet.
+    fn describe(&self) -> String;
+}

@@ -13,6 +13,8 @@ use crate::collector::local::UdpCollector;
 use crate::config::{self, CaptureConfig, CollectorMode};
 use crate::manifest::{render_values, sentence_safe, ArgValue, Manifest};
 use crate::pipeline::Counters;
+use crate::relay::RelayOptions;
+use crate::transport::ssh::{SshCollector, SshSettings};
 use crate::{log_debug, log_info, log_msg};
 use args::{ExtcapArgs, Kind, Step};
 use control::{Command, ControlSender};
@@ -325,7 +327,7 @@ fn capture(
             let out = fifo
                 .take_writer()
                 .ok_or("Wireshark's capture pipe is not open.")?;
-            let captured = capture::run_local(&cfg, collector, out, stop, &progress)
+            let captured = capture::run(&cfg, collector, out, stop, &progress)
                 .map_err(|e| format!("Capture failed: {e}."));
             // Teardown on every way out of the capture, before reporting anything.
             let removed = match mirror {
@@ -337,8 +339,48 @@ fn capture(
             };
             let ending = captured?;
             removed?;
-            Ok(ending)
+            finished(ending)
         }
+        CollectorMode::Host => {
+            let t = cfg
+                .ssh
+                .clone()
+                .ok_or("--collector host needs --ssh-host.")?;
+            let settings = SshSettings {
+                host: t.host,
+                port: t.port,
+                user: t.user,
+                key: t.key.map(Into::into),
+                known_hosts: t.known_hosts.map(Into::into),
+                config: std::env::var_os("AWSVPC_SSH_CONFIG").map(Into::into),
+                program: std::env::var("AWSVPC_SSH").unwrap_or_default(),
+            };
+            let relay = RelayOptions {
+                listen_addr: cfg.listen_addr,
+                listen_port: cfg.listen_port,
+                snaplen: cfg.snaplen,
+                bind_wait_s: 0,
+            };
+            let status = |s: &str| progress.status(s);
+            let Some(collector) = SshCollector::connect(settings, relay, &status, &stop)? else {
+                log_msg!("stopped while connecting to the collector");
+                return Ok(Ending::Stopped);
+            };
+            let out = fifo
+                .take_writer()
+                .ok_or("Wireshark's capture pipe is not open.")?;
+            let ending = capture::run(&cfg, collector, out, stop, &progress)
+                .map_err(|e| format!("Capture failed: {e}."))?;
+            finished(ending)
+        }
+    }
+}
+
+/// A source that failed mid-capture ends the capture with its sentence, after teardown.
+fn finished(ending: Ending) -> Result<Ending, String> {
+    match ending {
+        Ending::SourceFailed(why) => Err(why),
+        e => Ok(e),
     }
 }
 

@@ -243,3 +243,184 @@ impl Drop for Testbed {
         let _ = self.sh(&["down"]);
     }
 }
+
+pub fn spawn_logged(mut cmd: Command, err: &Path) -> std::process::Child {
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(err).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
+}
+
+/// Waits until the file at `path` contains `needle`.
+pub fn wait_text(path: &Path, needle: &str) {
+    wait_for(Duration::from_secs(30), needle, || {
+        std::fs::read_to_string(path)
+            .ok()
+            .filter(|t| t.contains(needle))
+            .map(|_| ())
+    });
+}
+
+/// Sends `sig` and waits for the exit.
+pub fn stop_child(child: &mut std::process::Child, sig: i32) -> std::process::ExitStatus {
+    kill(child.id(), sig);
+    wait_for(Duration::from_secs(35), "process exit", || {
+        child.try_wait().unwrap()
+    })
+}
+
+/// The oracle: tcpdump on the testbed's mirrored veth, all frames and each direction.
+pub struct DirectCapture {
+    dumps: Vec<std::process::Child>,
+    pub all: PathBuf,
+    pub inbound: PathBuf,
+    pub outbound: PathBuf,
+}
+
+impl DirectCapture {
+    /// Starts the three tcpdumps and waits until they listen.
+    pub fn start(tb: &Testbed, dir: &Path) -> Self {
+        let (all, inbound, outbound) = (
+            dir.join("direct.pcap"),
+            dir.join("direct-in.pcap"),
+            dir.join("direct-out.pcap"),
+        );
+        let mut dumps = Vec::new();
+        for (file, extra) in [
+            (&all, &[][..]),
+            (&inbound, &["-Q", "in"][..]),
+            (&outbound, &["-Q", "out"][..]),
+        ] {
+            let err = file.with_extension("err");
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &tb.ns("src")])
+                .args(["tcpdump", "-U", "--immediate-mode", "-n", "-i", "vs"])
+                .args(extra)
+                .arg("-w")
+                .arg(file);
+            dumps.push(spawn_logged(c, &err));
+            wait_text(&err, "listening on");
+        }
+        DirectCapture {
+            dumps,
+            all,
+            inbound,
+            outbound,
+        }
+    }
+
+    /// Stops the tcpdumps; returns every frame they saw.
+    pub fn stop(&mut self) -> Vec<Vec<u8>> {
+        for d in &mut self.dumps {
+            assert!(stop_child(d, libc::SIGINT).success());
+        }
+        read_capture_frames(&self.all)
+    }
+
+    /// awsvpc's capture equals the direct one: the same frames byte for byte, whole, and in
+    /// order with the right direction flag within each direction. Across directions the
+    /// kernel mirrors egress before tcpdump's tap and ingress after it, so two frames
+    /// crossing on the wire may swap places; AWS promises no cross-direction order either.
+    pub fn assert_same(&self, ours: &Pcapng) {
+        let direct = read_capture_frames(&self.all);
+        let mut got: Vec<&Vec<u8>> = ours.frames.iter().map(|f| &f.3).collect();
+        let mut want: Vec<&Vec<u8>> = direct.iter().collect();
+        got.sort();
+        want.sort();
+        assert!(
+            got == want,
+            "awsvpc delivered {} frames, tcpdump saw {}; the frames differ",
+            got.len(),
+            want.len()
+        );
+        for f in &ours.frames {
+            assert_eq!(
+                f.2 as usize,
+                f.3.len(),
+                "whole frames: original length = captured"
+            );
+        }
+        let of = |flag: u32| -> Vec<Vec<u8>> {
+            ours.frames
+                .iter()
+                .filter(|f| f.1 == Some(flag))
+                .map(|f| f.3.clone())
+                .collect()
+        };
+        let (expected_in, expected_out) = (
+            read_capture_frames(&self.inbound),
+            read_capture_frames(&self.outbound),
+        );
+        assert_eq!(of(1), expected_in, "inbound frames, flags and order");
+        assert_eq!(of(2), expected_out, "outbound frames, flags and order");
+        eprintln!(
+            "{} frames matched ({} inbound, {} outbound)",
+            ours.frames.len(),
+            expected_in.len(),
+            expected_out.len()
+        );
+    }
+}
+
+/// A personal extcap folder in a temporary HOME, filled by `awsvpc install`.
+pub fn installed_home() -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    let o = run(Command::new(bin())
+        .args(["install", "--symlink"])
+        .env("HOME", home.path()));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let msg = String::from_utf8_lossy(&o.stdout);
+    assert!(msg.contains("Undo with: awsvpc uninstall"), "{msg}");
+    home
+}
+
+/// Reads a fifo to its end from a thread, as dumpcap would.
+pub fn fifo_reader(path: &Path) -> std::thread::JoinHandle<Vec<u8>> {
+    let p = path.to_path_buf();
+    std::thread::spawn(move || {
+        let mut f = std::fs::File::open(&p).unwrap();
+        use std::io::Read;
+        let mut v = Vec::new();
+        let _ = f.read_to_end(&mut v);
+        v
+    })
+}
+
+/// Runs the testbed's traffic while tshark (already capturing through awsvpc into `out`,
+/// logging to `log`) and the direct tcpdump watch, then stops tshark and checks that
+/// awsvpc's frames equal the direct capture's.
+pub fn traffic_matches_direct(
+    tb: &Testbed,
+    work: &Path,
+    tshark: &mut std::process::Child,
+    log: &Path,
+    out: &Path,
+) -> Pcapng {
+    let mut oracle = DirectCapture::start(tb, work);
+    let t = tb.sh(&["traffic"]);
+    assert!(
+        t.status.success(),
+        "traffic: {}",
+        String::from_utf8_lossy(&t.stderr)
+    );
+    let direct = oracle.stop();
+    assert!(
+        direct.len() >= 40,
+        "the testbed made traffic: {}",
+        direct.len()
+    );
+    // The mirror copy travels through VXLAN; wait until awsvpc has seen as many frames.
+    wait_for(
+        Duration::from_secs(30),
+        "awsvpc to receive every mirrored frame",
+        || (logged_packets(log) >= direct.len() as u64).then_some(()),
+    );
+    let status = stop_child(tshark, libc::SIGINT);
+    let ts_err = std::fs::read_to_string(work.join("tshark.err")).unwrap_or_default();
+    assert!(status.success(), "tshark: {ts_err}");
+    assert!(!ts_err.contains("Error by extcap pipe"), "{ts_err}");
+    let ours = read_pcapng(&std::fs::read(out).unwrap());
+    assert_eq!(ours.interfaces, vec!["eni-testbed"]);
+    oracle.assert_same(&ours);
+    ours
+}

@@ -1,0 +1,397 @@
+//! The relay stream: what `relay.py` writes on a remote collector and awsvpc reads back
+//! through a transport. All integers big-endian:
+//!
+//! ```text
+//! stream  = "AWSVPCR\x01" record*
+//! record  = kind:u8 family:u8 length:u16 drops:u32 time_ns:u64 src_port:u16 reserved:u16
+//!           src_addr:16 payload[length]
+//! kind    = 1 datagram | 2 heartbeat (no payload) | 3 error (UTF-8 sentence, relay exits)
+//! ```
+//!
+//! `drops` is the collector socket's cumulative kernel drop counter (SO_RXQ_OVFL) and
+//! `time_ns` the kernel receive time (SO_TIMESTAMPNS), so timing and loss are the
+//! collector's, not the tunnel's. Views are bounds checked and never panic on input.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+pub const MAGIC: &[u8; 8] = b"AWSVPCR\x01";
+pub const HEADER_LEN: usize = 36;
+/// The largest record: a header and a whole UDP payload.
+pub const MAX_RECORD: usize = HEADER_LEN + u16::MAX as usize;
+/// Bytes scanned for the stream header before giving up: a login shell may print a banner
+/// before the relay starts.
+const MAGIC_SEARCH: usize = 64 * 1024;
+/// The decoder's fixed buffer: the memory bound of a remote capture's receive side.
+const BUFFER: usize = 4 << 20;
+
+mod field {
+    use std::ops::Range;
+    pub const KIND: usize = 0;
+    pub const FAMILY: usize = 1;
+    pub const LENGTH: Range<usize> = 2..4;
+    pub const DROPS: Range<usize> = 4..8;
+    pub const TIME: Range<usize> = 8..16;
+    pub const SRC_PORT: Range<usize> = 16..18;
+    pub const SRC_ADDR: Range<usize> = 20..36;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Datagram,
+    Heartbeat,
+    Error,
+    /// A later relay's record kind: skipped.
+    Other(u8),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamError {
+    /// The peer did not start the relay stream; the text is what it sent instead.
+    NotARelay(String),
+    /// A datagram record with an address family other than 4 or 6.
+    BadFamily(u8),
+}
+
+impl std::fmt::Display for StreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StreamError::NotARelay(got) => write!(
+                f,
+                "the collector did not start the awsvpc relay (its output began with {got:?})"
+            ),
+            StreamError::BadFamily(x) => {
+                write!(f, "the relay stream is corrupt (address family {x})")
+            }
+        }
+    }
+}
+
+/// A view of one whole record.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Record<T> {
+    /// `None` unless `buffer` holds a whole record (header and payload).
+    pub fn new_checked(buffer: T) -> Option<Self> {
+        let b = buffer.as_ref();
+        if b.len() < HEADER_LEN {
+            return None;
+        }
+        let r = Record { buffer };
+        (r.buffer.as_ref().len() >= r.total_len()).then_some(r)
+    }
+
+    fn b(&self) -> &[u8] {
+        self.buffer.as_ref()
+    }
+
+    fn u16_at(&self, r: std::ops::Range<usize>) -> u16 {
+        u16::from_be_bytes([self.b()[r.start], self.b()[r.start + 1]])
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self.b()[field::KIND] {
+            1 => Kind::Datagram,
+            2 => Kind::Heartbeat,
+            3 => Kind::Error,
+            x => Kind::Other(x),
+        }
+    }
+
+    pub fn family(&self) -> u8 {
+        self.b()[field::FAMILY]
+    }
+
+    pub fn length(&self) -> usize {
+        self.u16_at(field::LENGTH) as usize
+    }
+
+    pub fn total_len(&self) -> usize {
+        HEADER_LEN + self.length()
+    }
+
+    pub fn drops(&self) -> u32 {
+        let d = &self.b()[field::DROPS];
+        u32::from_be_bytes([d[0], d[1], d[2], d[3]])
+    }
+
+    /// Kernel receive time on the collector, since the Unix epoch.
+    pub fn time(&self) -> Duration {
+        let mut t = [0u8; 8];
+        t.copy_from_slice(&self.b()[field::TIME]);
+        Duration::from_nanos(u64::from_be_bytes(t))
+    }
+
+    pub fn src_port(&self) -> u16 {
+        self.u16_at(field::SRC_PORT)
+    }
+
+    /// The mirror source's address (the outer IP source the session's packets come from).
+    pub fn source(&self) -> Option<IpAddr> {
+        let a = &self.b()[field::SRC_ADDR];
+        match self.family() {
+            4 => Some(IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))),
+            6 => {
+                let mut o = [0u8; 16];
+                o.copy_from_slice(a);
+                Some(IpAddr::V6(Ipv6Addr::from(o)))
+            }
+            _ => None,
+        }
+    }
+
+    pub fn payload(&self) -> &[u8] {
+        &self.b()[HEADER_LEN..self.total_len()]
+    }
+}
+
+/// Writes one record (tests, benchmarks and the loopback test peers).
+pub fn encode(
+    kind: u8,
+    src: Option<(IpAddr, u16)>,
+    drops: u32,
+    time: Duration,
+    payload: &[u8],
+) -> Vec<u8> {
+    let len = payload.len().min(u16::MAX as usize);
+    let mut v = Vec::with_capacity(HEADER_LEN + len);
+    let (family, addr, port) = match src {
+        Some((IpAddr::V4(a), p)) => {
+            let mut x = [0u8; 16];
+            x[..4].copy_from_slice(&a.octets());
+            (4u8, x, p)
+        }
+        Some((IpAddr::V6(a), p)) => (6u8, a.octets(), p),
+        None => (0u8, [0u8; 16], 0),
+    };
+    v.push(kind);
+    v.push(family);
+    v.extend_from_slice(&(len as u16).to_be_bytes());
+    v.extend_from_slice(&drops.to_be_bytes());
+    v.extend_from_slice(&(time.as_nanos() as u64).to_be_bytes());
+    v.extend_from_slice(&port.to_be_bytes());
+    v.extend_from_slice(&[0, 0]);
+    v.extend_from_slice(&addr);
+    v.extend_from_slice(&payload[..len]);
+    v
+}
+
+/// Reassembles records from a byte stream read in arbitrary pieces, in a fixed buffer.
+pub struct Decoder {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    started: bool,
+    /// Bytes skipped before the stream header (a shell banner), for the log.
+    pub skipped: usize,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Decoder {
+    pub fn new() -> Self {
+        Decoder {
+            buf: vec![0; BUFFER],
+            start: 0,
+            end: 0,
+            started: false,
+            skipped: 0,
+        }
+    }
+
+    /// Forgets everything buffered: a new connection starts a new stream.
+    pub fn reset(&mut self) {
+        self.start = 0;
+        self.end = 0;
+        self.started = false;
+        self.skipped = 0;
+    }
+
+    /// True once the stream header was seen.
+    pub fn started(&self) -> bool {
+        self.started
+    }
+
+    /// Free space to read into; call [`Decoder::filled`] with the bytes read. Never empty:
+    /// the buffer holds several whole records and is compacted as records are taken.
+    pub fn space(&mut self) -> &mut [u8] {
+        if self.start > 0 && self.buf.len() - self.end < MAX_RECORD {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        &mut self.buf[self.end..]
+    }
+
+    pub fn filled(&mut self, n: usize) {
+        self.end = (self.end + n).min(self.buf.len());
+    }
+
+    /// Looks for the stream header; true once it was seen.
+    pub fn find_start(&mut self) -> Result<bool, StreamError> {
+        if self.started {
+            return Ok(true);
+        }
+        let have = &self.buf[self.start..self.end];
+        match have.windows(MAGIC.len()).position(|w| w == MAGIC) {
+            Some(at) => {
+                self.skipped += at;
+                self.start += at + MAGIC.len();
+                self.started = true;
+                Ok(true)
+            }
+            None if have.len() >= MAGIC_SEARCH => {
+                let shown = String::from_utf8_lossy(&have[..have.len().min(80)]);
+                Err(StreamError::NotARelay(shown.trim().to_string()))
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// True when a whole record is buffered (so reading more can wait).
+    pub fn has_record(&self) -> bool {
+        self.started && Record::new_checked(&self.buf[self.start..self.end]).is_some()
+    }
+
+    /// The next whole record, `None` when more bytes are needed.
+    pub fn next_record(&mut self) -> Result<Option<Record<&[u8]>>, StreamError> {
+        if !self.find_start()? {
+            return Ok(None);
+        }
+        let have = &self.buf[self.start..self.end];
+        let Some(r) = Record::new_checked(have) else {
+            return Ok(None);
+        };
+        let total = r.total_len();
+        if r.kind() == Kind::Datagram && !matches!(r.family(), 4 | 6) {
+            return Err(StreamError::BadFamily(r.family()));
+        }
+        let at = self.start;
+        self.start += total;
+        Ok(Record::new_checked(&self.buf[at..at + total]))
+    }
+
+    /// What arrived but was never a stream: shown when the peer exits before the header.
+    pub fn unparsed_text(&self) -> String {
+        let have = &self.buf[self.start..self.end];
+        String::from_utf8_lossy(&have[..have.len().min(200)])
+            .trim()
+            .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(records: &[Vec<u8>]) -> Vec<u8> {
+        let mut v = MAGIC.to_vec();
+        for r in records {
+            v.extend_from_slice(r);
+        }
+        v
+    }
+
+    #[test]
+    fn decodes_records_split_at_every_byte() {
+        let src = (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7)), 4789);
+        let v6 = (IpAddr::V6("2001:db8::9".parse().unwrap()), 65000);
+        let t = Duration::new(1_700_000_000, 123_456_789);
+        let bytes = stream(&[
+            encode(1, Some(src), 0, t, b"first"),
+            encode(2, None, 3, t, b""),
+            encode(9, None, 3, t, b"future kind"),
+            encode(1, Some(v6), 4, t, &[0xab; 300]),
+        ]);
+        for split in 0..bytes.len() {
+            let mut d = Decoder::new();
+            let mut got = Vec::new();
+            for piece in [&bytes[..split], &bytes[split..]] {
+                d.space()[..piece.len()].copy_from_slice(piece);
+                d.filled(piece.len());
+                while let Some(r) = d.next_record().unwrap() {
+                    got.push((
+                        r.kind(),
+                        r.source(),
+                        r.src_port(),
+                        r.drops(),
+                        r.time(),
+                        r.payload().to_vec(),
+                    ));
+                }
+            }
+            assert_eq!(got.len(), 4, "split at {split}");
+            assert_eq!(
+                got[0],
+                (Kind::Datagram, Some(src.0), 4789, 0, t, b"first".to_vec())
+            );
+            assert_eq!(got[1].0, Kind::Heartbeat);
+            assert_eq!(got[1].3, 3);
+            assert_eq!(got[2].0, Kind::Other(9));
+            assert_eq!(
+                got[3],
+                (Kind::Datagram, Some(v6.0), 65000, 4, t, vec![0xab; 300])
+            );
+        }
+    }
+
+    #[test]
+    fn skips_a_banner_but_refuses_a_non_relay() {
+        let mut d = Decoder::new();
+        let mut bytes = b"Welcome to the bastion\n".to_vec();
+        bytes.extend(stream(&[encode(2, None, 0, Duration::ZERO, b"")]));
+        d.space()[..bytes.len()].copy_from_slice(&bytes);
+        d.filled(bytes.len());
+        assert_eq!(d.next_record().unwrap().unwrap().kind(), Kind::Heartbeat);
+        assert_eq!(d.skipped, 23);
+
+        let mut d = Decoder::new();
+        let junk = vec![b'x'; MAGIC_SEARCH];
+        d.space()[..junk.len()].copy_from_slice(&junk);
+        d.filled(junk.len());
+        assert!(matches!(d.next_record(), Err(StreamError::NotARelay(_))));
+    }
+
+    #[test]
+    fn a_datagram_without_family_is_corrupt() {
+        let mut d = Decoder::new();
+        let bytes = stream(&[encode(1, None, 0, Duration::ZERO, b"x")]);
+        d.space()[..bytes.len()].copy_from_slice(&bytes);
+        d.filled(bytes.len());
+        assert_eq!(d.next_record().unwrap_err(), StreamError::BadFamily(0));
+    }
+
+    #[test]
+    fn the_buffer_is_reused_across_many_records() {
+        let mut d = Decoder::new();
+        let rec = encode(
+            1,
+            Some((IpAddr::V4(Ipv4Addr::LOCALHOST), 1)),
+            0,
+            Duration::ZERO,
+            &[7; 9000],
+        );
+        let mut first = MAGIC.to_vec();
+        first.extend_from_slice(&rec);
+        let mut n = 0;
+        for i in 0..2000 {
+            let piece = if i == 0 { &first } else { &rec };
+            let space = d.space();
+            assert!(space.len() >= piece.len());
+            space[..piece.len()].copy_from_slice(piece);
+            d.filled(piece.len());
+            while let Some(r) = d.next_record().unwrap() {
+                assert_eq!(r.payload().len(), 9000);
+                n += 1;
+            }
+        }
+        assert_eq!(n, 2000);
+    }
+}

@@ -1,0 +1,13 @@
+//! Transports from a remote collector to this machine. Each runs the relay
+//! (`crate::relay`) on the collector and reads its stream; the capture sees a
+//! [`crate::collector::DatagramSource`] like the local socket.
+
+pub mod ssh;
+
+use std::time::Duration;
+
+/// A tunnel that delivered nothing (not even the relay's 1 s heartbeat) for this long is
+/// lost.
+pub const SILENCE: Duration = Duration::from_secs(5);
+/// A tunnel lost again this soon after a reconnect ends the capture instead of flapping.
+pub const RECONNECT_GRACE: Duration = Duration::from_secs(30);

@@ -1,0 +1,687 @@
+//! SSH to an existing collector with the system `ssh` client.
+//!
+//! Why the system client and not an SSH library for this mode: a long-lived collector is
+//! reached the way the user already reaches it, so `~/.ssh/config` must hold in full
+//! (Include, Match, ProxyJump, ProxyCommand, certificates, FIDO keys, the agent), which only
+//! OpenSSH itself implements; Windows 10+ and macOS ship the same client. awsvpc runs it
+//! non-interactively (BatchMode) with strict host key checking: an unknown or changed host
+//! key is refused with its fingerprint, never learned.
+//!
+//! The relay's source goes to the remote `python3 -` on stdin; its stream comes back on
+//! stdout; ssh's stderr goes to the log (never to Wireshark) and explains failures.
+
+use crate::collector::{Batch, DatagramSource};
+use crate::relay::stream::{Decoder, Kind};
+use crate::relay::{RelayOptions, SOURCE};
+use crate::transport::{RECONNECT_GRACE, SILENCE};
+use crate::{log_info, log_msg};
+use std::io::{self, BufRead, Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a new connection may take to start the relay (TCP, SSH handshake, python).
+pub const START_LIMIT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT_S: u32 = 10;
+const POLL_MS: i32 = 100;
+
+#[derive(Debug, Clone, Default)]
+pub struct SshSettings {
+    /// A host name, address or `~/.ssh/config` alias.
+    pub host: String,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+    pub key: Option<PathBuf>,
+    /// Replaces the user's and system known_hosts files.
+    pub known_hosts: Option<PathBuf>,
+    /// `ssh -F`: another config file (labs and tests; `AWSVPC_SSH_CONFIG`).
+    pub config: Option<PathBuf>,
+    /// The ssh program (`AWSVPC_SSH`, default `ssh`).
+    pub program: String,
+}
+
+impl SshSettings {
+    fn base(&self) -> Command {
+        let program = if self.program.is_empty() {
+            "ssh"
+        } else {
+            &self.program
+        };
+        let mut c = Command::new(program);
+        if let Some(f) = &self.config {
+            c.arg("-F").arg(f);
+        }
+        // Non-interactive: no prompt can reach the user, so none may be asked. Strict: an
+        // unknown host is refused, not learned.
+        c.args([
+            "-T",
+            "-x",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+        ])
+        .args(["-o", &format!("ConnectTimeout={CONNECT_TIMEOUT_S}")])
+        .args(["-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=3"])
+        .args(["-o", "LogLevel=ERROR"]);
+        if let Some(k) = &self.known_hosts {
+            c.arg("-o")
+                .arg(format!("UserKnownHostsFile={}", k.display()))
+                .args(["-o", "GlobalKnownHostsFile=/dev/null"]);
+        }
+        if let Some(p) = self.port {
+            c.arg("-p").arg(p.to_string());
+        }
+        if let Some(u) = &self.user {
+            c.arg("-l").arg(u);
+        }
+        if let Some(k) = &self.key {
+            c.arg("-i").arg(k).args(["-o", "IdentitiesOnly=yes"]);
+        }
+        c
+    }
+
+    /// The effective host name, port, user and known_hosts files after `~/.ssh/config`
+    /// (`ssh -G`, which makes no connection).
+    fn effective(&self) -> Effective {
+        let mut e = Effective {
+            hostname: self.host.clone(),
+            port: self.port.unwrap_or(22),
+            user: self.user.clone().unwrap_or_default(),
+            known_hosts: self
+                .known_hosts
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "~/.ssh/known_hosts".into()),
+        };
+        let mut c = self.base();
+        c.arg("-G").arg("--").arg(&self.host);
+        if let Ok(o) = c.stdin(Stdio::null()).stderr(Stdio::null()).output() {
+            for line in String::from_utf8_lossy(&o.stdout).lines() {
+                match line.split_once(' ') {
+                    Some(("hostname", v)) => e.hostname = v.to_string(),
+                    Some(("port", v)) => e.port = v.parse().unwrap_or(e.port),
+                    Some(("user", v)) => e.user = v.to_string(),
+                    Some(("userknownhostsfile", v)) => {
+                        e.known_hosts = v.split(' ').next().unwrap_or(v).to_string()
+                    }
+                    _ => {}
+                }
+            }
+        }
+        e
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Effective {
+    hostname: String,
+    port: u16,
+    user: String,
+    known_hosts: String,
+}
+
+/// One ssh process running the relay.
+struct Session {
+    child: Child,
+    stdout: ChildStdout,
+    stderr: Arc<Mutex<Vec<String>>>,
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Session {
+    fn spawn(settings: &SshSettings, relay: &RelayOptions) -> Result<Session, String> {
+        let remote = format!("exec python3 - {}", relay.args().join(" "));
+        let mut c = settings.base();
+        c.arg("--")
+            .arg(&settings.host)
+            .arg(remote)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        log_info!("running {c:?}");
+        let mut child = c.spawn().map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                "The ssh client is not installed or not on PATH; install OpenSSH's client (or set AWSVPC_SSH to its path).".to_string()
+            } else {
+                format!("Cannot start ssh: {e}.")
+            }
+        })?;
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let tail = stderr.clone();
+        let err = child.stderr.take().expect("piped");
+        let stderr_reader = std::thread::Builder::new()
+            .name("ssh-stderr".into())
+            .spawn(move || {
+                for line in io::BufReader::new(err).lines().map_while(Result::ok) {
+                    let line = line.trim_end().to_string();
+                    if line.is_empty() {
+                        continue;
+                    }
+                    log_info!("ssh: {line}");
+                    let mut t = tail.lock().unwrap();
+                    if t.len() == 40 {
+                        t.remove(0);
+                    }
+                    t.push(line);
+                }
+            })
+            .ok();
+        // The relay is < 16 KB: it fits the pipe, so this never blocks on a peer that does
+        // not read. A failure here (ssh already gone) is explained by ssh's stderr.
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(SOURCE.as_bytes());
+        }
+        let stdout = child.stdout.take().expect("piped");
+        set_nonblocking(stdout.as_raw_fd());
+        Ok(Session {
+            child,
+            stdout,
+            stderr,
+            stderr_reader,
+        })
+    }
+
+    /// Ends the process and collects its exit status and stderr.
+    fn finish(mut self, kill: bool) -> (Option<ExitStatus>, Vec<String>) {
+        if kill {
+            let _ = self.child.kill();
+        }
+        let status = wait_timeout(&mut self.child, Duration::from_secs(5));
+        if status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if let Some(h) = self.stderr_reader.take() {
+            let _ = h.join();
+        }
+        let lines = std::mem::take(&mut *self.stderr.lock().unwrap());
+        (status, lines)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // Closing our end makes sshd close the channel; the relay exits on its next write.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let until = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(s)) => return Some(s),
+            Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(20)),
+            _ => return None,
+        }
+    }
+}
+
+fn set_nonblocking(fd: i32) {
+    // SAFETY: fcntl on a descriptor this process owns.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+    }
+}
+
+/// Waits up to `ms` for `fd` to become readable (or closed).
+fn poll_readable(fd: i32, ms: i32) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut p, 1, ms) > 0 }
+}
+
+/// A remote collector reached over SSH: the relay's datagrams, kernel timestamps and drop
+/// counts, with loss detection (silence or EOF) and one reconnect.
+pub struct SshCollector {
+    settings: SshSettings,
+    relay: RelayOptions,
+    session: Option<Session>,
+    decoder: Decoder,
+    /// Drops counted by earlier relay processes (each starts at zero).
+    drops_before: u64,
+    drops_now: u32,
+    last_seen: Instant,
+    reconnected_at: Option<Instant>,
+}
+
+/// How a read of the stream ended.
+enum Lost {
+    /// EOF or silence: the tunnel may come back.
+    Tunnel(String),
+    /// The relay or the stream said something that another attempt will not fix.
+    Fatal(String),
+}
+
+impl SshCollector {
+    /// Connects and starts the relay, waiting (bounded) for its stream to begin.
+    /// `None` when `stop` was set while connecting.
+    pub fn connect(
+        settings: SshSettings,
+        relay: RelayOptions,
+        status: &dyn Fn(&str),
+        stop: &AtomicBool,
+    ) -> Result<Option<Self>, String> {
+        let mut c = SshCollector {
+            settings,
+            relay,
+            session: None,
+            decoder: Decoder::new(),
+            drops_before: 0,
+            drops_now: 0,
+            last_seen: Instant::now(),
+            reconnected_at: None,
+        };
+        match c.start(status, Some(stop)) {
+            Ok(()) => Ok(Some(c)),
+            Err(_) if stop.load(Ordering::Relaxed) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn start(&mut self, status: &dyn Fn(&str), stop: Option<&AtomicBool>) -> Result<(), String> {
+        let host = self.settings.host.clone();
+        status(&format!(
+            "Connecting to {host} over SSH and starting the relay"
+        ));
+        self.decoder.reset();
+        let session = Session::spawn(&self.settings, &self.relay)?;
+        let fd = session.stdout.as_raw_fd();
+        self.session = Some(session);
+        let started = Instant::now();
+        loop {
+            match self.decoder.find_start() {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => {
+                    let why = format!("{host}: {e}; check that its login shell starts commands without prompting.");
+                    return Err(self.fail_start(Some(why)));
+                }
+            }
+            if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+                return Err(self.fail_start(Some("stopped".into())));
+            }
+            if started.elapsed() > START_LIMIT {
+                let why = format!(
+                    "No answer from the collector {host} over SSH within {} s; check that it is reachable and that sshd answers (try: ssh {host} true).",
+                    START_LIMIT.as_secs()
+                );
+                return Err(self.fail_start(Some(why)));
+            }
+            if poll_readable(fd, POLL_MS) {
+                match self.read_more() {
+                    Ok(0) => return Err(self.fail_start(None)),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return Err(self.fail_start(None)),
+                }
+            }
+        }
+        if self.decoder.skipped > 0 {
+            log_msg!(
+                "the collector printed {} bytes before the relay started (a login banner?); skipped",
+                self.decoder.skipped
+            );
+        }
+        self.last_seen = Instant::now();
+        log_msg!(
+            "relay running on {host} (UDP {}:{}) over SSH",
+            self.relay.listen_addr,
+            self.relay.listen_port
+        );
+        Ok(())
+    }
+
+    /// Ends a failed start. `why` is already the user's sentence; without one, what ssh
+    /// said becomes the sentence.
+    fn fail_start(&mut self, why: Option<String>) -> String {
+        let text = self.decoder.unparsed_text();
+        // Without a sentence of our own, ssh ended by itself: let it finish its stderr.
+        let (status, lines) = match self.session.take() {
+            Some(s) => s.finish(why.is_some()),
+            None => (None, Vec::new()),
+        };
+        why.unwrap_or_else(|| explain_failure(&self.settings, status, &lines, &text))
+    }
+
+    fn read_more(&mut self) -> io::Result<usize> {
+        let Some(s) = self.session.as_mut() else {
+            return Ok(0);
+        };
+        let space = self.decoder.space();
+        let n = s.stdout.read(space)?;
+        self.decoder.filled(n);
+        Ok(n)
+    }
+
+    /// Moves whole records into `batch`.
+    fn drain(&mut self, batch: &mut Batch) -> Result<(), Lost> {
+        while !batch.is_full() {
+            let r = match self.decoder.next_record() {
+                Ok(Some(r)) => r,
+                Ok(None) => break,
+                Err(e) => {
+                    return Err(Lost::Fatal(format!(
+                        "The relay stream from {} broke: {e}.",
+                        self.settings.host
+                    )))
+                }
+            };
+            self.last_seen = Instant::now();
+            self.drops_now = r.drops();
+            match r.kind() {
+                Kind::Datagram => {
+                    if let Some(src) = r.source() {
+                        batch.push(r.payload(), src, r.time());
+                    }
+                }
+                Kind::Heartbeat | Kind::Other(_) => {}
+                Kind::Error => {
+                    let text = String::from_utf8_lossy(r.payload()).trim().to_string();
+                    return Err(Lost::Fatal(relay_error(&self.settings.host, &text)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn recover(&mut self, lost: Lost, status: &dyn Fn(&str)) -> io::Result<()> {
+        let why = match lost {
+            Lost::Fatal(m) => return Err(io::Error::other(m)),
+            Lost::Tunnel(why) => why,
+        };
+        let host = self.settings.host.clone();
+        let (_, lines) = match self.session.take() {
+            Some(s) => s.finish(true),
+            None => (None, Vec::new()),
+        };
+        let detail = lines.last().map(|l| format!(" ({l})")).unwrap_or_default();
+        if self
+            .reconnected_at
+            .is_some_and(|t| t.elapsed() < RECONNECT_GRACE)
+        {
+            return Err(io::Error::other(format!(
+                "The SSH tunnel to {host} was lost again ({why}{detail}) soon after a reconnect; the capture stopped. Check the collector and the network path."
+            )));
+        }
+        log_msg!("SSH tunnel to {host} lost: {why}{detail}; reconnecting once");
+        status(&format!("SSH tunnel to {host} lost ({why}); reconnecting"));
+        self.drops_before += u64::from(self.drops_now);
+        self.drops_now = 0;
+        self.reconnected_at = Some(Instant::now());
+        // The lost relay keeps the port until its write watchdog (10 s) notices.
+        self.relay.bind_wait_s = 15;
+        match self.start(status, None) {
+            Ok(()) => {
+                status(&format!("Reconnected to {host}; capturing"));
+                Ok(())
+            }
+            Err(e) => Err(io::Error::other(format!(
+                "The SSH tunnel to {host} was lost ({why}) and reconnecting failed: {}",
+                e.trim_end_matches('.').to_string() + "."
+            ))),
+        }
+    }
+}
+
+impl DatagramSource for SshCollector {
+    fn recv_batch(&mut self, batch: &mut Batch, status: &dyn Fn(&str)) -> io::Result<usize> {
+        batch.clear();
+        let deadline = Instant::now() + Duration::from_millis(POLL_MS as u64);
+        loop {
+            if let Err(lost) = self.drain(batch) {
+                if batch.is_empty() {
+                    self.recover(lost, status)?;
+                    continue;
+                }
+                // Deliver what arrived first; the loss shows again on the next call.
+                return Ok(batch.len());
+            }
+            if !batch.is_empty() || self.decoder.has_record() {
+                return Ok(batch.len());
+            }
+            if self.last_seen.elapsed() > SILENCE {
+                let lost = Lost::Tunnel(format!("nothing for {} s", SILENCE.as_secs()));
+                self.recover(lost, status)?;
+                continue;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(0);
+            }
+            let Some(fd) = self.session.as_ref().map(|s| s.stdout.as_raw_fd()) else {
+                return Err(io::Error::other("the SSH tunnel is closed"));
+            };
+            if !poll_readable(fd, left.as_millis().max(1) as i32) {
+                continue;
+            }
+            match self.read_more() {
+                Ok(0) => {
+                    let lost = Lost::Tunnel("the connection closed".into());
+                    self.recover(lost, status)?;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => self.recover(Lost::Tunnel(e.to_string()), status)?,
+            }
+        }
+    }
+
+    fn drops(&self) -> u64 {
+        self.drops_before + u64::from(self.drops_now)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "Relay on {} (UDP {}) over SSH",
+            self.settings.host, self.relay.listen_port
+        )
+    }
+}
+
+/// The relay's own error record (bind failures) as the user's sentence.
+fn relay_error(host: &str, text: &str) -> String {
+    let text = text.trim_end_matches('.');
+    format!("The relay on {host} stopped: {text}.")
+}
+
+/// ssh's stderr and exit status as one sentence that names the problem and the fix.
+fn explain_failure(
+    settings: &SshSettings,
+    status: Option<ExitStatus>,
+    stderr: &[String],
+    stdout_text: &str,
+) -> String {
+    let host = &settings.host;
+    let all = stderr.join("\n");
+    let code = status.and_then(|s| s.code());
+    let e = settings.effective();
+    let has = |s: &str| all.contains(s);
+    if has("REMOTE HOST IDENTIFICATION HAS CHANGED") || has("Host key for") && has("has changed") {
+        let fp = fingerprint_in(&all).unwrap_or_else(|| "a different key".into());
+        return format!(
+            "The SSH host key of {host} does not match {} (it now presents {fp}): possibly an attack, so awsvpc refused to connect; if the collector was rebuilt, remove the old key with ssh-keygen -R '{}' and verify the new one.",
+            e.known_hosts,
+            known_hosts_name(&e.hostname, e.port)
+        );
+    }
+    if has("Host key verification failed") || has("host key is known") {
+        return match scan_host_key(&e.hostname, e.port) {
+            Some((fp, line)) => format!(
+                "The SSH host key of {host} is not in {} and awsvpc does not trust a host on first use; if {fp} is the collector's key, add this line to {}: {line}",
+                e.known_hosts, e.known_hosts
+            ),
+            None => format!(
+                "The SSH host key of {host} is not in {} and awsvpc does not trust a host on first use; connect once with ssh {host} to check and record its fingerprint.",
+                e.known_hosts
+            ),
+        };
+    }
+    if has("Permission denied") {
+        return format!(
+            "{host} refused the SSH login as {} ({}); set --ssh-user and --ssh-key, or load the key into ssh-agent.",
+            if e.user.is_empty() { "this user" } else { &e.user },
+            all.lines().rev().find(|l| l.contains("Permission denied")).unwrap_or("").trim()
+        );
+    }
+    if has("Connection refused") {
+        return format!(
+            "Nothing accepts SSH connections on {} port {} (connection refused); check --ssh-host and --ssh-port, and that sshd runs on the collector.",
+            e.hostname, e.port
+        );
+    }
+    if has("Could not resolve hostname") {
+        return format!("The collector's host name {host} does not resolve; check --ssh-host.");
+    }
+    if has("timed out") || has("No route to host") || has("Network is unreachable") {
+        return format!(
+            "The collector {} port {} is unreachable over SSH ({}); check the address, its security group (TCP {} from this machine) and your VPN.",
+            e.hostname,
+            e.port,
+            stderr.last().map(|s| s.trim()).unwrap_or("no answer"),
+            e.port
+        );
+    }
+    if code == Some(127) && (has("python3") || all.is_empty()) {
+        return format!(
+            "The collector {host} has no python3, which the relay needs; install it (sudo dnf install python3, or sudo apt install python3-minimal) or use an Amazon Linux 2023 or Ubuntu 22.04+ collector."
+        );
+    }
+    let said = stderr
+        .last()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| (!stdout_text.is_empty()).then(|| stdout_text.to_string()))
+        .unwrap_or_else(|| "no message".into());
+    match code {
+        Some(255) => format!("SSH to {host} failed: {}.", said.trim_end_matches('.')),
+        Some(c) => format!(
+            "The relay on {host} exited with status {c} before starting: {}.",
+            said.trim_end_matches('.')
+        ),
+        None => format!(
+            "The relay on {host} ended before starting: {}.",
+            said.trim_end_matches('.')
+        ),
+    }
+}
+
+fn known_hosts_name(host: &str, port: u16) -> String {
+    if port == 22 {
+        host.to_string()
+    } else {
+        format!("[{host}]:{port}")
+    }
+}
+
+/// "SHA256:…" from ssh's changed-key warning.
+fn fingerprint_in(text: &str) -> Option<String> {
+    text.split_whitespace()
+        .find(|w| w.starts_with("SHA256:"))
+        .map(|w| w.trim_end_matches('.').to_string())
+}
+
+/// The host's key as a known_hosts line and its fingerprint, fetched with ssh-keyscan (the
+/// user decides whether to trust it; awsvpc never writes known_hosts).
+fn scan_host_key(host: &str, port: u16) -> Option<(String, String)> {
+    let out = Command::new("ssh-keyscan")
+        .args(["-T", "5", "-p", &port.to_string(), "--", host])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    let line = lines
+        .iter()
+        .find(|l| l.contains("ssh-ed25519"))
+        .or(lines.first())?
+        .to_string();
+    let mut kg = Command::new("ssh-keygen")
+        .args(["-l", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    kg.stdin.take()?.write_all(line.as_bytes()).ok()?;
+    let o = kg.wait_with_output().ok()?;
+    let fp = fingerprint_in(&String::from_utf8_lossy(&o.stdout))?;
+    Some((fp, line))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    fn explain(code: i32, stderr: &[&str]) -> String {
+        let s = SshSettings {
+            host: "collector.invalid".into(),
+            program: "/nonexistent/ssh".into(),
+            ..Default::default()
+        };
+        let lines: Vec<String> = stderr.iter().map(|s| s.to_string()).collect();
+        explain_failure(&s, Some(ExitStatus::from_raw(code << 8)), &lines, "")
+    }
+
+    #[test]
+    fn failures_become_one_sentence_with_the_fix() {
+        let cases: &[(i32, &[&str], &str)] = &[
+            (
+                255,
+                &["ssh: connect to host collector.invalid port 22: Connection refused"],
+                "--ssh-port",
+            ),
+            (
+                255,
+                &["ssh: Could not resolve hostname collector.invalid: Name or service not known"],
+                "does not resolve",
+            ),
+            (
+                255,
+                &["ssh: connect to host 10.9.9.9 port 22: Connection timed out"],
+                "security group",
+            ),
+            (
+                255,
+                &["ec2-user@collector.invalid: Permission denied (publickey)."],
+                "--ssh-key",
+            ),
+            (
+                127,
+                &["bash: line 1: exec: python3: not found"],
+                "no python3",
+            ),
+            (
+                255,
+                &[
+                    "@@@@@@@@@@@",
+                    "@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @",
+                    "The fingerprint for the ED25519 key sent by the remote host is",
+                    "SHA256:abcDEF123.",
+                    "Host key verification failed.",
+                ],
+                "SHA256:abcDEF123",
+            ),
+            (1, &["Traceback: boom"], "status 1"),
+        ];
+        for (code, lines, want) in cases {
+            let m = explain(*code, lines);
+            assert!(m.contains(want), "{lines:?} -> {m}");
+            assert!(!m.contains('\n'), "{m}");
+            assert!(m.ends_with('.') || m.contains(": "), "{m}");
+        }
+    }
+}
