@@ -64,3 +64,16 @@ for i, a in enumerate(argvs):
 
 put("control_frames", "initialized", b"T\x00\x00\x02\x00\x00")
 put("control_frames", "set-and-log", b"T\x00\x00\x04\x02\x01ok" + b"T\x00\x00\x0e\x00\x02second line\n")
+
+# Relay streams: the decap seeds' datagrams as the relay frames them, plus a heartbeat and
+# an error record.
+def record(kind, payload, family=4, addr=b"\x0a\x00\x00\x07" + b"\0" * 12):
+    return struct.pack("!BBHIQHH16s", kind, family, len(payload), 3, 1_700_000_000_000_000_000,
+                       4789, 0, addr) + payload
+
+stream = b"AWSVPCR\x01" + record(2, b"", 0, b"\0" * 16)
+decap_dir = os.path.join(out, "decap")
+for name in sorted(os.listdir(decap_dir))[:10] if os.path.isdir(decap_dir) else []:
+    stream += record(1, open(os.path.join(decap_dir, name), "rb").read()[1:])
+put("relay_stream", "stream", bytes([5]) + stream)
+put("relay_stream", "error", bytes([1]) + b"AWSVPCR\x01" + record(3, b"UDP port 4789 is already in use.", 0, b"\0" * 16))

@@ -30,6 +30,8 @@ pub struct CaptureConfig {
     pub collector: CollectorMode,
     /// Set with `--collector host`.
     pub ssh: Option<SshTarget>,
+    /// `--target-id`: the existing mirror target of the host collector (never deleted).
+    pub target_id: Option<String>,
     pub profile: Option<String>,
     pub region: Option<String>,
     pub vpc: Option<String>,
@@ -174,12 +176,37 @@ impl CaptureConfig {
             CollectorMode::Local => None,
             CollectorMode::Host => Some(ssh_target(args)?),
         };
-        if collector == CollectorMode::Host && !enis.is_empty() {
-            return Err("--collector host with --eni needs --target-id (the mirror target of that host), which is not in this build of awsvpc yet; mirror to the host yourself and clear --eni, and awsvpc makes no AWS call.".into());
+        let target_id = match args
+            .get("target-id")
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
+            None => None,
+            Some(t)
+                if t.strip_prefix("tmt-")
+                    .is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit())) =>
+            {
+                Some(t.to_string())
+            }
+            Some(t) => {
+                return Err(format!(
+                    "--target-id must be a traffic mirror target id such as tmt-0abc12, not {t:?}."
+                ))
+            }
+        };
+        match (collector, &target_id) {
+            (CollectorMode::Host, None) if !enis.is_empty() => {
+                return Err("--collector host with --eni needs --target-id: the existing traffic mirror target that delivers to that host (pick it in the Collector tab).".into())
+            }
+            (CollectorMode::Local, Some(t)) => {
+                return Err(format!("--target-id {t} names an existing mirror target, which only --collector host uses; clear it, or use --collector host with --ssh-host."))
+            }
+            _ => {}
         }
         Ok(CaptureConfig {
             collector,
             ssh,
+            target_id,
             profile,
             region,
             vpc,
@@ -342,13 +369,47 @@ mod tests {
         ];
         let argv: Vec<String> = ok.iter().map(|s| s.to_string()).collect();
         assert!(CaptureConfig::from_args(&parse_argv(&argv), Manifest::load()).is_ok());
+        assert!(err(&[
+            "--capture",
+            "--collector",
+            "local",
+            "--launch-template",
+            "lt-1"
+        ])
+        .contains("--launch-template is set to \"lt-1\""));
+        assert!(err(&[
+            "--capture",
+            "--collector",
+            "host",
+            "--ssh-host",
+            "h",
+            "--connect",
+            "ssm"
+        ])
+        .contains("--connect ssm"));
+        assert!(err(&["--capture", "--collector", "host"]).contains("needs --ssh-host"));
+        assert!(err(&[
+            "--capture",
+            "--collector",
+            "host",
+            "--ssh-host",
+            "-oProxyCommand=x"
+        ])
+        .contains("--ssh-host must be"));
+        assert!(err(&[
+            "--capture",
+            "--collector",
+            "host",
+            "--ssh-host",
+            "h",
+            "--eni",
+            "eni-1"
+        ])
+        .contains("needs --target-id"));
         assert!(
-            err(&["--capture", "--collector", "local", "--connect", "ssm"])
-                .contains("--connect is set to \"ssm\"")
+            err(&["--capture", "--collector", "local", "--target-id", "tmt-1"])
+                .contains("only --collector host uses")
         );
-        assert!(
-            err(&["--capture", "--collector", "local", "--ssh-host", "h"]).contains("--ssh-host")
-        );
-        assert!(err(&["--capture"]).contains("--collector ephemeral needs AWS provisioning"));
+        assert!(err(&["--capture"]).contains("--collector ephemeral"));
     }
 }

@@ -17,6 +17,7 @@ pub mod log;
 pub mod manifest;
 #[cfg(feature = "aws")]
 pub mod mirror;
+pub mod narrow;
 pub mod offline;
 pub mod pcap_reader;
 pub mod pipeline;

@@ -61,6 +61,49 @@ async fn local_eni() -> Result<(String, Option<String>), String> {
     Ok((eni, ip))
 }
 
+/// The private IPv4 address of an existing mirror target's ENI (None for an NLB or gateway
+/// load balancer endpoint target, whose traffic awsvpc does not carry).
+async fn target_address(aws: &Aws, id: &str) -> Result<Option<String>, String> {
+    let p = aws.profile.as_deref();
+    let r = aws
+        .ec2
+        .describe_traffic_mirror_targets()
+        .traffic_mirror_target_ids(id)
+        .send()
+        .await
+        .map_err(|e| match crate::aws::errors::code(&e) {
+            Some(c) if crate::aws::errors::is_not_found(c) => format!(
+                "Mirror target {id} not found in region {}; check --target-id.",
+                aws.region
+            ),
+            _ => crate::aws::errors::explain("ec2:DescribeTrafficMirrorTargets", &e, p),
+        })?;
+    let Some(t) = r
+        .traffic_mirror_targets()
+        .iter()
+        .find(|t| t.traffic_mirror_target_id() == Some(id))
+    else {
+        return Err(format!(
+            "Mirror target {id} not found in region {}; check --target-id.",
+            aws.region
+        ));
+    };
+    let Some(eni) = t.network_interface_id() else {
+        return Ok(None);
+    };
+    let r = aws
+        .ec2
+        .describe_network_interfaces()
+        .network_interface_ids(eni)
+        .send()
+        .await
+        .map_err(|e| crate::aws::errors::explain("ec2:DescribeNetworkInterfaces", &e, p))?;
+    Ok(r.network_interfaces()
+        .first()
+        .and_then(|n| n.private_ip_address())
+        .map(str::to_string))
+}
+
 impl Mirror {
     /// Provisions the mirror for `cfg`. On any failure, what was created is removed before
     /// the error is returned.
@@ -101,12 +144,26 @@ impl Mirror {
                 Err(e) => log_msg!("could not look for expired leftovers: {e}"),
             }
         }
-        status("Finding this machine's ENI");
-        let (target_eni, collector_ip) = rt.block_on(local_eni())?;
-        log_info!(
-            "collector ENI {target_eni} ({})",
-            collector_ip.as_deref().unwrap_or("no IP")
-        );
+        // The target: an existing one (a host collector; never deleted), or this machine's
+        // ENI. Either way the collector's address keeps its own traffic out of the mirror.
+        let (target, collector_ip, transport_ports) = match &cfg.target_id {
+            Some(id) => {
+                status("Checking the mirror target");
+                let ip = rt.block_on(target_address(&aws, id))?;
+                log_info!(
+                    "existing mirror target {id} ({})",
+                    ip.as_deref().unwrap_or("no IP")
+                );
+                let ssh_port = cfg.ssh.as_ref().and_then(|s| s.port).unwrap_or(22);
+                (Target::Existing(id.clone()), ip, vec![(6, ssh_port)])
+            }
+            None => {
+                status("Finding this machine's ENI");
+                let (eni, ip) = rt.block_on(local_eni())?;
+                log_info!("collector ENI {eni} ({})", ip.as_deref().unwrap_or("no IP"));
+                (Target::Eni(eni), ip, vec![])
+            }
+        };
         let run_id = tags::new_run_id();
         let mut ledger = Ledger::create(
             &state_dir(),
@@ -129,20 +186,25 @@ impl Mirror {
             session_number: cfg.session_number,
             vni: cfg.vni,
             amazon_dns: cfg.amazon_dns,
-            // The VXLAN to this collector must not itself be mirrored.
+            // The VXLAN to the collector, and the tunnel from it, must not be mirrored.
             exclusions: collector_ip
                 .iter()
-                .map(|ip| Exclusion {
-                    cidr: format!("{ip}/32"),
-                    protocol: 17,
-                    port: i32::from(cfg.listen_port),
+                .flat_map(|ip| {
+                    std::iter::once((17, cfg.listen_port))
+                        .chain(transport_ports.iter().copied())
+                        .map(move |(protocol, port)| Exclusion {
+                            cidr: format!("{ip}/32"),
+                            protocol,
+                            port: i32::from(port),
+                        })
                 })
                 .collect(),
+            filter: cfg.filter.clone(),
         };
         let result = rt.block_on(provision::provision(
             &aws,
             &req,
-            &Target::Eni(target_eni),
+            &target,
             &mut ledger,
             &stop,
             status,

@@ -277,47 +277,255 @@ fn aws_env(cmd: &mut Command, imds_port: u16, state: &Path) {
     .env_remove("AWS_PROFILE");
 }
 
+/// The emulator and a fake IMDS inside a testbed's collector namespace, with a seeded world.
+struct Lab {
+    tb: Testbed,
+    col: String,
+    work: tempfile::TempDir,
+    procs: Killer,
+    world: World,
+    imds_port: u16,
+}
+
+impl Lab {
+    fn start(name: &str) -> Lab {
+        let emu = emulator().expect("checked by the caller");
+        let prefix = format!("{name}{}", std::process::id() % 100_000);
+        let tb = Testbed::up(&prefix);
+        let col = format!("{prefix}-col");
+        let work = tempfile::tempdir().unwrap();
+        let mut procs = Killer(Vec::new());
+
+        let mut e = Command::new("ip");
+        e.args(["netns", "exec", &col])
+            .args(&emu)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(work.path().join("emulator.log")).unwrap());
+        procs.0.push(e.spawn().unwrap());
+        let world = in_netns(&col, seed);
+
+        let port_file = work.path().join("imds.port");
+        let mut imds = Command::new("ip");
+        imds.args(["netns", "exec", &col, "python3"])
+            .arg(repo().join("tests/emulator/fake_imds.py"))
+            .arg(&port_file)
+            .args(["02:00:00:00:c0:11", &world.collector_eni, "10.77.1.10"]);
+        procs.0.push(imds.spawn().unwrap());
+        let imds_port: u16 = wait_for(Duration::from_secs(20), "fake IMDS", || {
+            std::fs::read_to_string(&port_file)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+        });
+        Lab {
+            tb,
+            col,
+            work,
+            procs,
+            world,
+            imds_port,
+        }
+    }
+}
+
+/// The rules of the awsvpc-tagged filters: "direction #number action proto src[:ports] > dst[:ports]".
+fn managed_filter_rules() -> Vec<String> {
+    rt().block_on(async {
+        let mut out = Vec::new();
+        for f in ec2()
+            .describe_traffic_mirror_filters()
+            .send()
+            .await
+            .unwrap()
+            .traffic_mirror_filters()
+        {
+            if !f.tags().iter().any(|t| t.key() == Some("awsvpc:managed")) {
+                continue;
+            }
+            for r in f
+                .ingress_filter_rules()
+                .iter()
+                .chain(f.egress_filter_rules())
+            {
+                let ports = |p: Option<&aws_sdk_ec2::types::TrafficMirrorPortRange>| {
+                    p.map(|p| {
+                        format!(
+                            ":{}-{}",
+                            p.from_port().unwrap_or(-1),
+                            p.to_port().unwrap_or(-1)
+                        )
+                    })
+                    .unwrap_or_default()
+                };
+                out.push(format!(
+                    "{} #{} {} proto {} {}{} > {}{}",
+                    r.traffic_direction().map(|d| d.as_str()).unwrap_or("?"),
+                    r.rule_number().unwrap_or(-1),
+                    r.rule_action().map(|a| a.as_str()).unwrap_or("?"),
+                    r.protocol()
+                        .map(|p| p.to_string())
+                        .unwrap_or_else(|| "all".into()),
+                    r.source_cidr_block().unwrap_or("?"),
+                    ports(r.source_port_range()),
+                    r.destination_cidr_block().unwrap_or("?"),
+                    ports(r.destination_port_range()),
+                ));
+            }
+        }
+        out.sort();
+        out
+    })
+}
+
+#[test]
+fn capture_filters_become_mirror_rules() {
+    if emulator().is_none() {
+        assert!(
+            !must_run_system_tests(),
+            "no AWS emulator installed; .ci/run installs one"
+        );
+        return;
+    }
+    if !system_ready(&["ip", "tc", "python3"], true) {
+        return;
+    }
+    let Lab {
+        tb,
+        col,
+        work,
+        procs,
+        world,
+        imds_port,
+    } = Lab::start("awf");
+    // (filter, rules every direction must have, rules none may have)
+    let cases: &[(&str, &[&str], &[&str])] = &[
+        (
+            "tcp port 443",
+            &[
+                "accept proto 6 0.0.0.0/0:443-443 > 0.0.0.0/0",
+                "accept proto 6 0.0.0.0/0 > 0.0.0.0/0:443-443",
+                "accept proto 6 ::/0:443-443 > ::/0",
+            ],
+            &["proto all 0.0.0.0/0 > 0.0.0.0/0"],
+        ),
+        (
+            "host 10.77.1.20 and (udp portrange 5000-5100 or icmp)",
+            &[
+                "accept proto 17 10.77.1.20/32 > 0.0.0.0/0:5000-5100",
+                "accept proto 1 0.0.0.0/0 > 10.77.1.20/32",
+            ],
+            &["::/0", "proto all"],
+        ),
+        (
+            "vlan and host 10.77.1.20",
+            &[
+                "accept proto all 0.0.0.0/0 > 0.0.0.0/0",
+                "accept proto all ::/0 > ::/0",
+            ],
+            &[],
+        ),
+    ];
+    for (i, (filter, must, must_not)) in cases.iter().enumerate() {
+        let state = work.path().join(format!("state{i}"));
+        let log = work.path().join(format!("awsvpc{i}.log"));
+        let fifo = work.path().join(format!("fifo{i}"));
+        mkfifo(&fifo);
+        let reader = fifo_reader(&fifo);
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &col])
+            .arg(bin())
+            .args(["--capture", "--extcap-interface", "awsvpc", "--fifo"])
+            .arg(&fifo)
+            .args([
+                "--collector",
+                "local",
+                "--eni",
+                &world.source_eni,
+                "--vpc",
+                &world.vpc,
+            ])
+            .args([
+                "--extcap-capture-filter",
+                filter,
+                "--log-level",
+                "debug",
+                "--log-file",
+            ])
+            .arg(&log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        aws_env(&mut c, imds_port, &state);
+        let mut child = c.spawn().unwrap();
+        wait_for(Duration::from_secs(60), "provisioning", || {
+            let l = std::fs::read_to_string(&log).unwrap_or_default();
+            assert!(!l.contains("fatal:"), "{l}");
+            l.contains("listening on").then_some(())
+        });
+        let rules = in_netns(&col, managed_filter_rules);
+        eprintln!(
+            "filter {filter:?} → {} rules:\n  {}",
+            rules.len(),
+            rules.join("\n  ")
+        );
+        for dir in ["ingress", "egress"] {
+            let of_dir: Vec<&String> = rules.iter().filter(|r| r.starts_with(dir)).collect();
+            assert!(of_dir.len() <= 10, "quota: {of_dir:?}");
+            assert!(
+                of_dir.iter().any(|r| r.contains("reject")),
+                "the collector's own VXLAN is rejected first: {of_dir:?}"
+            );
+            for m in *must {
+                assert!(
+                    of_dir.iter().any(|r| r.contains(m)),
+                    "{dir}: {m:?} missing from {of_dir:?}"
+                );
+            }
+            for m in *must_not {
+                assert!(
+                    !of_dir.iter().any(|r| r.contains("accept") && r.contains(m)),
+                    "{dir}: {m:?} present in {of_dir:?}"
+                );
+            }
+        }
+        let l = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            l.contains("filter rule"),
+            "the rules created are listed in the log: {l}"
+        );
+        let status = stop_child(&mut child, libc::SIGTERM);
+        assert!(status.success());
+        assert!(reader.join().is_ok());
+        assert!(
+            in_netns(&col, leftovers).is_empty(),
+            "nothing left after {filter:?}"
+        );
+    }
+    drop(procs);
+    drop(tb);
+}
+
 #[test]
 fn discovery_provision_capture_teardown_nothing_left() {
-    let Some(emu) = emulator() else {
+    if emulator().is_none() {
         if must_run_system_tests() {
             panic!("no AWS emulator installed (winterbaume-server or moto_server); .ci/run installs one");
         }
         eprintln!("skipping: no AWS emulator installed");
         return;
-    };
+    }
     if !system_ready(
         &["tshark", "ip", "tc", "curl", "dig", "ping", "ss", "python3"],
         true,
     ) {
         return;
     }
-    let prefix = format!("awl{}", std::process::id() % 100_000);
-    let tb = Testbed::up(&prefix);
-    let col = format!("{prefix}-col");
-    let work = tempfile::tempdir().unwrap();
-    let mut procs = Killer(Vec::new());
-
-    let mut e = Command::new("ip");
-    e.args(["netns", "exec", &col])
-        .args(&emu)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(work.path().join("emulator.log")).unwrap());
-    procs.0.push(e.spawn().unwrap());
-    let world = in_netns(&col, seed);
-
-    let port_file = work.path().join("imds.port");
-    let mut imds = Command::new("ip");
-    imds.args(["netns", "exec", &col, "python3"])
-        .arg(repo().join("tests/emulator/fake_imds.py"))
-        .arg(&port_file)
-        .args(["02:00:00:00:c0:11", &world.collector_eni, "10.77.1.10"]);
-    procs.0.push(imds.spawn().unwrap());
-    let imds_port: u16 = wait_for(Duration::from_secs(20), "fake IMDS", || {
-        std::fs::read_to_string(&port_file)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-    });
+    let Lab {
+        tb,
+        col,
+        work,
+        procs,
+        world,
+        imds_port,
+    } = Lab::start("awl");
     let state = work.path().join("state");
     let home = tempfile::tempdir().unwrap();
     let o = run(Command::new(bin())
@@ -436,6 +644,308 @@ fn discovery_provision_capture_teardown_nothing_left() {
         0,
         "ledger finished"
     );
+    drop(procs);
+    drop(tb);
+}
+
+/// A mirror target the user made (untagged): awsvpc may use it, never delete it.
+fn untagged_target(col: &str, eni: &str) -> String {
+    let eni = eni.to_string();
+    in_netns(col, move || {
+        rt().block_on(async move {
+            ec2()
+                .create_traffic_mirror_target()
+                .network_interface_id(eni)
+                .send()
+                .await
+                .unwrap()
+                .traffic_mirror_target()
+                .unwrap()
+                .traffic_mirror_target_id()
+                .unwrap()
+                .to_string()
+        })
+    })
+}
+
+fn target_exists(col: &str, id: &str) -> bool {
+    let id = id.to_string();
+    in_netns(col, move || {
+        rt().block_on(async move {
+            ec2()
+                .describe_traffic_mirror_targets()
+                .send()
+                .await
+                .unwrap()
+                .traffic_mirror_targets()
+                .iter()
+                .any(|x| x.traffic_mirror_target_id() == Some(id.as_str()))
+        })
+    })
+}
+
+#[test]
+fn host_collector_over_ssh_with_an_existing_target() {
+    if emulator().is_none() {
+        assert!(
+            !must_run_system_tests(),
+            "no AWS emulator installed; .ci/run installs one"
+        );
+        return;
+    }
+    if !system_ready(
+        &[
+            "tshark",
+            "tcpdump",
+            "ip",
+            "tc",
+            "curl",
+            "dig",
+            "ssh",
+            "/usr/sbin/sshd",
+            "python3",
+        ],
+        true,
+    ) {
+        return;
+    }
+    let Lab {
+        tb,
+        col,
+        work,
+        procs,
+        world,
+        imds_port,
+    } = Lab::start("awh");
+    // The host's own, untagged target: awsvpc uses it and must never delete it.
+    let target = untagged_target(&col, &world.collector_eni);
+    let sshd = common::sshd::Sshd::start(work.path(), Some(&col), "");
+    let state = work.path().join("state");
+    let home = installed_home();
+    let (log, out) = (
+        work.path().join("awsvpc.log"),
+        work.path().join("awsvpc.pcapng"),
+    );
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &col, "tshark", "-i", "awsvpc", "-w"])
+        .arg(&out);
+    let mut prefs: Vec<(String, String)> = sshd
+        .args()
+        .chunks(2)
+        .map(|p| (p[0].clone(), p[1].clone()))
+        .collect();
+    prefs.extend(
+        [
+            ("--target-id", target.as_str()),
+            ("--eni", world.source_eni.as_str()),
+            ("--vpc", world.vpc.as_str()),
+            ("--vni", "4242"),
+            ("--log-level", "debug"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    prefs.push(("--log-file".into(), log.display().to_string()));
+    for (k, v) in &prefs {
+        cmd.arg("-o").arg(format!(
+            "extcap.awsvpc.{}:{v}",
+            awsvpc::manifest::pref_suffix(k)
+        ));
+    }
+    cmd.env("HOME", home.path())
+        .env("AWSVPC_SSH_CONFIG", &sshd.ssh_config);
+    aws_env(&mut cmd, imds_port, &state);
+    let mut ts = spawn_logged(cmd, &work.path().join("tshark.err"));
+    wait_for(
+        Duration::from_secs(60),
+        "SSH, provisioning, capture",
+        || {
+            let l = std::fs::read_to_string(&log).unwrap_or_default();
+            assert!(!l.contains("fatal:"), "{l}");
+            l.contains("relay on 127.0.0.1").then_some(())
+        },
+    );
+    let rules = in_netns(&col, managed_filter_rules);
+    assert!(
+        rules.iter().any(|r| r.starts_with("ingress")
+            && r.contains("reject proto 6")
+            && r.contains(&format!("/32:{}-{}", sshd.port, sshd.port))),
+        "the SSH tunnel from the collector is not mirrored: {rules:?}"
+    );
+    assert!(
+        rules.iter().any(|r| r.starts_with("egress")
+            && r.contains("reject proto 17 0.0.0.0/0 >")
+            && r.ends_with("/32:4789-4789")),
+        "nor the VXLAN to it: {rules:?}"
+    );
+    // Direction comes from the mirrored ENI's MAC, which the emulator picks; so frames only.
+    traffic_matches_direct(
+        &tb,
+        work.path(),
+        &mut ts,
+        &log,
+        &out,
+        &world.source_eni,
+        false,
+    );
+    assert!(
+        in_netns(&col, leftovers).is_empty(),
+        "nothing awsvpc created is left"
+    );
+    let still = target_exists(&col, &target);
+    assert!(still, "the user's own target {target} was not deleted");
+    drop(sshd);
+    drop(procs);
+    drop(tb);
+}
+
+/// The leak matrix: a signal at each provisioning step, for each collector mode. SIGTERM
+/// and SIGINT must roll back everything before exiting; after SIGKILL (which no process can
+/// catch) `awsvpc cleanup --run-id` must find and remove everything the run created.
+#[test]
+fn leak_matrix_signals_at_every_provisioning_step() {
+    if emulator().is_none() {
+        assert!(
+            !must_run_system_tests(),
+            "no AWS emulator installed; .ci/run installs one"
+        );
+        return;
+    }
+    if !system_ready(&["ip", "tc", "python3", "ssh", "/usr/sbin/sshd"], true) {
+        return;
+    }
+    let Lab {
+        tb,
+        col,
+        work,
+        procs,
+        world,
+        imds_port,
+    } = Lab::start("awk");
+    let existing = untagged_target(&col, &world.collector_eni);
+    let sshd = common::sshd::Sshd::start(work.path(), Some(&col), "");
+    let mut host_args = sshd.args();
+    host_args.extend(["--target-id".into(), existing.clone()]);
+    let local_args: Vec<String> = ["--collector", "local"].map(String::from).to_vec();
+    let modes: [(&str, &Vec<String>, &[&str]); 2] = [
+        (
+            "local",
+            &local_args,
+            &["target", "filter", "rule", "session"],
+        ),
+        ("host", &host_args, &["filter", "rule", "session"]),
+    ];
+    let mut report = Vec::new();
+    for (mode, args, steps) in modes {
+        for step in steps {
+            for (sig, name) in [
+                (libc::SIGTERM, "TERM"),
+                (libc::SIGINT, "INT"),
+                (libc::SIGKILL, "KILL"),
+            ] {
+                let case = format!("{mode}-{step}-{name}");
+                let state = work.path().join(format!("state-{case}"));
+                let log = work.path().join(format!("{case}.log"));
+                let fifo = work.path().join(format!("{case}.fifo"));
+                mkfifo(&fifo);
+                let reader = fifo_reader(&fifo);
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &col])
+                    .arg(bin())
+                    .args(["--capture", "--extcap-interface", "awsvpc", "--fifo"])
+                    .arg(&fifo)
+                    .args(args.iter())
+                    .args(["--eni", &world.source_eni, "--vpc", &world.vpc])
+                    .args(["--log-level", "debug", "--log-file"])
+                    .arg(&log)
+                    .env("AWSVPC_TEST_HOLD_AFTER", step)
+                    .env("AWSVPC_SSH_CONFIG", &sshd.ssh_config)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped());
+                aws_env(&mut c, imds_port, &state);
+                let mut child = c.spawn().unwrap();
+                wait_for(Duration::from_secs(60), "the hold point", || {
+                    let l = std::fs::read_to_string(&log).unwrap_or_default();
+                    assert!(!l.contains("fatal:"), "{case}: {l}");
+                    l.contains(&format!("holding after creating the {step}"))
+                        .then_some(())
+                });
+                let created_before = in_netns(&col, leftovers).len();
+                assert!(created_before > 0, "{case}: something was created");
+                kill(child.id(), sig);
+                let status = wait_for(Duration::from_secs(40), "exit", || {
+                    child.try_wait().unwrap()
+                });
+                let mut err = String::new();
+                use std::io::Read;
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
+                let fifo_bytes = reader.join().unwrap();
+                let left = in_netns(&col, leftovers);
+                let outcome = if sig == libc::SIGKILL {
+                    assert_eq!(
+                        left.len(),
+                        created_before,
+                        "{case}: KILL leaves what it made"
+                    );
+                    let run_id = std::fs::read_dir(&state)
+                        .unwrap()
+                        .filter_map(|e| e.ok())
+                        .find_map(|e| {
+                            e.file_name()
+                                .to_str()?
+                                .strip_suffix(".json")
+                                .map(str::to_string)
+                        })
+                        .unwrap_or_else(|| panic!("{case}: the ledger records the run"));
+                    let mut cl = Command::new("ip");
+                    cl.args(["netns", "exec", &col])
+                        .arg(bin())
+                        .args(["cleanup", "--run-id", &run_id]);
+                    aws_env(&mut cl, imds_port, &state);
+                    let o = run(&mut cl);
+                    assert!(
+                        o.status.success(),
+                        "{case}: cleanup: {}",
+                        String::from_utf8_lossy(&o.stderr)
+                    );
+                    assert!(
+                        in_netns(&col, leftovers).is_empty(),
+                        "{case}: awsvpc cleanup --run-id removed everything"
+                    );
+                    format!("{case}: {created_before} left by KILL, all removed by `awsvpc cleanup --run-id`")
+                } else {
+                    // Stopped before the last resource: one sentence, empty fifo. After it
+                    // the capture had begun: a normal stop (exit 0, nothing on stderr).
+                    if status.success() {
+                        assert!(err.is_empty(), "{case}: {err}");
+                    } else {
+                        assert_eq!(err.lines().count(), 1, "{case}: one line: {err}");
+                        assert!(err.contains("stopped during provisioning"), "{case}: {err}");
+                        assert!(fifo_bytes.is_empty(), "{case}: fifo opened and closed");
+                    }
+                    assert!(
+                        left.is_empty(),
+                        "{case}: rolled back, nothing left: {left:?}"
+                    );
+                    assert_eq!(
+                        std::fs::read_dir(&state).unwrap().count(),
+                        0,
+                        "{case}: ledger finished"
+                    );
+                    format!("{case}: {created_before} created, 0 left")
+                };
+                report.push(outcome);
+            }
+        }
+    }
+    let still = target_exists(&col, &existing);
+    assert!(still, "the user's target {existing} survived every case");
+    eprintln!("leak matrix:\n  {}", report.join("\n  "));
+    drop(sshd);
     drop(procs);
     drop(tb);
 }

@@ -44,7 +44,7 @@ fn live_tshark_capture_equals_direct_tcpdump() {
     let mut ts = spawn_logged(cmd, &work.path().join("tshark.err"));
     wait_text(&log, "listening on");
 
-    traffic_matches_direct(&tb, work.path(), &mut ts, &log, &out);
+    traffic_matches_direct(&tb, work.path(), &mut ts, &log, &out, "eni-testbed", true);
 }
 
 #[test]

@@ -51,7 +51,12 @@ pub struct Request {
     pub vni: Option<u32>,
     pub amazon_dns: bool,
     pub exclusions: Vec<Exclusion>,
+    /// The capture filter, narrowed into the accept rules.
+    pub filter: Option<String>,
 }
+
+/// Traffic-mirror filter rules per direction (AWS quota).
+pub const RULES_PER_DIRECTION: usize = 10;
 
 pub struct Provisioned {
     pub sources: Vec<KnownSource>,
@@ -130,6 +135,19 @@ async fn create<O, E, R>(
         .to_string();
     ledger.created(index, &id).map_err(io)?;
     Ok(id)
+}
+
+/// Test hook for the leak matrix (tests/leak_matrix.rs): with
+/// `AWSVPC_TEST_HOLD_AFTER=target|filter|rule|session`, provisioning waits after creating
+/// that resource until the capture is stopped, so a signal lands at a known step.
+async fn hold_point(step: &str, stop: &AtomicBool) {
+    if std::env::var("AWSVPC_TEST_HOLD_AFTER").ok().as_deref() != Some(step) {
+        return;
+    }
+    crate::log_msg!("test hook: holding after creating the {step}");
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 fn check_stop(stop: &AtomicBool) -> Result<(), String> {
@@ -251,6 +269,7 @@ pub async fn provision(
     };
     status("Checking the ENIs to mirror");
     let (sources, numbers) = preflight(aws, req, target_eni).await?;
+    let rules = filter_rules(&req.exclusions, req.filter.as_deref())?;
     check_stop(stop)?;
     let run_id = ledger.run_id.clone();
     let created_by = ledger.created_by.clone();
@@ -315,6 +334,7 @@ pub async fn provision(
             .await?
         }
     };
+    hold_point("target", stop).await;
     check_stop(stop)?;
 
     status("Creating the mirror filter");
@@ -343,8 +363,9 @@ pub async fn provision(
         |e| explain("ec2:CreateTrafficMirrorFilter", e, p),
     )
     .await?;
+    hold_point("filter", stop).await;
 
-    for (n, rule) in filter_rules(&req.exclusions).into_iter().enumerate() {
+    for (n, rule) in rules.into_iter().enumerate() {
         check_stop(stop)?;
         let token = tags::client_token(&run_id, &format!("rule-{n}"));
         let mut b = aws
@@ -361,19 +382,19 @@ pub async fn provision(
         if let Some(proto) = rule.protocol {
             b = b.protocol(proto);
         }
-        if let Some(port) = rule.destination_port {
+        if let Some((from, to)) = rule.destination_port {
             b = b.destination_port_range(
                 TrafficMirrorPortRangeRequest::builder()
-                    .from_port(port)
-                    .to_port(port)
+                    .from_port(from)
+                    .to_port(to)
                     .build(),
             );
         }
-        if let Some(port) = rule.source_port {
+        if let Some((from, to)) = rule.source_port {
             b = b.source_port_range(
                 TrafficMirrorPortRangeRequest::builder()
-                    .from_port(port)
-                    .to_port(port)
+                    .from_port(from)
+                    .to_port(to)
                     .build(),
             );
         }
@@ -390,7 +411,15 @@ pub async fn provision(
             |e| explain("ec2:CreateTrafficMirrorFilterRule", e, p),
         )
         .await?;
-        crate::log_info!("filter rule {rule_id}: {}", rule.description);
+        if n == 0 {
+            hold_point("rule", stop).await;
+        }
+        crate::log_msg!(
+            "filter rule {rule_id}: {} #{} {}",
+            rule.direction.as_str(),
+            rule.number,
+            rule.description
+        );
     }
     if req.amazon_dns {
         aws.ec2
@@ -455,6 +484,7 @@ pub async fn provision(
             mac: eni.mac.as_deref().and_then(parse_mac),
         });
         sessions.push(id);
+        hold_point("session", stop).await;
     }
     Ok(Provisioned {
         sources: known,
@@ -472,14 +502,34 @@ pub struct Rule {
     pub protocol: Option<i32>,
     pub source: String,
     pub destination: String,
-    pub source_port: Option<i32>,
-    pub destination_port: Option<i32>,
+    /// Inclusive port ranges (TCP and UDP rules only).
+    pub source_port: Option<(i32, i32)>,
+    pub destination_port: Option<(i32, i32)>,
     pub description: String,
 }
 
-/// Reject rules for the exclusions (lowest numbers: evaluated first), then accept-all for
-/// IPv4 and IPv6 in both directions (AWS mirrors nothing without rules).
-pub fn filter_rules(exclusions: &[Exclusion]) -> Vec<Rule> {
+/// Reject rules for the exclusions (lowest numbers: evaluated first), then the capture
+/// filter narrowed into accept rules (accept-all for IPv4 and IPv6 without a filter; AWS
+/// mirrors nothing without rules), the same in both directions. What could not be narrowed
+/// is said in the log.
+pub fn filter_rules(exclusions: &[Exclusion], filter: Option<&str>) -> Result<Vec<Rule>, String> {
+    let budget = RULES_PER_DIRECTION.saturating_sub(2 * exclusions.len());
+    let narrowing = crate::narrow::narrow(filter, budget).map_err(|e| {
+        format!("The capture filter cannot be turned into traffic-mirror rules: {e}; choose fewer ENIs or a simpler filter.")
+    })?;
+    if let Some(f) = filter {
+        if narrowing.accept_all {
+            crate::log_msg!("capture filter \"{f}\" does not narrow what AWS mirrors: everything is mirrored and the filter applies here");
+        } else {
+            crate::log_msg!(
+                "capture filter \"{f}\" narrows the mirror to {} rule(s) per direction",
+                narrowing.rules.len()
+            );
+        }
+        for n in &narrowing.notes {
+            crate::log_msg!("capture filter: {n}");
+        }
+    }
     let mut rules = Vec::new();
     let mut n = 10;
     for x in exclusions {
@@ -498,7 +548,7 @@ pub fn filter_rules(exclusions: &[Exclusion]) -> Vec<Rule> {
                 source: any.to_string(),
                 destination: x.cidr.clone(),
                 source_port: None,
-                destination_port: Some(x.port),
+                destination_port: Some((x.port, x.port)),
                 description: format!(
                     "awsvpc: not the collector's own traffic to {} port {}",
                     x.cidr, x.port
@@ -511,7 +561,7 @@ pub fn filter_rules(exclusions: &[Exclusion]) -> Vec<Rule> {
                 protocol: Some(x.protocol),
                 source: x.cidr.clone(),
                 destination: any.to_string(),
-                source_port: Some(x.port),
+                source_port: Some((x.port, x.port)),
                 destination_port: None,
                 description: format!(
                     "awsvpc: not the collector's own traffic from {} port {}",
@@ -521,22 +571,23 @@ pub fn filter_rules(exclusions: &[Exclusion]) -> Vec<Rule> {
         }
         n += 10;
     }
-    for (any, family) in [("0.0.0.0/0", "IPv4"), ("::/0", "IPv6")] {
+    for (k, r) in narrowing.rules.iter().enumerate() {
         for direction in [TrafficDirection::Ingress, TrafficDirection::Egress] {
+            let ports = |p: Option<(u16, u16)>| p.map(|(a, b)| (i32::from(a), i32::from(b)));
             rules.push(Rule {
-                direction: direction.clone(),
-                number: if family == "IPv4" { 100 } else { 110 },
+                direction,
+                number: 100 + 10 * k as i32,
                 action: TrafficMirrorRuleAction::Accept,
-                protocol: None,
-                source: any.to_string(),
-                destination: any.to_string(),
-                source_port: None,
-                destination_port: None,
-                description: format!("awsvpc: all {family} {}", direction.as_str()),
+                protocol: r.protocol.map(i32::from),
+                source: r.source.to_string(),
+                destination: r.destination.to_string(),
+                source_port: ports(r.source_ports),
+                destination_port: ports(r.destination_ports),
+                description: format!("awsvpc: {r}"),
             });
         }
     }
-    rules
+    Ok(rules)
 }
 
 #[cfg(test)]
@@ -564,11 +615,15 @@ mod tests {
 
     #[test]
     fn rules_fit_the_quota_and_reject_first() {
-        let r = filter_rules(&[Exclusion {
-            cidr: "10.0.0.5/32".into(),
-            protocol: 17,
-            port: 4789,
-        }]);
+        let r = filter_rules(
+            &[Exclusion {
+                cidr: "10.0.0.5/32".into(),
+                protocol: 17,
+                port: 4789,
+            }],
+            None,
+        )
+        .unwrap();
         assert_eq!(r.len(), 8, "10 rules per filter at most");
         let first_accept = r
             .iter()

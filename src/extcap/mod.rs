@@ -315,31 +315,7 @@ fn capture(
             ));
             // Before any AWS work: a busy port must fail before anything is created.
             let collector = UdpCollector::bind(cfg.listen_addr, cfg.listen_port)?;
-            let mut cfg = cfg;
-            let mirror = if cfg.enis.is_empty() {
-                None
-            } else {
-                let m = provision_mirror(&cfg, stop.clone(), &progress)?;
-                cfg.expected_vnis = Some(m.sources.iter().map(|s| s.vni).collect());
-                cfg.sources = m.sources.clone();
-                Some(m)
-            };
-            let out = fifo
-                .take_writer()
-                .ok_or("Wireshark's capture pipe is not open.")?;
-            let captured = capture::run(&cfg, collector, out, stop, &progress)
-                .map_err(|e| format!("Capture failed: {e}."));
-            // Teardown on every way out of the capture, before reporting anything.
-            let removed = match mirror {
-                Some(m) => {
-                    progress.status("Removing the mirror sessions, filter and target");
-                    (m.teardown)()
-                }
-                None => Ok(()),
-            };
-            let ending = captured?;
-            removed?;
-            finished(ending)
+            mirror_and_capture(cfg, collector, fifo, stop, &progress)
         }
         CollectorMode::Host => {
             let t = cfg
@@ -362,18 +338,50 @@ fn capture(
                 bind_wait_s: 0,
             };
             let status = |s: &str| progress.status(s);
+            // The collector first: a host that cannot be reached must fail before anything
+            // is created in AWS.
             let Some(collector) = SshCollector::connect(settings, relay, &status, &stop)? else {
                 log_msg!("stopped while connecting to the collector");
                 return Ok(Ending::Stopped);
             };
-            let out = fifo
-                .take_writer()
-                .ok_or("Wireshark's capture pipe is not open.")?;
-            let ending = capture::run(&cfg, collector, out, stop, &progress)
-                .map_err(|e| format!("Capture failed: {e}."))?;
-            finished(ending)
+            mirror_and_capture(cfg, collector, fifo, stop, &progress)
         }
     }
+}
+
+/// Provisions the mirror when ENIs are chosen, captures from `source` with the sources the
+/// mirror maps, and tears the mirror down on every way out, before reporting anything.
+fn mirror_and_capture<S: crate::collector::DatagramSource>(
+    mut cfg: CaptureConfig,
+    source: S,
+    fifo: &mut fifo::Fifo,
+    stop: Arc<AtomicBool>,
+    progress: &ToolbarProgress,
+) -> Result<Ending, String> {
+    let mirror = if cfg.enis.is_empty() {
+        None
+    } else {
+        let m = provision_mirror(&cfg, stop.clone(), progress)?;
+        cfg.expected_vnis = Some(m.sources.iter().map(|s| s.vni).collect());
+        cfg.sources = m.sources.clone();
+        Some(m)
+    };
+    let out = fifo
+        .take_writer()
+        .ok_or("Wireshark's capture pipe is not open.")?;
+    let captured = capture::run(&cfg, source, out, stop, progress)
+        .map_err(|e| format!("Capture failed: {e}."));
+    let removed = match mirror {
+        Some(m) => {
+            progress
+                .status("Removing the mirror sessions and filter (and the target awsvpc created)");
+            (m.teardown)()
+        }
+        None => Ok(()),
+    };
+    let ending = captured?;
+    removed?;
+    finished(ending)
 }
 
 /// A source that failed mid-capture ends the capture with its sentence, after teardown.
@@ -398,7 +406,7 @@ fn provision_mirror(
 ) -> Result<ProvisionedMirror, String> {
     let mirror = crate::mirror::Mirror::start(cfg, stop, &|s| progress.status(s))?;
     progress.status(&format!(
-        "Mirroring {} ENI(s) to this machine (run {}, about ${:.3}/hour while capturing); waiting for packets",
+        "Mirroring {} ENI(s) to the collector (run {}, about ${:.3}/hour while capturing); waiting for packets",
         mirror.sessions.len(),
         mirror.run_id(),
         mirror.cost_per_hour()

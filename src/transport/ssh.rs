@@ -450,19 +450,21 @@ impl DatagramSource for SshCollector {
             if !batch.is_empty() || self.decoder.has_record() {
                 return Ok(batch.len());
             }
-            if self.last_seen.elapsed() > SILENCE {
-                let lost = Lost::Tunnel(format!("nothing for {} s", SILENCE.as_secs()));
-                self.recover(lost, status)?;
-                continue;
-            }
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(0);
-            }
             let Some(fd) = self.session.as_ref().map(|s| s.stdout.as_raw_fd()) else {
                 return Err(io::Error::other("the SSH tunnel is closed"));
             };
-            if !poll_readable(fd, left.as_millis().max(1) as i32) {
+            // Silence counts only once the pipe is empty: what queued up while awsvpc was
+            // busy (provisioning) is not a loss.
+            if !poll_readable(fd, left.as_millis() as i32) {
+                if self.last_seen.elapsed() > SILENCE {
+                    let lost = Lost::Tunnel(format!("nothing for {} s", SILENCE.as_secs()));
+                    self.recover(lost, status)?;
+                    continue;
+                }
+                if left.is_zero() {
+                    return Ok(0);
+                }
                 continue;
             }
             match self.read_more() {
