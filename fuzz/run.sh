@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 runs=${1:-10000000}; shift || true
-targets=("$@"); ((${#targets[@]})) || targets=(decap capture_file extcap_args control_frames)
+targets=("$@"); ((${#targets[@]})) || targets=(decap capture_file extcap_args control_frames relay_stream filter_narrow)
 work=${FUZZ_WORK:-/tmp/awsvpc-fuzz}
 # ASan keeps freed memory in a quarantine (256 MB by default), which would count against the
 # RSS limit; a small one keeps -rss_limit_mb meaningful. -malloc_limit_mb catches any single

@@ -10,8 +10,9 @@ use crate::aws::{tags, teardown};
 use crate::config::CaptureConfig;
 use crate::sources::KnownSource;
 use crate::{log_info, log_msg};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 
 /// AWS's price of a mirror session-hour (US East example; regions differ slightly).
@@ -23,6 +24,57 @@ pub struct Mirror {
     ledger: Ledger,
     pub sources: Vec<KnownSource>,
     pub sessions: Vec<String>,
+    refresher: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
+}
+
+/// How often a running capture pushes its resources' `awsvpc:expires` tag forward, so that a
+/// capture longer than the 12 h lifetime is never swept as a leftover by another start.
+const REFRESH_EVERY: Duration = Duration::from_secs(3600);
+
+/// Re-tags `ids` with a fresh expiry every `every` until `stop` is set.
+fn refresh_expiry(
+    ec2: aws_sdk_ec2::Client,
+    ids: Vec<String>,
+    every: Duration,
+    stop: Arc<AtomicBool>,
+) {
+    // Its own runtime: the capture's is current-thread and idle while capturing.
+    let Ok(rt) = client::runtime() else {
+        log_msg!("could not start the expiry refresher; a capture over 12 h may be swept");
+        return;
+    };
+    let mut last = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(200));
+        if last.elapsed() < every {
+            continue;
+        }
+        last = Instant::now();
+        let expires = tags::expires_after(tags::LIFETIME);
+        let tag = aws_sdk_ec2::types::Tag::builder()
+            .key(tags::EXPIRES)
+            .value(&expires)
+            .build();
+        let call = || {
+            rt.block_on(
+                ec2.create_tags()
+                    .set_resources(Some(ids.clone()))
+                    .tags(tag.clone())
+                    .send(),
+            )
+        };
+        // Once more on failure: the first call may find a connection the capture's runtime
+        // opened and left.
+        let r = call().or_else(|_| call());
+        match r {
+            Ok(_) => log_info!("{} resources now expire at {expires}", ids.len()),
+            // Not fatal: the cost is only that a sweep could end this capture's mirror early.
+            Err(e) => log_msg!(
+                "could not extend the expiry tags: {}",
+                crate::aws::errors::explain("ec2:CreateTags", &e, None)
+            ),
+        }
+    }
 }
 
 /// This instance's ENI and private IP, from instance metadata (IMDS): the primary MAC,
@@ -210,13 +262,34 @@ impl Mirror {
             status,
         ));
         match result {
-            Ok(p) => Ok(Mirror {
-                rt,
-                aws,
-                ledger,
-                sources: p.sources,
-                sessions: p.sessions,
-            }),
+            Ok(p) => {
+                let ids: Vec<String> = ledger
+                    .entries
+                    .iter()
+                    .filter(|e| !matches!(e.kind, crate::aws::ledger::Kind::FilterRule))
+                    .filter_map(|e| e.id.clone())
+                    .collect();
+                let every = std::env::var("AWSVPC_TEST_REFRESH_SECS")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .map(Duration::from_secs)
+                    .unwrap_or(REFRESH_EVERY);
+                let flag = Arc::new(AtomicBool::new(false));
+                let (ec2, f) = (aws.ec2.clone(), flag.clone());
+                let refresher = std::thread::Builder::new()
+                    .name("expiry".into())
+                    .spawn(move || refresh_expiry(ec2, ids, every, f))
+                    .ok()
+                    .map(|t| (flag, t));
+                Ok(Mirror {
+                    rt,
+                    aws,
+                    ledger,
+                    sources: p.sources,
+                    sessions: p.sessions,
+                    refresher,
+                })
+            }
             Err(e) => {
                 status("Provisioning failed; removing what was created");
                 let report = rt.block_on(teardown::teardown(&aws, &mut ledger, teardown::DEADLINE));
@@ -239,6 +312,10 @@ impl Mirror {
 
     /// Removes everything; `Err` names what could not be removed and how to finish.
     pub fn teardown(mut self) -> Result<(), String> {
+        if let Some((stop, t)) = self.refresher.take() {
+            stop.store(true, Ordering::Relaxed);
+            let _ = t.join();
+        }
         let report = self.rt.block_on(teardown::teardown(
             &self.aws,
             &mut self.ledger,

@@ -454,6 +454,8 @@ fn capture_filters_become_mirror_rules() {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         aws_env(&mut c, imds_port, &state);
+        // Long captures push their expiry tag forward (hourly; every second here).
+        c.env("AWSVPC_TEST_REFRESH_SECS", "1");
         let mut child = c.spawn().unwrap();
         wait_for(Duration::from_secs(60), "provisioning", || {
             let l = std::fs::read_to_string(&log).unwrap_or_default();
@@ -486,6 +488,12 @@ fn capture_filters_become_mirror_rules() {
                 );
             }
         }
+        // The emulator accepts CreateTags but does not show the new value in Describe, so
+        // the refresh is checked through the calls it answered.
+        wait_for(Duration::from_secs(20), "two expiry refreshes", || {
+            let l = std::fs::read_to_string(&log).unwrap_or_default();
+            (l.matches("resources now expire at").count() >= 2).then_some(())
+        });
         let l = std::fs::read_to_string(&log).unwrap();
         assert!(
             l.contains("filter rule"),
