@@ -62,6 +62,7 @@ fn refresh_expiry(
                     .tags(tag.clone())
                     .send(),
             )
+            .map_err(|e| crate::aws::errors::explain("ec2:CreateTags", &e, None))
         };
         // Once more on failure: the first call may find a connection the capture's runtime
         // opened and left.
@@ -69,10 +70,7 @@ fn refresh_expiry(
         match r {
             Ok(_) => log_info!("{} resources now expire at {expires}", ids.len()),
             // Not fatal: the cost is only that a sweep could end this capture's mirror early.
-            Err(e) => log_msg!(
-                "could not extend the expiry tags: {}",
-                crate::aws::errors::explain("ec2:CreateTags", &e, None)
-            ),
+            Err(e) => log_msg!("could not extend the expiry tags: {e}"),
         }
     }
 }
