@@ -197,8 +197,13 @@ impl Default for Decoder {
 
 impl Decoder {
     pub fn new() -> Self {
+        Self::with_capacity(BUFFER)
+    }
+
+    /// A decoder with a smaller buffer (fuzzing); at least two whole records fit.
+    pub fn with_capacity(bytes: usize) -> Self {
         Decoder {
-            buf: vec![0; BUFFER],
+            buf: vec![0; bytes.max(2 * MAX_RECORD)],
             start: 0,
             end: 0,
             started: false,
