@@ -393,9 +393,9 @@ fn toolbar_gets_status_log_and_counters() {
     let mut from_extcap = from_extcap.join().unwrap();
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
     let frame = udp_frame(ENI_MAC, GW_MAC, 53, b"toolbar");
-    let mut seen = (false, false, false);
+    let mut seen = (false, false, false, false);
     let start = Instant::now();
-    while !(seen.0 && seen.1 && seen.2) {
+    while !(seen.0 && seen.1 && seen.2 && seen.3) {
         assert!(
             start.elapsed() < Duration::from_secs(20),
             "toolbar frames missing: {seen:?}"
@@ -407,6 +407,10 @@ fn toolbar_gets_status_log_and_counters() {
             (_, 6) if text.contains("Listening on UDP") => seen.0 = true,
             (0, 2) if text.contains("[info]") => seen.1 = true,
             (2, 1) if text.contains("packets") => seen.2 = true,
+            // The effective rate, which matters most where the transport is slow (SSM).
+            (_, 6) if text.starts_with("Capturing:") && text.ends_with("packets/s") => {
+                seen.3 = true
+            }
             _ => {}
         }
     }

@@ -194,6 +194,26 @@ struct ToolbarProgress {
     counters_control: u8,
     stats_requested: Arc<AtomicBool>,
     last_summary: std::sync::Mutex<String>,
+    /// Packets written at the last report, for the rate in the status bar.
+    last_packets: std::sync::Mutex<(u64, std::time::Instant)>,
+}
+
+impl ToolbarProgress {
+    /// Packets per second since the previous report: the effective rate the user gets,
+    /// whatever the transport allows.
+    fn rate(&self, packets: u64) -> u64 {
+        let Ok(mut last) = self.last_packets.lock() else {
+            return 0;
+        };
+        let secs = last.1.elapsed().as_secs_f64();
+        let rate = if secs > 0.0 {
+            (packets.saturating_sub(last.0) as f64 / secs).round() as u64
+        } else {
+            0
+        };
+        *last = (packets, std::time::Instant::now());
+        rate
+    }
 }
 
 impl Progress for ToolbarProgress {
@@ -221,10 +241,11 @@ impl Progress for ToolbarProgress {
             c.send(self.counters_control, Command::Set, summary.as_bytes());
             // Until packets flow, the status keeps saying where awsvpc listens.
             if counters.datagrams.load(Ordering::Relaxed) > 0 {
+                let rate = self.rate(counters.packets.load(Ordering::Relaxed));
                 c.send(
                     0,
                     Command::Statusbar,
-                    format!("Capturing: {summary}").as_bytes(),
+                    format!("Capturing: {summary} · {rate} packets/s").as_bytes(),
                 );
             }
         }
@@ -298,6 +319,7 @@ fn capture(
         counters_control: m.control_number("counters").unwrap_or(2),
         stats_requested,
         last_summary: Default::default(),
+        last_packets: std::sync::Mutex::new((0, std::time::Instant::now())),
     };
     let cfg = CaptureConfig::from_args(args, m)?;
     if let Some(f) = &cfg.filter {
