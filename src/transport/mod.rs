@@ -3,6 +3,7 @@
 //! [`crate::collector::DatagramSource`] like the local socket.
 
 pub mod ssh;
+pub mod ssm;
 
 use std::time::Duration;
 
