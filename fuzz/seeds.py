@@ -77,3 +77,13 @@ for name in sorted(os.listdir(decap_dir))[:10] if os.path.isdir(decap_dir) else 
     stream += record(1, open(os.path.join(decap_dir, name), "rb").read()[1:])
 put("relay_stream", "stream", bytes([5]) + stream)
 put("relay_stream", "error", bytes([1]) + b"AWSVPCR\x01" + record(3, b"UDP port 4789 is already in use.", 0, b"\0" * 16))
+
+# Capture filters, as typed in Wireshark, for the narrowing into mirror rules.
+filters = [
+    "tcp port 443", "host 10.0.0.1 and (udp portrange 5000-5100 or icmp)", "not port 22",
+    "src net 10.0.0.0/8 and dst port 53", "ip6 and tcp[tcpflags] & tcp-syn != 0",
+    "vlan and host 192.0.2.1", "icmp6 or (ip proto 47)", "greater 1000 and udp",
+    "net 2001:db8::/32 or host 198.51.100.7", "(tcp or udp) and not (port 80 or port 8080)",
+]
+for i, f in enumerate(filters):
+    put("filter_narrow", f"filter-{i}", f.encode())
