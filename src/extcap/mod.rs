@@ -50,7 +50,20 @@ pub fn run(argv: &[String], out: &mut dyn Write) -> ExitCode {
     let m = Manifest::load();
     match args.step() {
         Step::Interfaces => {
-            let _ = out.write_all(m.render_interfaces(VERSION, &help_location(m)).as_bytes());
+            let mut listing = m.render_interfaces(VERSION, &help_location(m));
+            if wireshark_4_4_0() {
+                // Still listed, so the user sees why it will not capture.
+                let i = &m.interface;
+                listing = listing.replacen(
+                    &format!("{{value={}}}{{display={}}}", i.value, i.display),
+                    &format!(
+                        "{{value={}}}{{display={} (unsupported in Wireshark 4.4.0: upgrade Wireshark)}}",
+                        i.value, i.display
+                    ),
+                    1,
+                );
+            }
+            let _ = out.write_all(listing.as_bytes());
             ExitCode::SUCCESS
         }
         Step::Dlts => {
@@ -89,6 +102,47 @@ pub fn run(argv: &[String], out: &mut dyn Write) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The sentence for a capture started by Wireshark 4.4.0.
+pub const WIRESHARK_4_4_0: &str = "Wireshark 4.4.0 is not supported: it ignores extcap options (fixed in 4.4.1); upgrade Wireshark to 4.4.1 or later.";
+
+/// Whether the Wireshark or tshark that runs this extcap is 4.4.0, which ignores extcap
+/// options given on the command line (Wireshark issue 20054, fixed in 4.4.1). Wireshark
+/// passes only `--extcap-version=4.4`, and only to `--extcap-interfaces`, so the patch
+/// level is read from the caller itself: on Linux the libwireshark it has mapped is
+/// `libwireshark.so.18.0.<patch>` (18 is 4.4's library version). The parent is asked first,
+/// then up to three more ancestors (a wrapper script); unknown means supported.
+pub fn wireshark_4_4_0() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: getppid has no preconditions.
+        let mut pid = unsafe { libc::getppid() };
+        for _ in 0..4 {
+            if pid <= 1 {
+                break;
+            }
+            let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+                break;
+            };
+            let mut libwireshark = maps
+                .lines()
+                .filter_map(|l| l.rsplit('/').next())
+                .filter(|name| name.starts_with("libwireshark.so."));
+            if let Some(name) = libwireshark.next() {
+                return name.trim_end() == "libwireshark.so.18.0.0";
+            }
+            // /proc/PID/stat: "pid (comm) state ppid …"; comm may hold spaces and ')'.
+            pid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(')')
+                        .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok())
+                })
+                .unwrap_or(0);
+        }
+    }
+    false
 }
 
 fn interface_ok(args: &ExtcapArgs, m: &Manifest) -> bool {
@@ -305,6 +359,9 @@ fn capture(
         .map_err(|e| format!("Cannot open Wireshark's capture pipe: {e}."))?;
     log_setup?;
     log_msg!("awsvpc {VERSION} capture starting (argv: {})", redact(args));
+    if wireshark_4_4_0() {
+        return Err(WIRESHARK_4_4_0.into());
+    }
     if !args.unknown.is_empty() {
         log_msg!(
             "ignoring arguments awsvpc does not know: {}",
