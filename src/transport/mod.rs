@@ -2,6 +2,8 @@
 //! (`crate::relay`) on the collector and reads its stream; the capture sees a
 //! [`crate::collector::DatagramSource`] like the local socket.
 
+#[cfg(feature = "aws")]
+pub mod pinned;
 pub mod ssh;
 pub mod ssm;
 

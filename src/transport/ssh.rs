@@ -9,14 +9,21 @@
 //!
 //! The relay's source goes to the remote `python3 -` on stdin; its stream comes back on
 //! stdout; ssh's stderr goes to the log (never to Wireshark) and explains failures.
+//!
+//! The same collector also reaches an ephemeral collector awsvpc launched itself, with an
+//! in-process SSH client and a pinned host key ([`SshCollector::connect_pinned`],
+//! `super::pinned`): only how a connection is made and how its failure is explained differ
+//! ([`Session`]); the relay, the stream, loss detection and the reconnect are shared.
 
 use crate::collector::{Batch, DatagramSource};
 use crate::relay::stream::{Decoder, Kind};
 use crate::relay::{RelayOptions, SOURCE};
+#[cfg(feature = "aws")]
+use crate::transport::pinned::{self, PinnedSettings};
 use crate::transport::{RECONNECT_GRACE, SILENCE};
 use crate::{log_info, log_msg};
 use std::io::{self, BufRead, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -124,17 +131,23 @@ struct Effective {
     known_hosts: String,
 }
 
+/// The remote command that runs the relay, whose source follows on stdin.
+pub(crate) fn remote_command(relay: &RelayOptions) -> String {
+    format!("exec python3 - {}", relay.args().join(" "))
+}
+
 /// One ssh process running the relay.
-struct Session {
+struct Process {
     child: Child,
     stdout: ChildStdout,
     stderr: Arc<Mutex<Vec<String>>>,
     stderr_reader: Option<std::thread::JoinHandle<()>>,
+    spawned: Instant,
 }
 
-impl Session {
-    fn spawn(settings: &SshSettings, relay: &RelayOptions) -> Result<Session, String> {
-        let remote = format!("exec python3 - {}", relay.args().join(" "));
+impl Process {
+    fn spawn(settings: &SshSettings, relay: &RelayOptions) -> Result<Process, String> {
+        let remote = remote_command(relay);
         let mut c = settings.base();
         c.arg("--")
             .arg(&settings.host)
@@ -177,11 +190,12 @@ impl Session {
         }
         let stdout = child.stdout.take().expect("piped");
         set_nonblocking(stdout.as_raw_fd());
-        Ok(Session {
+        Ok(Process {
             child,
             stdout,
             stderr,
             stderr_reader,
+            spawned: Instant::now(),
         })
     }
 
@@ -203,11 +217,147 @@ impl Session {
     }
 }
 
-impl Drop for Session {
+impl Drop for Process {
     fn drop(&mut self) {
         // Closing our end makes sshd close the channel; the relay exits on its next write.
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// One connection running the relay: a system ssh process, or an in-process SSH session to
+/// an ephemeral collector. Either way its stream is read from a pollable descriptor.
+enum Session {
+    Process(Process),
+    #[cfg(feature = "aws")]
+    Pinned(pinned::Session),
+}
+
+/// What a connection left to explain its end with.
+enum Ending {
+    Process(Option<ExitStatus>, Vec<String>),
+    #[cfg(feature = "aws")]
+    Pinned(pinned::Ending),
+}
+
+impl Session {
+    fn fd(&self) -> RawFd {
+        match self {
+            Session::Process(p) => p.stdout.as_raw_fd(),
+            #[cfg(feature = "aws")]
+            Session::Pinned(p) => p.fd(),
+        }
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Session::Process(p) => p.stdout.read(buf),
+            #[cfg(feature = "aws")]
+            Session::Pinned(p) => p.read(buf),
+        }
+    }
+
+    /// Since when [`START_LIMIT`] counts; `None` while still waiting for the collector to
+    /// boot (that wait has its own bound).
+    fn start_clock(&self) -> Option<Instant> {
+        match self {
+            Session::Process(p) => Some(p.spawned),
+            #[cfg(feature = "aws")]
+            Session::Pinned(p) => p.connected_at(),
+        }
+    }
+
+    /// The status bar's text while the connection is not made yet, if it has one.
+    fn waiting(&self) -> Option<String> {
+        match self {
+            Session::Process(_) => None,
+            #[cfg(feature = "aws")]
+            Session::Pinned(p) => p.waiting(),
+        }
+    }
+
+    /// Ends the connection (`kill`: at once) and collects what explains its end.
+    fn finish(self, kill: bool) -> Ending {
+        match self {
+            Session::Process(p) => {
+                let (status, lines) = p.finish(kill);
+                Ending::Process(status, lines)
+            }
+            #[cfg(feature = "aws")]
+            Session::Pinned(p) => Ending::Pinned(p.finish(kill)),
+        }
+    }
+}
+
+impl Ending {
+    /// The last thing the remote side or the client said, for a lost tunnel's detail.
+    fn last_line(&self) -> Option<String> {
+        match self {
+            Ending::Process(_, lines) => lines.last().cloned(),
+            #[cfg(feature = "aws")]
+            Ending::Pinned(e) => e.last_line(),
+        }
+    }
+}
+
+/// Where the relay runs, and how it is reached.
+enum Target {
+    /// An existing collector, through the user's ssh.
+    System(SshSettings),
+    /// An ephemeral collector awsvpc launched, with its generated keys.
+    #[cfg(feature = "aws")]
+    Pinned(PinnedSettings),
+}
+
+impl Target {
+    /// The collector as sentences name it.
+    fn name(&self) -> &str {
+        match self {
+            Target::System(s) => &s.host,
+            #[cfg(feature = "aws")]
+            Target::Pinned(p) => &p.label,
+        }
+    }
+
+    /// Connects and starts the relay. `again`: a reconnect to a collector already up.
+    fn spawn(&self, relay: &RelayOptions, again: bool) -> Result<Session, String> {
+        let _ = again;
+        match self {
+            Target::System(s) => Process::spawn(s, relay).map(Session::Process),
+            #[cfg(feature = "aws")]
+            Target::Pinned(p) => pinned::Session::spawn(p, relay, again).map(Session::Pinned),
+        }
+    }
+
+    /// The sentence for a connection that did not start the relay within [`START_LIMIT`].
+    fn no_answer(&self) -> String {
+        let limit = START_LIMIT.as_secs();
+        match self {
+            Target::System(s) => format!(
+                "No answer from the collector {host} over SSH within {limit} s; check that it is reachable and that sshd answers (try: ssh {host} true).",
+                host = s.host
+            ),
+            #[cfg(feature = "aws")]
+            Target::Pinned(p) => format!(
+                "{} accepted a TCP connection on port {} but did not start the relay over SSH within {limit} s; check that it finished booting (its console output) and that nothing else answers at {}.",
+                capitalized(&p.label),
+                p.port,
+                p.address
+            ),
+        }
+    }
+
+    /// A connection's end as the user's one sentence.
+    fn explain(&self, ending: Ending, stdout_text: &str) -> String {
+        match (self, ending) {
+            (Target::System(s), Ending::Process(status, lines)) => {
+                explain_failure(s, status, &lines, stdout_text)
+            }
+            #[cfg(feature = "aws")]
+            (Target::Pinned(p), Ending::Pinned(e)) => pinned::explain(p, e, stdout_text),
+            #[cfg(feature = "aws")]
+            _ => unreachable!("a session is of its target's kind"),
+        }
     }
 }
 
@@ -222,7 +372,7 @@ fn wait_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     }
 }
 
-fn set_nonblocking(fd: i32) {
+pub(crate) fn set_nonblocking(fd: i32) {
     // SAFETY: fcntl on a descriptor this process owns.
     unsafe {
         let flags = libc::fcntl(fd, libc::F_GETFL);
@@ -244,7 +394,7 @@ fn poll_readable(fd: i32, ms: i32) -> bool {
 /// A remote collector reached over SSH: the relay's datagrams, kernel timestamps and drop
 /// counts, with loss detection (silence or EOF) and one reconnect.
 pub struct SshCollector {
-    settings: SshSettings,
+    target: Target,
     relay: RelayOptions,
     session: Option<Session>,
     decoder: Decoder,
@@ -272,8 +422,31 @@ impl SshCollector {
         status: &dyn Fn(&str),
         stop: &AtomicBool,
     ) -> Result<Option<Self>, String> {
+        Self::open(Target::System(settings), relay, status, stop)
+    }
+
+    /// Connects to an ephemeral collector awsvpc launched with `settings.keys` in its user
+    /// data, waiting up to `settings.boot_wait` for its sshd, and starts the relay as
+    /// [`SshCollector::connect`] does. Only the pinned host key is accepted; the login uses
+    /// the generated client key only. `None` when `stop` was set while connecting.
+    #[cfg(feature = "aws")]
+    pub fn connect_pinned(
+        settings: PinnedSettings,
+        relay: RelayOptions,
+        status: &dyn Fn(&str),
+        stop: &AtomicBool,
+    ) -> Result<Option<Self>, String> {
+        Self::open(Target::Pinned(settings), relay, status, stop)
+    }
+
+    fn open(
+        target: Target,
+        relay: RelayOptions,
+        status: &dyn Fn(&str),
+        stop: &AtomicBool,
+    ) -> Result<Option<Self>, String> {
         let mut c = SshCollector {
-            settings,
+            target,
             relay,
             session: None,
             decoder: Decoder::new(),
@@ -290,32 +463,42 @@ impl SshCollector {
     }
 
     fn start(&mut self, status: &dyn Fn(&str), stop: Option<&AtomicBool>) -> Result<(), String> {
-        let host = self.settings.host.clone();
+        let host = self.target.name().to_string();
         status(&format!(
             "Connecting to {host} over SSH and starting the relay"
         ));
         self.decoder.reset();
-        let session = Session::spawn(&self.settings, &self.relay)?;
-        let fd = session.stdout.as_raw_fd();
+        let session = self.target.spawn(&self.relay, stop.is_none())?;
+        let fd = session.fd();
         self.session = Some(session);
-        let started = Instant::now();
+        let mut told = Instant::now();
         loop {
             match self.decoder.find_start() {
                 Ok(true) => break,
                 Ok(false) => {}
                 Err(e) => {
-                    let why = format!("{host}: {e}; check that its login shell starts commands without prompting.");
+                    let why = format!(
+                        "{}: {e}; check that its login shell starts commands without prompting.",
+                        capitalized(&host)
+                    );
                     return Err(self.fail_start(Some(why)));
                 }
             }
             if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
                 return Err(self.fail_start(Some("stopped".into())));
             }
-            if started.elapsed() > START_LIMIT {
-                let why = format!(
-                    "No answer from the collector {host} over SSH within {} s; check that it is reachable and that sshd answers (try: ssh {host} true).",
-                    START_LIMIT.as_secs()
-                );
+            let session = self.session.as_ref().expect("set above");
+            if told.elapsed() >= Duration::from_secs(1) {
+                if let Some(text) = session.waiting() {
+                    status(&text);
+                    told = Instant::now();
+                }
+            }
+            if session
+                .start_clock()
+                .is_some_and(|t| t.elapsed() > START_LIMIT)
+            {
+                let why = self.target.no_answer();
                 return Err(self.fail_start(Some(why)));
             }
             if poll_readable(fd, POLL_MS) {
@@ -346,12 +529,14 @@ impl SshCollector {
     /// said becomes the sentence.
     fn fail_start(&mut self, why: Option<String>) -> String {
         let text = self.decoder.unparsed_text();
-        // Without a sentence of our own, ssh ended by itself: let it finish its stderr.
-        let (status, lines) = match self.session.take() {
-            Some(s) => s.finish(why.is_some()),
-            None => (None, Vec::new()),
-        };
-        why.unwrap_or_else(|| explain_failure(&self.settings, status, &lines, &text))
+        // Without a sentence of our own, the connection ended by itself: let it finish
+        // saying why.
+        let ending = self.session.take().map(|s| s.finish(why.is_some()));
+        match (why, ending) {
+            (Some(why), _) => why,
+            (None, Some(e)) => self.target.explain(e, &text),
+            (None, None) => format!("The connection to {} closed.", self.target.name()),
+        }
     }
 
     fn read_more(&mut self) -> io::Result<usize> {
@@ -359,7 +544,7 @@ impl SshCollector {
             return Ok(0);
         };
         let space = self.decoder.space();
-        let n = s.stdout.read(space)?;
+        let n = s.read(space)?;
         self.decoder.filled(n);
         Ok(n)
     }
@@ -373,7 +558,7 @@ impl SshCollector {
                 Err(e) => {
                     return Err(Lost::Fatal(format!(
                         "The relay stream from {} broke: {e}.",
-                        self.settings.host
+                        self.target.name()
                     )))
                 }
             };
@@ -388,7 +573,7 @@ impl SshCollector {
                 Kind::Heartbeat | Kind::Other(_) => {}
                 Kind::Error => {
                     let text = String::from_utf8_lossy(r.payload()).trim().to_string();
-                    return Err(Lost::Fatal(relay_error(&self.settings.host, &text)));
+                    return Err(Lost::Fatal(relay_error(self.target.name(), &text)));
                 }
             }
         }
@@ -400,12 +585,9 @@ impl SshCollector {
             Lost::Fatal(m) => return Err(io::Error::other(m)),
             Lost::Tunnel(why) => why,
         };
-        let host = self.settings.host.clone();
-        let (_, lines) = match self.session.take() {
-            Some(s) => s.finish(true),
-            None => (None, Vec::new()),
-        };
-        let detail = lines.last().map(|l| format!(" ({l})")).unwrap_or_default();
+        let host = self.target.name().to_string();
+        let last = self.session.take().and_then(|s| s.finish(true).last_line());
+        let detail = last.map(|l| format!(" ({l})")).unwrap_or_default();
         if self
             .reconnected_at
             .is_some_and(|t| t.elapsed() < RECONNECT_GRACE)
@@ -451,7 +633,7 @@ impl DatagramSource for SshCollector {
                 return Ok(batch.len());
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            let Some(fd) = self.session.as_ref().map(|s| s.stdout.as_raw_fd()) else {
+            let Some(fd) = self.session.as_ref().map(Session::fd) else {
                 return Err(io::Error::other("the SSH tunnel is closed"));
             };
             // Silence counts only once the pipe is empty: what queued up while awsvpc was
@@ -487,7 +669,8 @@ impl DatagramSource for SshCollector {
     fn describe(&self) -> String {
         format!(
             "Relay on {} (UDP {}) over SSH",
-            self.settings.host, self.relay.listen_port
+            self.target.name(),
+            self.relay.listen_port
         )
     }
 }
@@ -556,9 +739,7 @@ fn explain_failure(
         );
     }
     if code == Some(127) && (has("python3") || all.is_empty()) {
-        return format!(
-            "The collector {host} has no python3, which the relay needs; install it (sudo dnf install python3, or sudo apt install python3-minimal) or use an Amazon Linux 2023 or Ubuntu 22.04+ collector."
-        );
+        return no_python3(&format!("The collector {host}"));
     }
     let said = stderr
         .last()
@@ -577,6 +758,23 @@ fn explain_failure(
             said.trim_end_matches('.')
         ),
     }
+}
+
+/// `name` at the start of a sentence.
+pub(crate) fn capitalized(name: &str) -> String {
+    let mut c = name.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// The sentence for a collector without python3 (`exec python3` exited 127); `who` begins
+/// it ("The collector …").
+pub(crate) fn no_python3(who: &str) -> String {
+    format!(
+        "{who} has no python3, which the relay needs; install it (sudo dnf install python3, or sudo apt install python3-minimal) or use an Amazon Linux 2023 or Ubuntu 22.04+ collector."
+    )
 }
 
 fn known_hosts_name(host: &str, port: u16) -> String {
