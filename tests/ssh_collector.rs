@@ -157,40 +157,9 @@ fn nothing_listening_and_no_python3_are_explained() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    // A collector without python3: an unprivileged user whose shell is plain sh (no rc
-    // files) and whose sessions get a PATH with a shell but no python.
-    let user = "awsvpc-nopython";
-    if !run(Command::new("id").arg(user)).status.success() {
-        let o = run(Command::new("useradd").args([
-            "--system",
-            "--no-create-home",
-            "--shell",
-            "/bin/sh",
-            user,
-        ]));
-        assert!(
-            o.status.success(),
-            "useradd: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
-    // Not locked: sshd without PAM refuses locked accounts even for key logins.
-    assert!(run(Command::new("usermod").args(["-p", "*", user]))
-        .status
-        .success());
-    let bin_dir = dir.path().join("nopython");
-    std::fs::create_dir(&bin_dir).unwrap();
-    std::os::unix::fs::symlink("/bin/sh", bin_dir.join("sh")).unwrap();
-    let sshd = Sshd::start(
-        dir.path(),
-        None,
-        &format!("SetEnv PATH={}", bin_dir.display()),
-    );
-    // The user's sshd session reads authorized_keys as that user.
-    use std::os::unix::fs::PermissionsExt;
-    for p in [dir.path().to_path_buf(), dir.path().join("authorized_keys")] {
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    let (user, path) = nopython_user(dir.path());
+    let sshd = Sshd::start(dir.path(), None, &path);
+    share_authorized_keys(dir.path());
     let mut nopython = sshd.args();
     let u = nopython.iter().position(|a| a == "--ssh-user").unwrap();
     nopython[u + 1] = user.to_string();

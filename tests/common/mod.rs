@@ -311,6 +311,25 @@ impl DirectCapture {
         }
     }
 
+    /// Runs the testbed's traffic while the tcpdumps watch; returns them stopped, and every
+    /// frame they saw.
+    pub fn during_traffic(tb: &Testbed, dir: &Path) -> (Self, Vec<Vec<u8>>) {
+        let mut oracle = DirectCapture::start(tb, dir);
+        let t = tb.sh(&["traffic"]);
+        assert!(
+            t.status.success(),
+            "traffic: {}",
+            String::from_utf8_lossy(&t.stderr)
+        );
+        let direct = oracle.stop();
+        assert!(
+            direct.len() >= 40,
+            "the testbed made traffic: {}",
+            direct.len()
+        );
+        (oracle, direct)
+    }
+
     /// Stops the tcpdumps; returns every frame they saw.
     pub fn stop(&mut self) -> Vec<Vec<u8>> {
         for d in &mut self.dumps {
@@ -417,19 +436,7 @@ pub fn traffic_matches_direct(
     interface: &str,
     with_direction: bool,
 ) -> Pcapng {
-    let mut oracle = DirectCapture::start(tb, work);
-    let t = tb.sh(&["traffic"]);
-    assert!(
-        t.status.success(),
-        "traffic: {}",
-        String::from_utf8_lossy(&t.stderr)
-    );
-    let direct = oracle.stop();
-    assert!(
-        direct.len() >= 40,
-        "the testbed made traffic: {}",
-        direct.len()
-    );
+    let (oracle, direct) = DirectCapture::during_traffic(tb, work);
     // The mirror copy travels through VXLAN; wait until awsvpc has seen as many frames.
     wait_for(
         Duration::from_secs(30),
