@@ -8,6 +8,8 @@ packages=(
   iproute2 iputils-ping curl dnsutils python3      # namespace testbed and its traffic
   openssh-server openssh-client procps             # the SSH collector tests (real sshd)
   wireshark-qt xvfb xauth imagemagick              # the GUI check under Xvfb
+  python3-yaml python3-jsonschema python3-jinja2   # cloud-init's schema check of the collector's
+  python3-configobj python3-requests python3-netifaces python3-oauthlib python3-jsonpatch python3-serial
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -19,4 +21,15 @@ if ((${#missing[@]})); then
   echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# cloud-init itself, unpacked (not installed: it would run at this machine's next boot), so
+# the tests can validate the collector's user data with cloud-init's own schema.
+ci=/var/cache/awsvpc-test/cloud-init
+if [ ! -d "$ci/usr/lib/python3/dist-packages/cloudinit" ]; then
+  tmp=$(mktemp -d)
+  (cd "$tmp" && chmod 777 . && apt-get download -q cloud-init >/dev/null)
+  mkdir -p "$ci"
+  dpkg -x "$tmp"/cloud-init_*.deb "$ci"
+  rm -rf "$tmp"
 fi

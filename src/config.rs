@@ -13,6 +13,30 @@ pub enum CollectorMode {
     Local,
     /// An existing collector receives the mirror; its relay streams it here over SSH.
     Host,
+    /// An instance launched for the capture receives the mirror; its relay streams it here
+    /// over SSH (pinned keys generated for the capture) or Session Manager.
+    Ephemeral,
+}
+
+/// How a remote collector's stream reaches this machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connect {
+    Ssh,
+    Ssm,
+}
+
+/// `--collector ephemeral`: what to launch and who may reach it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LaunchOptions {
+    /// `--launch-template`: an id (`lt-…`) or a name.
+    pub launch_template: Option<String>,
+    /// `--instance-type`.
+    pub instance_type: Option<String>,
+    /// `--instance-profile`: a name or ARN, for the SSM agent.
+    pub instance_profile: Option<String>,
+    /// `--ssh-allow`: the CIDR the security group admits SSH from (default: this machine's
+    /// public address).
+    pub ssh_allow: Option<String>,
 }
 
 /// How to reach a remote collector over SSH (`--ssh-*`, or `~/.ssh/config`).
@@ -28,8 +52,11 @@ pub struct SshTarget {
 #[derive(Debug, Clone)]
 pub struct CaptureConfig {
     pub collector: CollectorMode,
-    /// Set with `--collector host`.
+    pub connect: Connect,
+    /// Set with `--collector host`; with `--collector ephemeral`, what overrides the
+    /// instance's address, port and user (`host` empty: the instance's own address).
     pub ssh: Option<SshTarget>,
+    pub launch: LaunchOptions,
     /// `--target-id`: the existing mirror target of the host collector (never deleted).
     pub target_id: Option<String>,
     pub profile: Option<String>,
@@ -89,9 +116,7 @@ impl CaptureConfig {
         let collector = match args.get("collector").unwrap_or("ephemeral") {
             "local" => CollectorMode::Local,
             "host" => CollectorMode::Host,
-            "ephemeral" => {
-                return Err("--collector ephemeral (a collector instance launched for the capture) is not in this build of awsvpc yet; use --collector host with --ssh-host, or --collector local on a machine that receives the mirror.".into())
-            }
+            "ephemeral" => CollectorMode::Ephemeral,
             other => {
                 return Err(format!(
                     "--collector must be ephemeral, host or local, not {other:?}."
@@ -120,9 +145,21 @@ impl CaptureConfig {
                 format!("--listen-addr must be an IP address such as 0.0.0.0 or ::, not {v:?}.")
             })?,
         };
+        let connect = match args.get("connect").unwrap_or("ssh") {
+            "ssh" => Connect::Ssh,
+            "ssm" => Connect::Ssm,
+            other => return Err(format!("--connect must be ssh or ssm, not {other:?}.")),
+        };
         let listen_port =
             number::<u16>(args, "listen-port", 1, 65535, "a UDP port")?.unwrap_or(4789);
-        let snaplen = number::<u32>(args, "snaplen", 0, 65535, "a byte count")?.filter(|n| *n > 0);
+        let snaplen = match number::<u32>(args, "snaplen", 0, 65535, "a byte count")? {
+            // Session Manager carries about 1 MB/s: headers only, unless asked otherwise
+            // (0 asks for whole frames).
+            None if connect == Connect::Ssm && collector != CollectorMode::Local => {
+                Some(crate::transport::ssm::DEFAULT_SNAPLEN)
+            }
+            n => n.filter(|n| *n > 0),
+        };
         let vni = number::<u32>(args, "vni", 0, (1 << 24) - 1, "a VXLAN network identifier")?;
         let enis = match args.get("eni") {
             None => Vec::new(),
@@ -172,9 +209,17 @@ impl CaptureConfig {
                 ));
             }
         }
-        let ssh = match collector {
-            CollectorMode::Local => None,
-            CollectorMode::Host => Some(ssh_target(args)?),
+        let ssh = match (collector, connect) {
+            (CollectorMode::Local, _) => None,
+            (CollectorMode::Host, Connect::Ssm) => {
+                return Err("--connect ssm with --collector host is not in this build of awsvpc yet; use --connect ssh, or --collector ephemeral with --connect ssm.".into())
+            }
+            (CollectorMode::Host, Connect::Ssh) => Some(ssh_target(args, true)?),
+            (CollectorMode::Ephemeral, _) => Some(ssh_target(args, false)?),
+        };
+        let launch = match collector {
+            CollectorMode::Ephemeral => launch_options(args)?,
+            _ => LaunchOptions::default(),
         };
         let target_id = match args
             .get("target-id")
@@ -201,11 +246,19 @@ impl CaptureConfig {
             (CollectorMode::Local, Some(t)) => {
                 return Err(format!("--target-id {t} names an existing mirror target, which only --collector host uses; clear it, or use --collector host with --ssh-host."))
             }
+            (CollectorMode::Ephemeral, Some(t)) => {
+                return Err(format!("--target-id {t} names an existing mirror target, but --collector ephemeral launches a collector of its own; clear --target-id, or use --collector host."))
+            }
+            (CollectorMode::Ephemeral, None) if enis.is_empty() => {
+                return Err("--collector ephemeral launches a collector for the ENIs to mirror; choose them with --eni (the AWS tab), or use --collector host or local.".into())
+            }
             _ => {}
         }
         Ok(CaptureConfig {
             collector,
+            connect,
             ssh,
+            launch,
             target_id,
             profile,
             region,
@@ -227,23 +280,17 @@ impl CaptureConfig {
     }
 }
 
-/// `--collector host`: the SSH settings, checked.
-fn ssh_target(args: &ExtcapArgs) -> Result<SshTarget, String> {
-    match args.get("connect").unwrap_or("ssh") {
-        "ssh" => {}
-        "ssm" => {
-            return Err("--connect ssm (AWS Systems Manager) is not in this build of awsvpc yet; use --connect ssh.".into())
-        }
-        other => return Err(format!("--connect must be ssh or ssm, not {other:?}.")),
-    }
+/// The SSH settings, checked: `--collector host` needs `--ssh-host` (`required`); for
+/// `--collector ephemeral` it only overrides the instance's address.
+fn ssh_target(args: &ExtcapArgs, required: bool) -> Result<SshTarget, String> {
     let host = args.get("ssh-host").map(str::trim).unwrap_or_default();
-    if host.is_empty() {
+    if host.is_empty() && required {
         return Err("--collector host needs --ssh-host: the collector's address or its name in ~/.ssh/config.".into());
     }
     // ssh takes a leading '-' as an option: refuse what could smuggle one in.
     let plain =
         |v: &str| !v.starts_with('-') && !v.chars().any(|c| c.is_whitespace() || c.is_control());
-    if !plain(host) {
+    if !host.is_empty() && !plain(host) {
         return Err(format!(
             "--ssh-host must be a host name, address or ~/.ssh/config alias, not {host:?}."
         ));
@@ -287,6 +334,85 @@ fn ssh_target(args: &ExtcapArgs) -> Result<SshTarget, String> {
             "a known_hosts file with the collector's host key",
         )?,
     })
+}
+
+/// `--collector ephemeral`: the launch template, instance type and SSH source, checked.
+fn launch_options(args: &ExtcapArgs) -> Result<LaunchOptions, String> {
+    let value = |name: &str| args.get(name).map(str::trim).filter(|v| !v.is_empty());
+    let launch_template = match value("launch-template") {
+        None => None,
+        // AWS: 3–128 characters of letters, digits and ( ) . / _ - ; or an id lt-….
+        Some(t)
+            if (3..=128).contains(&t.len())
+                && t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "()./_-".contains(c)) =>
+        {
+            Some(t.to_string())
+        }
+        Some(t) => {
+            return Err(format!(
+                "--launch-template must be a launch template id such as lt-0abc12 or its name, not {t:?}."
+            ))
+        }
+    };
+    let instance_type = match value("instance-type") {
+        None => None,
+        Some(t)
+            if t.split_once('.').is_some_and(|(f, s)| {
+                !f.is_empty()
+                    && !s.is_empty()
+                    && f.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    && s.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            }) =>
+        {
+            Some(t.to_string())
+        }
+        Some(t) => {
+            return Err(format!(
+                "--instance-type must be an EC2 instance type such as t4g.nano, not {t:?}."
+            ))
+        }
+    };
+    let instance_profile = match value("instance-profile") {
+        None => None,
+        // IAM names: letters, digits and +=,.@_- ; or an instance-profile ARN.
+        Some(p)
+            if p.len() <= 2048
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-:/".contains(c)) =>
+        {
+            Some(p.to_string())
+        }
+        Some(p) => {
+            return Err(format!(
+                "--instance-profile must be an IAM instance profile name or ARN, not {p:?}."
+            ))
+        }
+    };
+    let ssh_allow = match value("ssh-allow") {
+        None => None,
+        Some(c) => Some(parse_ipv4_cidr(c).ok_or_else(|| {
+            format!("--ssh-allow must be an IPv4 CIDR such as 203.0.113.7/32, not {c:?}.")
+        })?),
+    };
+    Ok(LaunchOptions {
+        launch_template,
+        instance_type,
+        instance_profile,
+        ssh_allow,
+    })
+}
+
+/// `a.b.c.d/n` (or a bare address, taken as /32), normalised.
+fn parse_ipv4_cidr(s: &str) -> Option<String> {
+    let (ip, len) = match s.split_once('/') {
+        Some((ip, len)) => (ip, len.parse::<u8>().ok().filter(|l| *l <= 32)?),
+        None => (s, 32),
+    };
+    let ip: std::net::Ipv4Addr = ip.parse().ok()?;
+    Some(format!("{ip}/{len}"))
 }
 
 /// `--eni`: ENI ids separated by commas (the multicheck form) or spaces.
@@ -355,7 +481,7 @@ mod tests {
     }
 
     #[test]
-    fn planned_features_are_refused_only_when_set() {
+    fn arguments_are_checked_for_the_collector_mode() {
         let ok = [
             "--capture",
             "--collector",
@@ -369,14 +495,6 @@ mod tests {
         ];
         let argv: Vec<String> = ok.iter().map(|s| s.to_string()).collect();
         assert!(CaptureConfig::from_args(&parse_argv(&argv), Manifest::load()).is_ok());
-        assert!(err(&[
-            "--capture",
-            "--collector",
-            "local",
-            "--launch-template",
-            "lt-1"
-        ])
-        .contains("--launch-template is set to \"lt-1\""));
         assert!(err(&[
             "--capture",
             "--collector",
@@ -410,6 +528,18 @@ mod tests {
             err(&["--capture", "--collector", "local", "--target-id", "tmt-1"])
                 .contains("only --collector host uses")
         );
-        assert!(err(&["--capture"]).contains("--collector ephemeral"));
+        assert!(err(&["--capture"]).contains("--collector ephemeral launches a collector"));
+        assert!(
+            err(&["--capture", "--eni", "eni-1", "--target-id", "tmt-1"])
+                .contains("clear --target-id")
+        );
+        assert!(
+            err(&["--capture", "--eni", "eni-1", "--instance-type", "t4g"])
+                .contains("--instance-type must be")
+        );
+        assert!(
+            err(&["--capture", "--eni", "eni-1", "--ssh-allow", "10.0.0.0/33"])
+                .contains("--ssh-allow must be")
+        );
     }
 }

@@ -53,7 +53,17 @@ enum Cmd {
     },
     /// Print the relay that runs on remote collectors (python3, stdlib only), exactly as
     /// awsvpc sends it, so it can be reviewed.
-    RelaySource,
+    RelaySource {
+        /// Print instead the user data of a collector awsvpc launches (`--collector
+        /// ephemeral`), with keys generated for this example only.
+        #[cfg(feature = "aws")]
+        #[arg(long)]
+        user_data: bool,
+        /// With --user-data: the collector for --connect ssm.
+        #[cfg(feature = "aws")]
+        #[arg(long, requires = "user_data")]
+        ssm: bool,
+    },
     /// Decapsulate a capture taken on a mirror target into pcapng, one interface per source.
     Decap {
         /// pcap or pcapng from the mirror target (e.g. tcpdump -w m.pcap udp port 4789).
@@ -85,7 +95,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Install { dir, symlink } => install::install(dir.as_deref(), symlink),
         Cmd::Uninstall { dir } => install::uninstall(dir.as_deref()),
-        Cmd::RelaySource => {
+        #[cfg(feature = "aws")]
+        Cmd::RelaySource {
+            user_data: true,
+            ssm,
+        } => example_user_data(ssm),
+        Cmd::RelaySource { .. } => {
             // Exactly the embedded bytes: no added newline.
             use std::io::Write;
             let mut out = std::io::stdout();
@@ -124,6 +139,38 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The user data a launched collector gets, with keys made for this example.
+#[cfg(feature = "aws")]
+fn example_user_data(ssm: bool) -> Result<String, String> {
+    use awsvpc::relay::user_data::{cloud_config, CollectorSetup, SshSetup, SsmSetup, Watchdog};
+    let ssh = if ssm {
+        None
+    } else {
+        let k = awsvpc::transport::pinned::CollectorKeys::generate()?;
+        Some(SshSetup {
+            host_private: k.host_private_openssh().to_string(),
+            host_public: k.host_public_line(),
+            client_public: k.client_public_line("awsvpc"),
+        })
+    };
+    let relay = awsvpc::relay::RelayOptions {
+        listen_addr: [0, 0, 0, 0].into(),
+        listen_port: 4789,
+        snaplen: Some(awsvpc::transport::ssm::DEFAULT_SNAPLEN),
+        bind_wait_s: 0,
+    };
+    let setup = CollectorSetup {
+        listen_port: 4789,
+        ssh,
+        ssm: ssm.then_some(SsmSetup {
+            relay,
+            tcp_port: awsvpc::extcap::SSM_RELAY_PORT,
+        }),
+        watchdog: Watchdog::default(),
+    };
+    cloud_config(&setup).map(|t| t.trim_end().to_string())
 }
 
 #[cfg(feature = "aws")]
@@ -184,7 +231,13 @@ fn cleanup_command(
         }
         let mut l = cleanup::ledger_of(&found, &aws.region);
         // Cleanup is not bound by Wireshark's kill window: give in-use waits more time.
-        let report = teardown::teardown(&aws, &mut l, std::time::Duration::from_secs(300)).await;
+        let report = teardown::teardown(
+            &aws,
+            &mut l,
+            std::time::Duration::from_secs(300),
+            teardown::Groups::Wait,
+        )
+        .await;
         // Ledgers of runs that are now fully gone are finished too.
         for mut led in ledger::Ledger::all_in(&ledger::state_dir()) {
             if sel.run_id.as_ref().is_none_or(|r| *r == led.run_id) && led.region == aws.region {

@@ -4,6 +4,7 @@
 
 use crate::aws::cleanup::{self, Selection};
 use crate::aws::client::{self, Aws};
+use crate::aws::launch::{self, LaunchRequest, Launched};
 use crate::aws::ledger::{state_dir, Ledger};
 use crate::aws::provision::{self, Exclusion, Request, Target};
 use crate::aws::{tags, teardown};
@@ -24,6 +25,10 @@ pub struct Mirror {
     ledger: Ledger,
     pub sources: Vec<KnownSource>,
     pub sessions: Vec<String>,
+    /// The collector instance launched for this capture (`--collector ephemeral`).
+    pub collector: Option<Launched>,
+    /// It was given a public IPv4 address (billed hourly).
+    public_ip: bool,
     refresher: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
 }
 
@@ -154,11 +159,70 @@ async fn target_address(aws: &Aws, id: &str) -> Result<Option<String>, String> {
         .map(str::to_string))
 }
 
+/// Reject rules' subjects: the VXLAN to the collector at `ip`, and its transport
+/// (`(protocol, port)`), so a mirrored ENI in their path does not mirror the capture.
+fn exclusions(ip: Option<&str>, listen_port: u16, transport: Vec<(i32, u16)>) -> Vec<Exclusion> {
+    ip.iter()
+        .flat_map(|ip| {
+            std::iter::once((17, listen_port))
+                .chain(transport.iter().copied())
+                .map(move |(protocol, port)| Exclusion {
+                    cidr: format!("{ip}/32"),
+                    protocol,
+                    port: i32::from(port),
+                })
+        })
+        .collect()
+}
+
+/// A security group is freed 30–90 s after its instance terminates, longer than Wireshark
+/// waits for a capture to stop: a detached `awsvpc cleanup --run-id` (its own session, so
+/// Wireshark's stop does not reach it; no stdio) waits for it and finishes the ledger.
+fn finish_in_background(ledger: &Ledger, deferred: &[String]) {
+    if deferred.is_empty() {
+        return;
+    }
+    let run = &ledger.run_id;
+    let mut c =
+        std::process::Command::new(std::env::current_exe().unwrap_or_else(|_| "awsvpc".into()));
+    c.args(["cleanup", "--run-id", run, "--region", &ledger.region]);
+    if let Some(p) = &ledger.profile {
+        c.args(["--profile", p]);
+    }
+    c.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setsid is async-signal-safe and touches only the child.
+        unsafe {
+            c.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+    }
+    match c.spawn() {
+        Ok(child) => log_msg!(
+            "{} will be removed once the collector has terminated, by awsvpc cleanup --run-id {run} (pid {})",
+            deferred.join(", "),
+            child.id()
+        ),
+        Err(e) => log_msg!(
+            "could not start awsvpc cleanup for {} ({e}); run awsvpc cleanup --run-id {run} in a minute",
+            deferred.join(", ")
+        ),
+    }
+}
+
 impl Mirror {
     /// Provisions the mirror for `cfg`. On any failure, what was created is removed before
-    /// the error is returned.
+    /// the error is returned. With `launch`, the collector is an instance launched for the capture
+    /// (`--collector ephemeral`); otherwise it is `--target-id`'s or this machine's ENI.
     pub fn start(
         cfg: &CaptureConfig,
+        launch: Option<LaunchRequest>,
         stop: Arc<AtomicBool>,
         status: &dyn Fn(&str),
     ) -> Result<Mirror, String> {
@@ -184,7 +248,12 @@ impl Mirror {
                         found.len()
                     );
                     let mut l = cleanup::ledger_of(&found, &aws.region);
-                    let r = rt.block_on(teardown::teardown(&aws, &mut l, teardown::DEADLINE));
+                    let r = rt.block_on(teardown::teardown(
+                        &aws,
+                        &mut l,
+                        teardown::DEADLINE,
+                        teardown::Groups::Defer,
+                    ));
                     if let Some(s) = r.sentence("(expired)") {
                         log_msg!("{s}");
                     }
@@ -194,10 +263,12 @@ impl Mirror {
                 Err(e) => log_msg!("could not look for expired leftovers: {e}"),
             }
         }
-        // The target: an existing one (a host collector; never deleted), or this machine's
-        // ENI. Either way the collector's address keeps its own traffic out of the mirror.
-        let (target, collector_ip, transport_ports) = match &cfg.target_id {
-            Some(id) => {
+        // The target: an existing one (a host collector; never deleted), this machine's ENI,
+        // or (below, once the ledger exists) a launched collector's. Either way the
+        // collector's address keeps its own traffic out of the mirror.
+        let (target, collector_ip, transport_ports) = match (&launch, &cfg.target_id) {
+            (Some(_), _) => (None, None, vec![]),
+            (None, Some(id)) => {
                 status("Checking the mirror target");
                 let ip = rt.block_on(target_address(&aws, id))?;
                 log_info!(
@@ -205,13 +276,13 @@ impl Mirror {
                     ip.as_deref().unwrap_or("no IP")
                 );
                 let ssh_port = cfg.ssh.as_ref().and_then(|s| s.port).unwrap_or(22);
-                (Target::Existing(id.clone()), ip, vec![(6, ssh_port)])
+                (Some(Target::Existing(id.clone())), ip, vec![(6, ssh_port)])
             }
-            None => {
+            (None, None) => {
                 status("Finding this machine's ENI");
                 let (eni, ip) = rt.block_on(local_eni())?;
                 log_info!("collector ENI {eni} ({})", ip.as_deref().unwrap_or("no IP"));
-                (Target::Eni(eni), ip, vec![])
+                (Some(Target::Eni(eni)), ip, vec![])
             }
         };
         let run_id = tags::new_run_id();
@@ -229,36 +300,57 @@ impl Mirror {
             )
         })?;
         log_msg!("run {run_id}: ledger {}", ledger.path().display());
-        let req = Request {
+        let mut req = Request {
             enis: cfg.enis.clone(),
             vpc: cfg.vpc.clone(),
             snaplen: cfg.snaplen,
             session_number: cfg.session_number,
             vni: cfg.vni,
             amazon_dns: cfg.amazon_dns,
-            // The VXLAN to the collector, and the tunnel from it, must not be mirrored.
-            exclusions: collector_ip
-                .iter()
-                .flat_map(|ip| {
-                    std::iter::once((17, cfg.listen_port))
-                        .chain(transport_ports.iter().copied())
-                        .map(move |(protocol, port)| Exclusion {
-                            cidr: format!("{ip}/32"),
-                            protocol,
-                            port: i32::from(port),
-                        })
-                })
-                .collect(),
+            exclusions: exclusions(collector_ip.as_deref(), cfg.listen_port, transport_ports),
             filter: cfg.filter.clone(),
         };
-        let result = rt.block_on(provision::provision(
-            &aws,
-            &req,
-            &target,
-            &mut ledger,
-            &stop,
-            status,
-        ));
+        let public_ip = launch.as_ref().is_some_and(|l| l.public_ip);
+        let mut collector = None;
+        let result = rt.block_on(async {
+            let target = match (target, &launch) {
+                (Some(t), _) => t,
+                (None, Some(l)) => {
+                    // Check the ENIs before launching anything; the collector goes into the
+                    // first one's subnet.
+                    status("Checking the ENIs to mirror");
+                    let checked = provision::preflight(&aws, &req, None).await?;
+                    let first = &checked.0[0];
+                    let c = launch::launch(
+                        &aws,
+                        l,
+                        &first.vpc,
+                        &first.subnet,
+                        &first.availability_zone,
+                        &mut ledger,
+                        &stop,
+                        status,
+                    )
+                    .await?;
+                    if checked.0.iter().any(|e| e.availability_zone != first.availability_zone) {
+                        log_msg!("the ENIs are in several Availability Zones; the collector is in {}, so mirrored traffic from the others is billed as cross-AZ transfer", first.availability_zone);
+                    }
+                    req.exclusions = exclusions(
+                        c.private_ip.as_deref(),
+                        cfg.listen_port,
+                        l.ssh.as_ref().map(|(port, _)| (6, *port)).into_iter().collect(),
+                    );
+                    let target = Target::Eni(c.eni.clone());
+                    collector = Some(c);
+                    return provision::provision_checked(
+                        &aws, &req, checked, &target, &mut ledger, &stop, status,
+                    )
+                    .await;
+                }
+                (None, None) => unreachable!("a target or a launch"),
+            };
+            provision::provision(&aws, &req, &target, &mut ledger, &stop, status).await
+        });
         match result {
             Ok(p) => {
                 let ids: Vec<String> = ledger
@@ -285,12 +377,20 @@ impl Mirror {
                     ledger,
                     sources: p.sources,
                     sessions: p.sessions,
+                    collector,
+                    public_ip,
                     refresher,
                 })
             }
             Err(e) => {
                 status("Provisioning failed; removing what was created");
-                let report = rt.block_on(teardown::teardown(&aws, &mut ledger, teardown::DEADLINE));
+                let report = rt.block_on(teardown::teardown(
+                    &aws,
+                    &mut ledger,
+                    teardown::DEADLINE,
+                    teardown::Groups::Defer,
+                ));
+                finish_in_background(&ledger, &report.deferred);
                 Err(match report.sentence(&run_id) {
                     Some(left) => format!("{e} {left}"),
                     None => e,
@@ -303,9 +403,48 @@ impl Mirror {
         &self.ledger.run_id
     }
 
-    /// What the mirror costs while it runs, for the status bar.
+    pub fn region(&self) -> &str {
+        &self.aws.region
+    }
+
+    pub fn profile(&self) -> Option<&str> {
+        self.aws.profile.as_deref()
+    }
+
+    /// What the mirror costs while it runs, for the status bar: the sessions, and the
+    /// collector instance and its public address when awsvpc launched one (an instance
+    /// type without a known price counts as nothing).
     pub fn cost_per_hour(&self) -> f64 {
-        self.sessions.len() as f64 * SESSION_HOUR_USD
+        let instance = self
+            .collector
+            .as_ref()
+            .and_then(|c| launch::hourly_usd(&c.instance_type))
+            .unwrap_or(0.0);
+        let address = if self.public_ip {
+            launch::PUBLIC_IPV4_HOUR_USD
+        } else {
+            0.0
+        };
+        self.sessions.len() as f64 * SESSION_HOUR_USD + instance + address
+    }
+
+    /// Waits (bounded) for the launched collector to run: its private and public IPv4.
+    pub fn wait_collector(
+        &self,
+        limit: Duration,
+        stop: &AtomicBool,
+        status: &dyn Fn(&str),
+    ) -> Result<(Option<String>, Option<String>), String> {
+        let Some(c) = &self.collector else {
+            return Err("No collector instance was launched.".into());
+        };
+        self.rt.block_on(launch::wait_running(
+            &self.aws,
+            &c.instance_id,
+            limit,
+            stop,
+            status,
+        ))
     }
 
     /// Removes everything; `Err` names what could not be removed and how to finish.
@@ -318,7 +457,9 @@ impl Mirror {
             &self.aws,
             &mut self.ledger,
             teardown::DEADLINE,
+            teardown::Groups::Defer,
         ));
+        finish_in_background(&self.ledger, &report.deferred);
         log_msg!(
             "teardown of run {}: removed {}",
             self.ledger.run_id,

@@ -6,18 +6,21 @@
 
 use aws_sdk_ec2::error::ErrorMetadata;
 use aws_sdk_ec2::operation::{
-    create_traffic_mirror_filter::*, create_traffic_mirror_filter_rule::*,
-    create_traffic_mirror_session::*, create_traffic_mirror_target::*,
-    delete_traffic_mirror_filter::*, delete_traffic_mirror_filter_rule::*,
-    delete_traffic_mirror_session::*, delete_traffic_mirror_target::*, describe_instances::*,
-    describe_network_interfaces::*, describe_traffic_mirror_sessions::*,
+    authorize_security_group_ingress::*, create_security_group::*, create_traffic_mirror_filter::*,
+    create_traffic_mirror_filter_rule::*, create_traffic_mirror_session::*,
+    create_traffic_mirror_target::*, delete_security_group::*, delete_traffic_mirror_filter::*,
+    delete_traffic_mirror_filter_rule::*, delete_traffic_mirror_session::*,
+    delete_traffic_mirror_target::*, describe_instances::*, describe_network_interfaces::*,
+    describe_traffic_mirror_sessions::*, describe_vpcs::*, run_instances::*,
+    terminate_instances::*,
 };
 use aws_sdk_ec2::types::*;
 use aws_smithy_mocks::{mock, mock_client, MockResponse, Rule, RuleMode};
 use awsvpc::aws::client::Aws;
+use awsvpc::aws::launch::{launch, LaunchRequest};
 use awsvpc::aws::ledger::Ledger;
-use awsvpc::aws::provision::{provision, Request, Target};
-use awsvpc::aws::teardown::teardown;
+use awsvpc::aws::provision::{preflight, provision, provision_checked, Request, Target};
+use awsvpc::aws::teardown::{teardown, Groups, Report};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -41,6 +44,14 @@ struct State {
     linger: usize,
     deleted_sessions: Vec<(String, usize)>,
     creates: usize,
+    groups: Vec<String>,
+    /// Launched instances: id → security group, while not terminated.
+    instances: HashMap<String, String>,
+    /// Terminated instances keep their group for this many DeleteSecurityGroup calls
+    /// (EC2 frees it 30–90 s after TerminateInstances).
+    terminating: HashMap<String, (String, usize)>,
+    /// How many calls a terminated instance holds its group.
+    hold_group: usize,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -75,6 +86,8 @@ impl State {
             && self.filters.is_empty()
             && self.rules.is_empty()
             && self.sessions.is_empty()
+            && self.groups.is_empty()
+            && self.instances.is_empty()
     }
 }
 
@@ -122,24 +135,53 @@ fn fake_ec2(state: Shared) -> aws_sdk_ec2::Client {
             }
             MockResponse::Output(out.build())
         });
-    let instances = mock!(aws_sdk_ec2::Client::describe_instances).then_compute_response(|req| {
-        let mut r = Reservation::builder();
-        for (_, inst, ty) in SOURCES {
-            if req.instance_ids().iter().any(|i| i == inst) {
-                r = r.instances(
-                    Instance::builder()
-                        .instance_id(inst)
-                        .instance_type(ty)
-                        .build(),
-                );
+    let s = state.clone();
+    let instances =
+        mock!(aws_sdk_ec2::Client::describe_instances).then_compute_response(move |req| {
+            let st = s.lock().unwrap();
+            let mut r = Reservation::builder();
+            for (_, inst, ty) in SOURCES {
+                if req.instance_ids().iter().any(|i| i == inst) {
+                    r = r.instances(
+                        Instance::builder()
+                            .instance_id(inst)
+                            .instance_type(ty)
+                            .build(),
+                    );
+                }
             }
-        }
-        MockResponse::Output(
-            DescribeInstancesOutput::builder()
-                .reservations(r.build())
-                .build(),
-        )
-    });
+            // Launched collectors: running, with their primary ENI.
+            for id in st.instances.keys() {
+                if req.instance_ids().iter().any(|i| i == id) {
+                    r = r.instances(
+                        Instance::builder()
+                            .instance_id(id)
+                            .state(
+                                InstanceState::builder()
+                                    .name(InstanceStateName::Running)
+                                    .build(),
+                            )
+                            .private_ip_address("10.0.1.5")
+                            .network_interfaces(
+                                InstanceNetworkInterface::builder()
+                                    .network_interface_id(format!("eni-{}", &id[2..]))
+                                    .attachment(
+                                        InstanceNetworkInterfaceAttachment::builder()
+                                            .device_index(0)
+                                            .build(),
+                                    )
+                                    .build(),
+                            )
+                            .build(),
+                    );
+                }
+            }
+            MockResponse::Output(
+                DescribeInstancesOutput::builder()
+                    .reservations(r.build())
+                    .build(),
+            )
+        });
     let s = state.clone();
     let describe_sessions = mock!(aws_sdk_ec2::Client::describe_traffic_mirror_sessions)
         .then_compute_response(move |req| {
@@ -265,6 +307,58 @@ fn fake_ec2(state: Shared) -> aws_sdk_ec2::Client {
         }
     );
 
+    let create_group = create!(
+        create_security_group,
+        "CreateSecurityGroup",
+        CreateSecurityGroupError,
+        |st: &mut State, _req: &CreateSecurityGroupInput| {
+            let id = st.id("sg");
+            st.groups.push(id.clone());
+            CreateSecurityGroupOutput::builder().group_id(id).build()
+        }
+    );
+    let s = state.clone();
+    let authorize = mock!(aws_sdk_ec2::Client::authorize_security_group_ingress)
+        .then_compute_response(move |_req| {
+            match s.lock().unwrap().fault("AuthorizeSecurityGroupIngress") {
+                Some(code) => {
+                    MockResponse::Error(AuthorizeSecurityGroupIngressError::generic(meta(code)))
+                }
+                None => MockResponse::Output(
+                    AuthorizeSecurityGroupIngressOutput::builder()
+                        .r#return(true)
+                        .build(),
+                ),
+            }
+        });
+    let run_instance = create!(
+        run_instances,
+        "RunInstances",
+        RunInstancesError,
+        |st: &mut State, req: &RunInstancesInput| {
+            let id = st.id("i");
+            let group = req
+                .network_interfaces()
+                .first()
+                .and_then(|n| n.groups().first().cloned())
+                .unwrap_or_default();
+            st.instances.insert(id.clone(), group);
+            RunInstancesOutput::builder()
+                .instances(Instance::builder().instance_id(id).build())
+                .build()
+        }
+    );
+    let vpcs = mock!(aws_sdk_ec2::Client::describe_vpcs).then_output(|| {
+        DescribeVpcsOutput::builder()
+            .vpcs(
+                Vpc::builder()
+                    .vpc_id("vpc-1")
+                    .cidr_block("10.0.0.0/16")
+                    .build(),
+            )
+            .build()
+    });
+
     macro_rules! delete {
         ($op:ident, $name:literal, $err:ident, $out:ident, $body:expr) => {{
             let s = state.clone();
@@ -352,7 +446,56 @@ fn fake_ec2(state: Shared) -> aws_sdk_ec2::Client {
             }
         }
     );
+    let terminate = delete!(
+        terminate_instances,
+        "TerminateInstances",
+        TerminateInstancesError,
+        TerminateInstancesOutput,
+        |st: &mut State, req: &TerminateInstancesInput| {
+            // Idempotent, as in EC2.
+            for id in req.instance_ids() {
+                if let Some(group) = st.instances.remove(id) {
+                    let hold = st.hold_group;
+                    st.terminating.insert(id.clone(), (group, hold));
+                }
+            }
+            Ok(())
+        }
+    );
+    let delete_group = delete!(
+        delete_security_group,
+        "DeleteSecurityGroup",
+        DeleteSecurityGroupError,
+        DeleteSecurityGroupOutput,
+        |st: &mut State, req: &DeleteSecurityGroupInput| {
+            let id = req.group_id().unwrap_or("").to_string();
+            let held = st.instances.values().any(|g| *g == id)
+                || st
+                    .terminating
+                    .values()
+                    .any(|(g, left)| *g == id && *left > 0);
+            for (_, left) in st.terminating.values_mut() {
+                *left = left.saturating_sub(1);
+            }
+            if held {
+                return Err("DependencyViolation");
+            }
+            let before = st.groups.len();
+            st.groups.retain(|g| *g != id);
+            if st.groups.len() < before {
+                Ok(())
+            } else {
+                Err("InvalidGroup.NotFound")
+            }
+        }
+    );
     let rules: Vec<Rule> = vec![
+        create_group,
+        authorize,
+        run_instance,
+        vpcs,
+        terminate,
+        delete_group,
         enis,
         instances,
         describe_sessions,
@@ -370,14 +513,52 @@ fn fake_ec2(state: Shared) -> aws_sdk_ec2::Client {
         .retry_config(aws_sdk_ec2::config::retry::RetryConfig::disabled()))
 }
 
+/// The public parameter of the latest Amazon Linux 2023 AMI.
+fn fake_ssm() -> aws_sdk_ssm::Client {
+    use aws_sdk_ssm::operation::get_parameter::GetParameterOutput;
+    let ami = mock!(aws_sdk_ssm::Client::get_parameter)
+        .match_requests(|r| {
+            r.name() == Some("/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64")
+        })
+        .then_output(|| {
+            GetParameterOutput::builder()
+                .parameter(
+                    aws_sdk_ssm::types::Parameter::builder()
+                        .value("ami-0a2023")
+                        .build(),
+                )
+                .build()
+        });
+    mock_client!(aws_sdk_ssm, RuleMode::MatchAny, &[&ami])
+}
+
 fn aws_with(state: Shared) -> Aws {
     Aws {
         ec2: fake_ec2(state),
         sts: mock_client!(aws_sdk_sts, RuleMode::MatchAny, &Vec::<Rule>::new()),
-        ssm: mock_client!(aws_sdk_ssm, RuleMode::MatchAny, &Vec::<Rule>::new()),
+        ssm: fake_ssm(),
         region: "eu-west-1".into(),
         profile: None,
     }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The run's ledger, in `dir`.
+fn test_ledger(dir: &std::path::Path) -> Ledger {
+    Ledger::create(
+        dir,
+        "20261122120000-test",
+        None,
+        "eu-west-1",
+        "arn:aws:iam::1:user/t",
+    )
+    .unwrap()
 }
 
 fn request(enis: &[&str]) -> Request {
@@ -391,19 +572,9 @@ fn request(enis: &[&str]) -> Request {
 fn run(state: &Shared, req: &Request) -> (Result<Vec<String>, String>, bool) {
     let aws = aws_with(state.clone());
     let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
-        let mut ledger = Ledger::create(
-            dir.path(),
-            "20261122120000-test",
-            None,
-            "eu-west-1",
-            "arn:aws:iam::1:user/t",
-        )
-        .unwrap();
+        let mut ledger = test_ledger(dir.path());
         let stop = AtomicBool::new(false);
         let r = provision(
             &aws,
@@ -414,7 +585,7 @@ fn run(state: &Shared, req: &Request) -> (Result<Vec<String>, String>, bool) {
             &|_| {},
         )
         .await;
-        let report = teardown(&aws, &mut ledger, Duration::from_secs(20)).await;
+        let report = teardown(&aws, &mut ledger, Duration::from_secs(20), Groups::Wait).await;
         let ledger_gone = Ledger::all_in(dir.path()).is_empty();
         (
             r.map(|p| p.sessions)
@@ -550,10 +721,7 @@ fn an_eni_with_three_sessions_is_refused_and_a_free_number_is_chosen() {
             .insert("tms-ids1".into(), ("eni-0000000000000a001".into(), 32_766));
     }
     let aws = aws_with(state.clone());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let (_, numbers) = rt
         .block_on(awsvpc::aws::provision::preflight(
             &aws,
@@ -562,4 +730,161 @@ fn an_eni_with_three_sessions_is_refused_and_a_free_number_is_chosen() {
         ))
         .unwrap();
     assert_eq!(numbers, vec![32_765]);
+}
+
+/// An ephemeral collector's whole provisioning, as `Mirror::start` runs it, then teardown.
+fn run_launch(state: &Shared, groups: Groups) -> (Result<(), String>, Report, bool) {
+    let aws = aws_with(state.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let mut ledger = test_ledger(dir.path());
+        let stop = AtomicBool::new(false);
+        let req = request(&["eni-0000000000000a001"]);
+        let launch_req = LaunchRequest {
+            launch_template: None,
+            instance_type: None,
+            instance_profile: None,
+            user_data: "#cloud-config\n".into(),
+            listen_port: 4789,
+            ssh: Some((22, "198.51.100.7/32".into())),
+            public_ip: true,
+            needs_instance_profile: false,
+        };
+        let r = async {
+            let checked = preflight(&aws, &req, None).await?;
+            let c = launch(
+                &aws,
+                &launch_req,
+                "vpc-1",
+                "subnet-1",
+                "eu-west-1a",
+                &mut ledger,
+                &stop,
+                &|_| {},
+            )
+            .await?;
+            provision_checked(
+                &aws,
+                &req,
+                checked,
+                &Target::Eni(c.eni),
+                &mut ledger,
+                &stop,
+                &|_| {},
+            )
+            .await
+            .map(|_| ())
+        }
+        .await;
+        let report = teardown(&aws, &mut ledger, Duration::from_secs(20), groups).await;
+        let ledger_gone = Ledger::all_in(dir.path()).is_empty();
+        (r, report, ledger_gone)
+    })
+}
+
+#[test]
+fn a_launched_collector_is_removed_after_the_mirror() {
+    let state = Shared::default();
+    state.lock().unwrap().hold_group = 2;
+    let (r, report, ledger_gone) = run_launch(&state, Groups::Wait);
+    r.unwrap();
+    let st = state.lock().unwrap();
+    assert!(st.is_empty(), "left {:?} {:?}", st.groups, st.instances);
+    assert!(report.deferred.is_empty() && report.left.is_empty());
+    assert!(ledger_gone);
+    assert!(
+        st.calls["DeleteSecurityGroup"] >= 3,
+        "the group was retried while the terminating instance held it"
+    );
+    let order: Vec<&str> = report
+        .removed
+        .iter()
+        .map(|id| &id[..id.find('-').unwrap()])
+        .collect();
+    assert_eq!(
+        order,
+        ["tms", "tmfr", "tmfr", "tmfr", "tmfr", "tmf", "tmt", "i", "sg"],
+        "dependency order: {:?}",
+        report.removed
+    );
+}
+
+/// A failure at every step of an ephemeral collector's provisioning leaves nothing.
+#[test]
+fn launch_failure_at_every_step_rolls_back() {
+    for (op, code, needle) in [
+        (
+            "CreateSecurityGroup",
+            "UnauthorizedOperation",
+            "Permission missing: AWS denied ec2:CreateSecurityGroup",
+        ),
+        (
+            "AuthorizeSecurityGroupIngress",
+            "UnauthorizedOperation",
+            "ec2:AuthorizeSecurityGroupIngress",
+        ),
+        (
+            "RunInstances",
+            "InsufficientInstanceCapacity",
+            "AWS has no t4g.nano capacity in eu-west-1a",
+        ),
+        (
+            "RunInstances",
+            "VcpuLimitExceeded",
+            "instance quota in this region is reached",
+        ),
+        (
+            "CreateTrafficMirrorTarget",
+            "InternalError",
+            "ec2:CreateTrafficMirrorTarget",
+        ),
+        (
+            "CreateTrafficMirrorSession",
+            "InternalError",
+            "ec2:CreateTrafficMirrorSession",
+        ),
+    ] {
+        let state = Shared::default();
+        state.lock().unwrap().fail = Some((op, 1, code));
+        let (r, report, ledger_gone) = run_launch(&state, Groups::Wait);
+        let err = r.expect_err("the injected failure must surface");
+        assert!(err.contains(needle), "{op} {code}: {err}");
+        let st = state.lock().unwrap();
+        assert!(
+            st.is_empty(),
+            "{op}: left {:?} {:?} {:?} {:?} {:?}",
+            st.groups,
+            st.instances,
+            st.targets,
+            st.filters,
+            st.sessions
+        );
+        assert!(report.left.is_empty(), "{op}: {:?}", report.left);
+        assert!(ledger_gone, "{op}: ledger finished");
+    }
+}
+
+/// A stopping capture cannot wait the 30–90 s EC2 takes to free a terminated instance's
+/// security group: it is reported as deferred (the capture hands it to a background
+/// `awsvpc cleanup`), not as a failure, and a later teardown removes it.
+#[test]
+fn a_group_held_by_the_terminating_collector_is_deferred_not_failed() {
+    let state = Shared::default();
+    state.lock().unwrap().hold_group = usize::MAX;
+    let (r, report, ledger_gone) = run_launch(&state, Groups::Defer);
+    r.unwrap();
+    assert_eq!(report.deferred, vec!["sg-00000001".to_string()]);
+    assert!(report.left.is_empty(), "{:?}", report.left);
+    assert!(
+        report.sentence("x").is_none(),
+        "no error sentence for a deferral"
+    );
+    assert!(
+        !ledger_gone,
+        "the ledger keeps the group for awsvpc cleanup"
+    );
+    let st = state.lock().unwrap();
+    assert!(st.instances.is_empty(), "the instance was terminated");
+    assert_eq!(st.groups, vec!["sg-00000001".to_string()]);
 }

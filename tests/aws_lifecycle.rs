@@ -37,6 +37,19 @@ fn emulator() -> Option<Vec<String>> {
         })
 }
 
+/// Whether the emulator and `tools` (and root) are there: in CI they must be.
+fn ready(tools: &[&str]) -> bool {
+    if emulator().is_none() {
+        assert!(
+            !must_run_system_tests(),
+            "no AWS emulator installed; .ci/run installs one"
+        );
+        eprintln!("skipping: no AWS emulator installed");
+        return false;
+    }
+    system_ready(tools, true)
+}
+
 /// Runs `f` on a thread inside network namespace `ns`; sockets it opens live there.
 fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
     let path = format!("/var/run/netns/{ns}");
@@ -216,6 +229,34 @@ fn leftovers() -> Vec<String> {
                 left.push(t.traffic_mirror_target_id().unwrap_or("").to_string());
             }
         }
+        for i in c
+            .describe_instances()
+            .send()
+            .await
+            .unwrap()
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+        {
+            let live = i
+                .state()
+                .and_then(|s| s.name())
+                .is_some_and(|n| n.as_str() != "terminated");
+            if managed(i.tags()) && live {
+                left.push(i.instance_id().unwrap_or("").to_string());
+            }
+        }
+        for g in c
+            .describe_security_groups()
+            .send()
+            .await
+            .unwrap()
+            .security_groups()
+        {
+            if managed(g.tags()) {
+                left.push(g.group_id().unwrap_or("").to_string());
+            }
+        }
         left
     })
 }
@@ -378,14 +419,7 @@ fn managed_filter_rules() -> Vec<String> {
 
 #[test]
 fn capture_filters_become_mirror_rules() {
-    if emulator().is_none() {
-        assert!(
-            !must_run_system_tests(),
-            "no AWS emulator installed; .ci/run installs one"
-        );
-        return;
-    }
-    if !system_ready(&["ip", "tc", "python3"], true) {
+    if !ready(&["ip", "tc", "python3"]) {
         return;
     }
     let Lab {
@@ -513,17 +547,7 @@ fn capture_filters_become_mirror_rules() {
 
 #[test]
 fn discovery_provision_capture_teardown_nothing_left() {
-    if emulator().is_none() {
-        if must_run_system_tests() {
-            panic!("no AWS emulator installed (winterbaume-server or moto_server); .ci/run installs one");
-        }
-        eprintln!("skipping: no AWS emulator installed");
-        return;
-    }
-    if !system_ready(
-        &["tshark", "ip", "tc", "curl", "dig", "ping", "ss", "python3"],
-        true,
-    ) {
+    if !ready(&["tshark", "ip", "tc", "curl", "dig", "ping", "ss", "python3"]) {
         return;
     }
     let Lab {
@@ -694,27 +718,17 @@ fn target_exists(col: &str, id: &str) -> bool {
 
 #[test]
 fn host_collector_over_ssh_with_an_existing_target() {
-    if emulator().is_none() {
-        assert!(
-            !must_run_system_tests(),
-            "no AWS emulator installed; .ci/run installs one"
-        );
-        return;
-    }
-    if !system_ready(
-        &[
-            "tshark",
-            "tcpdump",
-            "ip",
-            "tc",
-            "curl",
-            "dig",
-            "ssh",
-            "/usr/sbin/sshd",
-            "python3",
-        ],
-        true,
-    ) {
+    if !ready(&[
+        "tshark",
+        "tcpdump",
+        "ip",
+        "tc",
+        "curl",
+        "dig",
+        "ssh",
+        "/usr/sbin/sshd",
+        "python3",
+    ]) {
         return;
     }
     let Lab {
@@ -793,7 +807,7 @@ fn host_collector_over_ssh_with_an_existing_target() {
         &log,
         &out,
         &world.source_eni,
-        false,
+        Oracle::Frames,
     );
     assert!(
         in_netns(&col, leftovers).is_empty(),
@@ -811,14 +825,7 @@ fn host_collector_over_ssh_with_an_existing_target() {
 /// catch) `awsvpc cleanup --run-id` must find and remove everything the run created.
 #[test]
 fn leak_matrix_signals_at_every_provisioning_step() {
-    if emulator().is_none() {
-        assert!(
-            !must_run_system_tests(),
-            "no AWS emulator installed; .ci/run installs one"
-        );
-        return;
-    }
-    if !system_ready(&["ip", "tc", "python3", "ssh", "/usr/sbin/sshd"], true) {
+    if !ready(&["ip", "tc", "python3", "ssh", "/usr/sbin/sshd"]) {
         return;
     }
     let Lab {
@@ -834,13 +841,37 @@ fn leak_matrix_signals_at_every_provisioning_step() {
     let mut host_args = sshd.args();
     host_args.extend(["--target-id".into(), existing.clone()]);
     let local_args: Vec<String> = ["--collector", "local"].map(String::from).to_vec();
-    let modes: [(&str, &Vec<String>, &[&str]); 2] = [
+    // The "instance" never boots here: the signal always comes before SSH.
+    let ephemeral_args: Vec<String> = [
+        "--collector",
+        "ephemeral",
+        "--ssh-host",
+        "127.0.0.1",
+        "--ssh-allow",
+        "198.51.100.7/32",
+    ]
+    .map(String::from)
+    .to_vec();
+    seed_al2023(&col);
+    let modes: [(&str, &Vec<String>, &[&str]); 3] = [
         (
             "local",
             &local_args,
             &["target", "filter", "rule", "session"],
         ),
         ("host", &host_args, &["filter", "rule", "session"]),
+        (
+            "ephemeral",
+            &ephemeral_args,
+            &[
+                "security-group",
+                "instance",
+                "target",
+                "filter",
+                "rule",
+                "session",
+            ],
+        ),
     ];
     let mut report = Vec::new();
     for (mode, args, steps) in modes {
@@ -954,6 +985,412 @@ fn leak_matrix_signals_at_every_provisioning_step() {
     assert!(still, "the user's target {existing} survived every case");
     eprintln!("leak matrix:\n  {}", report.join("\n  "));
     drop(sshd);
+    drop(procs);
+    drop(tb);
+}
+
+/// The public SSM parameter of the latest Amazon Linux 2023 AMI, which AWS has and the
+/// emulator does not.
+fn seed_al2023(col: &str) {
+    in_netns(col, || {
+        rt().block_on(async {
+            let conf = aws_sdk_ssm::Config::builder()
+                .behavior_version(aws_sdk_ssm::config::BehaviorVersion::latest())
+                .region(aws_sdk_ssm::config::Region::new("us-east-1"))
+                .endpoint_url(format!("http://127.0.0.1:{EMULATOR_PORT}"))
+                .credentials_provider(aws_sdk_ssm::config::Credentials::new(
+                    "AKIDTEST", "secret", None, None, "test",
+                ))
+                .build();
+            aws_sdk_ssm::Client::from_conf(conf)
+                .put_parameter()
+                .name("/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64")
+                .value("ami-0a1b2c3d4e5f60718")
+                .r#type(aws_sdk_ssm::types::ParameterType::String)
+                .send()
+                .await
+                .unwrap();
+        })
+    });
+}
+
+/// The collector awsvpc launched, as EC2 lists it once it runs: its id, primary ENI and
+/// user data (base64, as DescribeInstanceAttribute returns it).
+fn launched_collector() -> Option<(String, String, String)> {
+    rt().block_on(async {
+        let c = ec2();
+        let r = c.describe_instances().send().await.unwrap();
+        let i = r
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .find(|i| {
+                i.tags().iter().any(|t| t.key() == Some("awsvpc:managed"))
+                    && i.state().and_then(|s| s.name()).map(|n| n.as_str()) == Some("running")
+            })?;
+        let id = i.instance_id()?.to_string();
+        let eni = i
+            .network_interfaces()
+            .iter()
+            .find(|n| n.attachment().and_then(|a| a.device_index()) == Some(0))?
+            .network_interface_id()?
+            .to_string();
+        let ud = c
+            .describe_instance_attribute()
+            .instance_id(&id)
+            .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+            .send()
+            .await
+            .unwrap();
+        let data = ud.user_data()?.value()?.to_string();
+        Some((id, eni, data))
+    })
+}
+
+/// What cloud-init would install from `user_data` (base64), after cloud-init's own strict
+/// schema check (tests/cloud_init/user_data.py).
+fn as_cloud_init_applies_it(work: &Path, user_data: &str) -> serde_json::Value {
+    let f = work.join("user-data.b64");
+    std::fs::write(&f, user_data).unwrap();
+    let o = run(Command::new("/usr/bin/python3")
+        .arg(repo().join("tests/cloud_init/user_data.py"))
+        .arg(&f));
+    assert!(
+        o.status.success(),
+        "cloud-init rejects the collector's user data: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// Waits for the collector awsvpc launches (while its log shows no fatal error): its id,
+/// primary ENI, and what cloud-init would install from its user data.
+fn booted_collector(col: &str, work: &Path, log: &Path) -> (String, String, serde_json::Value) {
+    let (instance, eni, user_data) = wait_for(Duration::from_secs(60), "the collector", || {
+        let l = std::fs::read_to_string(log).unwrap_or_default();
+        assert!(!l.contains("fatal:"), "{l}");
+        in_netns(col, launched_collector)
+    });
+    (instance, eni, as_cloud_init_applies_it(work, &user_data))
+}
+
+/// Nothing awsvpc created is left in the emulator, and the run's ledger is finished.
+fn assert_nothing_left(col: &str, state: &Path) {
+    assert!(
+        in_netns(col, leftovers).is_empty(),
+        "nothing awsvpc created is left"
+    );
+    assert_eq!(
+        std::fs::read_dir(state).unwrap().count(),
+        0,
+        "ledger finished"
+    );
+}
+
+/// The awsvpc-tagged security group's ingress rules: "proto from-to cidr".
+fn managed_group_ingress() -> Vec<String> {
+    rt().block_on(async {
+        let mut out = Vec::new();
+        for g in ec2()
+            .describe_security_groups()
+            .send()
+            .await
+            .unwrap()
+            .security_groups()
+        {
+            if !g.tags().iter().any(|t| t.key() == Some("awsvpc:managed")) {
+                continue;
+            }
+            for p in g.ip_permissions() {
+                for r in p.ip_ranges() {
+                    out.push(format!(
+                        "{} {}-{} {}",
+                        p.ip_protocol().unwrap_or("?"),
+                        p.from_port().unwrap_or(-1),
+                        p.to_port().unwrap_or(-1),
+                        r.cidr_ip().unwrap_or("?")
+                    ));
+                }
+            }
+        }
+        out.sort();
+        out
+    })
+}
+
+/// The network interface of every awsvpc-tagged mirror target.
+fn managed_target_enis() -> Vec<String> {
+    rt().block_on(async {
+        ec2()
+            .describe_traffic_mirror_targets()
+            .send()
+            .await
+            .unwrap()
+            .traffic_mirror_targets()
+            .iter()
+            .filter(|t| t.tags().iter().any(|t| t.key() == Some("awsvpc:managed")))
+            .filter_map(|t| t.network_interface_id().map(str::to_string))
+            .collect()
+    })
+}
+
+fn cloud_init_ready() -> bool {
+    let ok = Path::new("/var/cache/awsvpc-test/cloud-init/usr/lib/python3/dist-packages/cloudinit")
+        .exists();
+    assert!(
+        ok || !must_run_system_tests(),
+        "cloud-init is not unpacked; run scripts/install-deps.sh"
+    );
+    ok
+}
+
+/// tshark capturing through awsvpc with `prefs` (option, value) into `out`.
+fn tshark_with(
+    lab_col: &str,
+    work: &Path,
+    home: &Path,
+    imds_port: u16,
+    prefs: &[(&str, String)],
+    out: &Path,
+) -> Child {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", lab_col, "tshark", "-i", "awsvpc", "-w"])
+        .arg(out);
+    for (k, v) in prefs {
+        cmd.arg("-o").arg(format!(
+            "extcap.awsvpc.{}:{v}",
+            awsvpc::manifest::pref_suffix(k)
+        ));
+    }
+    cmd.env("HOME", home);
+    aws_env(&mut cmd, imds_port, &work.join("state"));
+    spawn_logged(cmd, &work.join("tshark.err"))
+}
+
+/// `--collector ephemeral --connect ssh` end to end. awsvpc launches the collector with
+/// its user data; this test plays EC2 and cloud-init: it reads that user data back from the
+/// emulator through cloud-init's own schema check and boots the "instance" from it — a real
+/// sshd in the collector namespace with exactly the host key and authorized key it
+/// carries. awsvpc must reach it with its pinned keys, mirror the testbed into it, deliver
+/// what a direct tcpdump sees, and leave nothing: no instance, group, target, filter or
+/// session, no ledger.
+#[test]
+fn ephemeral_collector_over_ssh_end_to_end() {
+    if !ready(&[
+        "tshark",
+        "tcpdump",
+        "ip",
+        "tc",
+        "curl",
+        "dig",
+        "ssh-keygen",
+        "/usr/sbin/sshd",
+        "python3",
+    ]) || !cloud_init_ready()
+    {
+        return;
+    }
+    let Lab {
+        tb,
+        col,
+        work,
+        procs,
+        world,
+        imds_port,
+    } = Lab::start("awe");
+    seed_al2023(&col);
+    let home = installed_home();
+    let (log, out) = (
+        work.path().join("awsvpc.log"),
+        work.path().join("awsvpc.pcapng"),
+    );
+    let prefs: Vec<(&str, String)> = vec![
+        ("--collector", "ephemeral".into()),
+        ("--connect", "ssh".into()),
+        ("--eni", world.source_eni.clone()),
+        ("--vpc", world.vpc.clone()),
+        ("--vni", "4242".into()),
+        // The emulator's instance addresses are never dialled: the "instance" is here.
+        ("--ssh-host", "127.0.0.1".into()),
+        ("--ssh-port", "2222".into()),
+        ("--ssh-user", "root".into()),
+        ("--ssh-allow", "198.51.100.7/32".into()),
+        ("--log-level", "debug".into()),
+        ("--log-file", log.display().to_string()),
+    ];
+    let mut ts = tshark_with(&col, work.path(), home.path(), imds_port, &prefs, &out);
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let (instance, eni, cfg) = booted_collector(&col, work.path(), &log);
+    let authorized = cfg["users"]["awsvpc"][0]
+        .as_str()
+        .expect("the client key")
+        .to_string();
+    let boot = work.path().join("collector");
+    std::fs::create_dir_all(&boot).unwrap();
+    let sshd = common::sshd::Sshd::start_with(
+        &boot,
+        Some(&col),
+        Some(2222),
+        "",
+        cfg["host_private"].as_str().expect("the host key"),
+        &authorized,
+    );
+    wait_for(Duration::from_secs(60), "the relay over pinned SSH", || {
+        let l = log_text();
+        assert!(!l.contains("fatal:"), "{l}");
+        l.contains("relay running on").then_some(())
+    });
+    let l = log_text();
+    assert!(
+        l.contains(&format!(
+            "collector instance {instance} (t4g.nano, ami-0a1b2c3d4e5f60718)"
+        )),
+        "{l}"
+    );
+    assert_eq!(
+        in_netns(&col, managed_group_ingress),
+        vec![
+            "tcp 2222-2222 198.51.100.7/32",
+            "udp 4789-4789 10.77.0.0/16"
+        ],
+        "the group admits the VXLAN from the VPC and SSH from --ssh-allow only"
+    );
+    assert_eq!(
+        in_netns(&col, managed_target_enis),
+        vec![eni],
+        "the target is the collector's ENI"
+    );
+    let rules = in_netns(&col, managed_filter_rules);
+    assert!(
+        rules.iter().any(|r| r.starts_with("ingress")
+            && r.contains("reject proto 6")
+            && r.contains("/32:2222-2222")),
+        "the SSH from the collector is not mirrored: {rules:?}"
+    );
+    traffic_matches_direct(
+        &tb,
+        work.path(),
+        &mut ts,
+        &log,
+        &out,
+        &world.source_eni,
+        Oracle::Frames,
+    );
+    let l = log_text();
+    assert!(l.contains("teardown of run"), "{l}");
+    assert_nothing_left(&col, &work.path().join("state"));
+    drop(sshd);
+    drop(procs);
+    drop(tb);
+}
+
+/// `--collector ephemeral --connect ssm` end to end: as above, but the "instance" runs the
+/// relay listener its user data installs (the relay file decoded as cloud-init decodes it),
+/// and Session Manager is the emulator's StartSession plus this test's data-channel peer
+/// (`tests/common/ssm_peer.rs`: the gateway and the agent, framed independently of awsvpc,
+/// at the agent's 1 KB-per-millisecond pace). The capture uses SSM's default snaplen.
+#[test]
+fn ephemeral_collector_over_ssm_end_to_end() {
+    use common::ssm_peer::{Faults, Peer, TOKEN};
+    if !ready(&["tshark", "tcpdump", "ip", "tc", "curl", "dig", "python3"]) || !cloud_init_ready() {
+        return;
+    }
+    let Lab {
+        tb,
+        col,
+        work,
+        mut procs,
+        world,
+        imds_port,
+    } = Lab::start("awm");
+    seed_al2023(&col);
+    // The agent's side: port sessions go to the relay listener on the instance's loopback.
+    let peer = in_netns(&col, || {
+        Peer::start(
+            "127.0.0.1:4790".parse().unwrap(),
+            Faults::default(),
+            Duration::from_secs(60),
+        )
+    });
+    let body = serde_json::json!({"stream_url": peer.url, "token": TOKEN}).to_string();
+    in_netns(&col, move || http(EMULATOR_PORT, "POST", "/_ssm", &body));
+    let home = installed_home();
+    let (log, out) = (
+        work.path().join("awsvpc.log"),
+        work.path().join("awsvpc.pcapng"),
+    );
+    let prefs: Vec<(&str, String)> = vec![
+        ("--collector", "ephemeral".into()),
+        ("--connect", "ssm".into()),
+        ("--instance-profile", "awsvpc-collector".into()),
+        ("--eni", world.source_eni.clone()),
+        ("--vpc", world.vpc.clone()),
+        ("--vni", "4242".into()),
+        ("--log-level", "debug".into()),
+        ("--log-file", log.display().to_string()),
+    ];
+    let mut ts = tshark_with(&col, work.path(), home.path(), imds_port, &prefs, &out);
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let (_, eni, cfg) = booted_collector(&col, work.path(), &log);
+    // Boot: the files cloud-init writes (the relay's path moved into this test's folder),
+    // then the listener its runcmd starts.
+    let files = cfg["files"].as_object().unwrap();
+    let boot = work.path().join("collector");
+    std::fs::create_dir_all(&boot).unwrap();
+    let relay = boot.join("relay.py");
+    std::fs::write(
+        &relay,
+        files["/usr/local/lib/awsvpc/relay.py"]["content"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let listener = files["/usr/local/lib/awsvpc/listener.py"]["content"]
+        .as_str()
+        .unwrap()
+        .replace(
+            "/usr/local/lib/awsvpc/relay.py",
+            &relay.display().to_string(),
+        );
+    std::fs::write(boot.join("listener.py"), listener).unwrap();
+    let mut l = Command::new("ip");
+    l.args(["netns", "exec", &col, "/usr/bin/python3"])
+        .arg(boot.join("listener.py"));
+    procs.0.push(spawn_logged(l, &boot.join("listener.err")));
+    wait_for(
+        Duration::from_secs(90),
+        "the relay through Session Manager",
+        || {
+            let l = log_text();
+            assert!(!l.contains("fatal:"), "{l}");
+            l.contains("relay running").then_some(())
+        },
+    );
+    assert_eq!(
+        in_netns(&col, managed_group_ingress),
+        vec!["udp 4789-4789 10.77.0.0/16"],
+        "no inbound SSH for a Session Manager collector"
+    );
+    assert_eq!(in_netns(&col, managed_target_enis), vec![eni]);
+    traffic_matches_direct(
+        &tb,
+        work.path(),
+        &mut ts,
+        &log,
+        &out,
+        &world.source_eni,
+        Oracle::Truncated(awsvpc::transport::ssm::DEFAULT_SNAPLEN as usize),
+    );
+    let report = peer.report.lock().unwrap();
+    assert!(
+        report.problems.is_empty(),
+        "the agent's side saw: {:?}",
+        report.problems
+    );
+    assert!(report.connections >= 1 && report.data_sent > 0);
+    drop(report);
+    assert_nothing_left(&col, &work.path().join("state"));
+    drop(peer);
     drop(procs);
     drop(tb);
 }

@@ -19,7 +19,7 @@ mod common;
 use aws_sdk_ec2::types::{InstanceType, ResourceType, Tag, TagSpecification};
 use common::*;
 use std::collections::BTreeMap;
-use std::io::{BufRead, Read, Write};
+use std::io::{BufRead, Read};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -71,23 +71,6 @@ fn rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-/// One plain HTTP/1.1 exchange with the emulator's control endpoints; returns the body.
-fn http(port: u16, method: &str, path: &str, body: &str) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
-    assert!(head.starts_with("HTTP/1.1 200"), "{method} {path}: {out}");
-    body.to_string()
 }
 
 /// The seeded account: VPC A with a mirrorable source, the collector, an ENI on an
@@ -227,6 +210,25 @@ fn seed(port: u16) -> World {
                 .await
                 .unwrap();
         }
+        // The public parameter of the latest Amazon Linux 2023 AMI, for the default
+        // (arm64) collector type only.
+        let ssm = aws_sdk_ssm::Client::from_conf(
+            aws_sdk_ssm::Config::builder()
+                .behavior_version(aws_sdk_ssm::config::BehaviorVersion::latest())
+                .region(aws_sdk_ssm::config::Region::new(REGION))
+                .endpoint_url(format!("http://127.0.0.1:{port}"))
+                .credentials_provider(aws_sdk_ssm::config::Credentials::new(
+                    "test", "test", None, None, "test",
+                ))
+                .build(),
+        );
+        ssm.put_parameter()
+            .name("/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64")
+            .value("ami-0a1b2c3d4e5f60718")
+            .r#type(aws_sdk_ssm::types::ParameterType::String)
+            .send()
+            .await
+            .unwrap();
         World {
             vpc,
             web,
@@ -261,6 +263,22 @@ fn leftovers(port: u16) -> Vec<String> {
             for x in t.traffic_mirror_targets() {
                 if managed(x.tags()) {
                     left.push(x.traffic_mirror_target_id().unwrap_or("").to_string());
+                }
+            }
+            let i = c.describe_instances().send().await.unwrap();
+            for x in i.reservations().iter().flat_map(|r| r.instances()) {
+                let live = x
+                    .state()
+                    .and_then(|s| s.name())
+                    .is_some_and(|n| n.as_str() != "terminated");
+                if managed(x.tags()) && live {
+                    left.push(x.instance_id().unwrap_or("").to_string());
+                }
+            }
+            let g = c.describe_security_groups().send().await.unwrap();
+            for x in g.security_groups() {
+                if managed(x.tags()) {
+                    left.push(x.group_id().unwrap_or("").to_string());
                 }
             }
         }
@@ -526,6 +544,8 @@ struct How {
     /// A capture that proceeds: wait for this log text, then stop it as Wireshark does.
     proceeds_until: Option<&'static str>,
     no_log: bool,
+    /// The launched collectors' SSM agents report this PingStatus.
+    ssm_ping: Option<&'static str>,
 }
 
 fn run_case(lab: &Lab, case: &str, args: &[String], how: How) -> Outcome {
@@ -537,6 +557,10 @@ fn run_case(lab: &Lab, case: &str, args: &[String], how: How) -> Outcome {
     let fifo = dir.join("fifo");
     let log = dir.join("awsvpc.log");
     mkfifo(&fifo);
+    if let Some(p) = how.ssm_ping {
+        let (port, body) = (lab.emu_port, format!("{{\"ping\":\"{p}\"}}"));
+        in_netns(&lab.ns, move || http(port, "POST", "/_ssm", &body));
+    }
     for f in &how.faults {
         lab.faults("POST", f);
     }
@@ -637,6 +661,12 @@ fn run_case(lab: &Lab, case: &str, args: &[String], how: How) -> Outcome {
             "{case}: a fault was never hit: {list}"
         );
         lab.faults("DELETE", "");
+    }
+    if how.ssm_ping.is_some() {
+        let port = lab.emu_port;
+        in_netns(&lab.ns, move || {
+            http(port, "POST", "/_ssm", "{\"ping\":\"Online\"}")
+        });
     }
     Outcome {
         status,
@@ -761,6 +791,21 @@ fn every_bad_input_is_one_sentence_and_leaves_nothing() {
         v.extend(s(extra));
         v
     };
+    // A launched collector whose SSH is never reached: every case stops before it.
+    let ephemeral = |extra: &[&str]| -> Vec<String> {
+        let mut v = s(&[
+            "--vpc",
+            &w.vpc,
+            "--eni",
+            &w.web,
+            "--ssh-host",
+            "127.0.0.1",
+            "--ssh-allow",
+            "198.51.100.7/32",
+        ]);
+        v.extend(s(extra));
+        v
+    };
     let local_eni = |eni: &str, vpc: Option<&str>| -> Vec<String> {
         let mut v = s(&["--collector", "local", "--eni", eni]);
         if let Some(vpc) = vpc {
@@ -804,10 +849,16 @@ fn every_bad_input_is_one_sentence_and_leaves_nothing() {
             vec!["--vni 5", "add it to --source or clear --vni"],
         ),
         (
-            "`--collector ephemeral` (the default) in this build".into(),
-            s(&["--eni", &w.web]),
+            "`--collector ephemeral` (the default) without `--eni`".into(),
+            s(&[]),
             How::default(),
-            vec!["--collector ephemeral", "not in this build", "use --collector host"],
+            vec!["--collector ephemeral launches a collector for the ENIs to mirror", "--eni"],
+        ),
+        (
+            "conflicting arguments: `--collector host --connect ssm` (not in this build)".into(),
+            s(&["--collector", "host", "--connect", "ssm", "--ssh-host", "127.0.0.1"]),
+            How::default(),
+            vec!["--connect ssm with --collector host", "use --connect ssh"],
         ),
         (
             "`--listen-port 70000`".into(),
@@ -831,10 +882,68 @@ fn every_bad_input_is_one_sentence_and_leaves_nothing() {
             vec!["Invalid capture filter", "99999"],
         ),
         (
-            "SSM agent offline: `--connect ssm` (SSM is not in this build; the refusal)".into(),
-            s(&["--collector", "host", "--connect", "ssm", "--ssh-host", "127.0.0.1"]),
+            "`--connect ssm` with a launched collector but no instance profile for its agent".into(),
+            ephemeral(&["--connect", "ssm"]),
             How::default(),
-            vec!["ssm"],
+            vec!["needs an instance profile for its SSM agent", "--instance-profile", "--launch-template"],
+        ),
+        (
+            "`--instance-type` that is not one (`t4g`)".into(),
+            ephemeral(&["--instance-type", "t4g"]),
+            How::default(),
+            vec!["--instance-type must be an EC2 instance type such as t4g.nano", "\"t4g\""],
+        ),
+        (
+            "this machine's public address cannot be found (for the collector's SSH rule)".into(),
+            s(&["--eni", &w.web, "--vpc", &w.vpc, "--ssh-host", "127.0.0.1"]),
+            How {
+                env_set: vec![(
+                    "AWSVPC_CHECKIP_URL",
+                    format!("http://127.0.0.1:{}/", free_port_in(&lab.ns, false)),
+                )],
+                ..Default::default()
+            },
+            vec!["Cannot find this machine's public address", "set --ssh-allow"],
+        ),
+        (
+            "launch template that does not exist (`--launch-template lt-0123456789abcdef0`)".into(),
+            ephemeral(&["--launch-template", "lt-0123456789abcdef0"]),
+            How::default(),
+            vec!["Launch template lt-0123456789abcdef0 not found in region us-east-1", "--launch-template"],
+        ),
+        (
+            "no Amazon Linux 2023 AMI parameter for the collector's architecture (`--instance-type t3.nano`)".into(),
+            ephemeral(&["--instance-type", "t3.nano"]),
+            How::default(),
+            vec!["al2023-ami-kernel-default-x86_64 does not exist in region us-east-1", "--launch-template"],
+        ),
+        (
+            "no capacity for the collector (`InsufficientInstanceCapacity`)".into(),
+            ephemeral(&[]),
+            How {
+                faults: vec![fault("RunInstances", "InsufficientInstanceCapacity", 500, 1, "We currently do not have sufficient t4g.nano capacity in the Availability Zone you requested.")],
+                ..Default::default()
+            },
+            vec!["AWS has no t4g.nano capacity in", "try another --instance-type"],
+        ),
+        (
+            "instance quota reached for the collector (`VcpuLimitExceeded`)".into(),
+            ephemeral(&[]),
+            How {
+                faults: vec![fault("RunInstances", "VcpuLimitExceeded", 400, 1, "You have requested more vCPU capacity than your current vCPU limit of 0 allows.")],
+                ..Default::default()
+            },
+            vec!["instance quota in this region is reached", "--collector host"],
+        ),
+        (
+            "SSM agent offline on the launched collector (`PingStatus` ConnectionLost)".into(),
+            ephemeral(&["--connect", "ssm", "--instance-profile", "awsvpc-collector"]),
+            How {
+                ssm_ping: Some("ConnectionLost"),
+                env_set: vec![("AWSVPC_TEST_SSM_ONLINE_WAIT_SECS", "2".into())],
+                ..Default::default()
+            },
+            vec!["The SSM agent on i-", "is offline (ConnectionLost", "AmazonSSMManagedInstanceCore"],
         ),
         // Credentials and configuration.
         (

@@ -62,13 +62,13 @@ fn arg_sentences() {
     let s = Manifest::load().render_config(&|_| Vec::new());
     let lines: Vec<&str> = s.lines().collect();
     assert!(lines.contains(
-        &"arg {number=10}{call=--listen-port}{display=Listen port}{type=unsigned}{tooltip=UDP port of the mirrored VXLAN (AWS uses 4789)}{default=4789}{range=1,65535}{group=Collector}"
+        &"arg {number=11}{call=--listen-port}{display=Listen port}{type=unsigned}{tooltip=UDP port of the mirrored VXLAN (AWS uses 4789)}{default=4789}{range=1,65535}{group=Collector}"
     ), "{s}");
     assert!(lines.contains(
-        &"arg {number=3}{call=--eni}{display=Network interfaces to mirror}{type=multicheck}{tooltip=One or more ENIs (eni-…, comma-separated) to mirror; needs --collector local on an EC2 instance of the same VPC in this build}{placeholder=Load ENIs…}{reload=true}{group=AWS}"
+        &"arg {number=3}{call=--eni}{display=Network interfaces to mirror}{type=multicheck}{tooltip=One or more ENIs (eni-…, comma-separated) of one VPC to mirror}{placeholder=Load ENIs…}{reload=true}{group=AWS}"
     ), "{s}");
     assert!(lines.contains(
-        &"arg {number=14}{call=--ssh-key}{display=SSH private key}{type=fileselect}{tooltip=Key file; the SSH agent is used when empty}{mustexist=true}{group=SSH}"
+        &"arg {number=15}{call=--ssh-key}{display=SSH private key}{type=fileselect}{tooltip=Key file for a host collector; the SSH agent is used when empty (a temporary collector uses a key awsvpc generates)}{mustexist=true}{group=SSH}"
     ), "{s}");
     // required=true is never combined with default= (Wireshark 4.0 bug #18487).
     assert!(!s.contains("required=true"));

@@ -342,6 +342,14 @@ fn ssh_relay_capture_equals_direct_tcpdump() {
     let mut ts = spawn_logged(cmd, &work.path().join("tshark.err"));
     wait_text(&log, "relay running on 127.0.0.1");
 
-    traffic_matches_direct(&tb, work.path(), &mut ts, &log, &out, "eni-testbed", true);
+    traffic_matches_direct(
+        &tb,
+        work.path(),
+        &mut ts,
+        &log,
+        &out,
+        "eni-testbed",
+        Oracle::FramesAndDirection,
+    );
     assert!(std::fs::read_to_string(&log).unwrap().contains("over SSH"));
 }

@@ -1,10 +1,12 @@
 //! The AWS control plane: discovery for the options dialog, provisioning of mirror
 //! resources, and teardown that never leaks.
 
+pub mod checkip;
 pub mod cleanup;
 pub mod client;
 pub mod discovery;
 pub mod errors;
+pub mod launch;
 pub mod ledger;
 pub mod provision;
 pub mod support;

@@ -64,7 +64,7 @@ pub struct Provisioned {
     pub target: String,
 }
 
-fn tag_spec(kind: ResourceType, run_id: &str, created_by: &str) -> TagSpecification {
+pub(super) fn tag_spec(kind: ResourceType, run_id: &str, created_by: &str) -> TagSpecification {
     let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
     TagSpecification::builder()
         .resource_type(kind)
@@ -110,7 +110,7 @@ pub fn vnis(run_id: &str, base: Option<u32>, count: usize) -> Vec<u32> {
 /// created and the intent is void; when the answer is lost (timeout, broken connection) the
 /// intent stays and teardown looks for the resource by the run's tag; the id is recorded as
 /// soon as AWS answers. `request` is the unsent request: it does nothing until polled here.
-async fn create<O, E, R>(
+pub(super) async fn create<O, E, R>(
     ledger: &mut Ledger,
     kind: Kind,
     token: &str,
@@ -138,9 +138,10 @@ async fn create<O, E, R>(
 }
 
 /// Test hook for the leak matrix (tests/leak_matrix.rs): with
-/// `AWSVPC_TEST_HOLD_AFTER=target|filter|rule|session`, provisioning waits after creating
+/// `AWSVPC_TEST_HOLD_AFTER=security-group|instance|target|filter|rule|session`, provisioning
+/// waits after creating
 /// that resource until the capture is stopped, so a signal lands at a known step.
-async fn hold_point(step: &str, stop: &AtomicBool) {
+pub(super) async fn hold_point(step: &str, stop: &AtomicBool) {
     if std::env::var("AWSVPC_TEST_HOLD_AFTER").ok().as_deref() != Some(step) {
         return;
     }
@@ -253,8 +254,8 @@ pub async fn preflight(
     Ok((ordered, numbers))
 }
 
-/// Creates target, filter and sessions, recording each in `ledger` first. On error the
-/// caller tears down what the ledger holds.
+/// Checks the ENIs ([`preflight`]), then creates target, filter and sessions, recording
+/// each in `ledger` first. On error the caller tears down what the ledger holds.
 pub async fn provision(
     aws: &Aws,
     req: &Request,
@@ -268,7 +269,20 @@ pub async fn provision(
         Target::Existing(_) => None,
     };
     status("Checking the ENIs to mirror");
-    let (sources, numbers) = preflight(aws, req, target_eni).await?;
+    let checked = preflight(aws, req, target_eni).await?;
+    provision_checked(aws, req, checked, target, ledger, stop, status).await
+}
+
+/// [`provision`] for ENIs [`preflight`] already checked: `(sources, session numbers)`.
+pub async fn provision_checked(
+    aws: &Aws,
+    req: &Request,
+    (sources, numbers): (Vec<Eni>, Vec<i32>),
+    target: &Target,
+    ledger: &mut Ledger,
+    stop: &AtomicBool,
+    status: &dyn Fn(&str),
+) -> Result<Provisioned, String> {
     let rules = filter_rules(&req.exclusions, req.filter.as_deref())?;
     check_stop(stop)?;
     let run_id = ledger.run_id.clone();

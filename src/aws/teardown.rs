@@ -18,7 +18,23 @@ pub const DEADLINE: Duration = Duration::from_secs(25);
 pub struct Report {
     pub removed: Vec<String>,
     pub left: Vec<(String, String)>,
+    /// Security groups still held by an instance that is terminating: EC2 frees them 30–90 s
+    /// later, longer than a capture may take to stop (see [`Groups::Defer`]).
+    pub deferred: Vec<String>,
 }
+
+/// What teardown does with a security group still in use by a terminating instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Groups {
+    /// Retry until the deadline (`awsvpc cleanup`).
+    Wait,
+    /// Try for a few seconds, then report it in [`Report::deferred`] (a stopping capture,
+    /// which hands it to a background `awsvpc cleanup`).
+    Defer,
+}
+
+/// How long a deferring teardown tries a security group that is in use.
+const GROUP_TRY: Duration = Duration::from_secs(3);
 
 impl Report {
     pub fn sentence(&self, run_id: &str) -> Option<String> {
@@ -216,7 +232,7 @@ async fn resolve_unknown_ids(aws: &Aws, ledger: &mut Ledger) {
 
 /// Removes everything the ledger lists that is not yet deleted. The ledger is updated as
 /// it goes and its file removed when nothing is left.
-pub async fn teardown(aws: &Aws, ledger: &mut Ledger, limit: Duration) -> Report {
+pub async fn teardown(aws: &Aws, ledger: &mut Ledger, limit: Duration, groups: Groups) -> Report {
     let deadline = Instant::now() + limit;
     let mut report = Report::default();
     resolve_unknown_ids(aws, ledger).await;
@@ -237,11 +253,23 @@ pub async fn teardown(aws: &Aws, ledger: &mut Ledger, limit: Duration) -> Report
                 ));
                 continue;
             };
-            match delete(aws, kind, &id, deadline).await {
+            let until = match (kind, groups) {
+                (Kind::SecurityGroup, Groups::Defer) => deadline.min(Instant::now() + GROUP_TRY),
+                _ => deadline,
+            };
+            match delete(aws, kind, &id, until).await {
                 Ok(()) => {
                     log_info!("removed {id}");
                     let _ = ledger.mark_deleted(index);
                     report.removed.push(id);
+                }
+                Err(why)
+                    if kind == Kind::SecurityGroup
+                        && groups == Groups::Defer
+                        && until < deadline =>
+                {
+                    log_msg!("{id} is still in use by the terminating collector ({why}); it is removed later");
+                    report.deferred.push(id);
                 }
                 Err(why) => {
                     log_msg!("could not remove {id}: {why}");

@@ -4,6 +4,8 @@
 //! instance is exactly what `awsvpc relay-source` prints.
 
 pub mod stream;
+#[cfg(feature = "aws")]
+pub mod user_data;
 
 /// The relay's source, as shipped.
 pub const SOURCE: &str = include_str!("relay.py");

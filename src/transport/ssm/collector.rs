@@ -21,10 +21,7 @@ use std::time::{Duration, Instant};
 
 /// What one session carries at most (bytes per second), for the status bar.
 pub const CEILING_BYTES_PER_S: u64 = 1_000_000;
-/// The snaplen to default to over SSM: the inner frame's Ethernet, IP and TCP headers with
-/// options fit, so a 1 MB/s session carries about 5 000 packets/s instead of ~650 full
-/// 1500-byte frames.
-pub const DEFAULT_SNAPLEN: u32 = 128;
+pub use super::DEFAULT_SNAPLEN;
 /// How long a new session may take from StartSession to the relay's stream header.
 pub const START_LIMIT: Duration = Duration::from_secs(30);
 /// How long to wait for an agent that is not online yet (an ephemeral collector's agent
@@ -456,12 +453,26 @@ pub fn explain_channel(instance: &str, port: u16, e: &ChannelError) -> String {
     }
 }
 
+/// Where the relay listener takes the relay from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayAt<'a> {
+    /// Inside the listener script (base64): one self-contained command.
+    Inline,
+    /// A file on the instance (the collector's user data writes it).
+    File(&'a str),
+}
+
 /// The relay listener, in Python (3.6+, standard library): accepts connections on
 /// 127.0.0.1:`tcp_port` and runs the embedded relay for each with the connection as its
 /// stdout (each later relay waits for the previous one's UDP port, as after a lost SSH
-/// tunnel). It exits after `idle_exit_s` seconds with no relay running. `relay.py` itself
-/// is unchanged: it only ever writes to its stdout.
-pub fn relay_listener_script(relay: &RelayOptions, tcp_port: u16, idle_exit_s: u32) -> String {
+/// tunnel). It exits after `idle_exit_s` seconds with no relay running (0: never). `relay.py`
+/// itself is unchanged: it only ever writes to its stdout.
+pub fn relay_listener_script(
+    relay: &RelayOptions,
+    tcp_port: u16,
+    idle_exit_s: u32,
+    at: RelayAt,
+) -> String {
     let mut relay = relay.clone();
     relay.bind_wait_s = relay.bind_wait_s.max(15);
     let args = relay
@@ -470,10 +481,16 @@ pub fn relay_listener_script(relay: &RelayOptions, tcp_port: u16, idle_exit_s: u
         .map(|a| format!("\"{a}\""))
         .collect::<Vec<_>>()
         .join(",");
-    let src = base64(SOURCE.as_bytes());
+    let source = match at {
+        RelayAt::Inline => format!(
+            "base64.b64decode(\"{}\").decode()",
+            base64(SOURCE.as_bytes())
+        ),
+        RelayAt::File(path) => format!("open(\"{path}\").read()"),
+    };
     format!(
         r#"import base64,socket,subprocess,sys,time
-S=base64.b64decode("{src}").decode()
+S={source}
 A=[{args}]
 l=socket.socket(socket.AF_INET,socket.SOCK_STREAM)
 l.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)
@@ -489,7 +506,7 @@ while True:
         kids=[k for k in kids if k.poll() is None]
         if kids:
             idle=time.time()
-        elif time.time()-idle>{idle_exit_s}:
+        elif {idle_exit_s}>0 and time.time()-idle>{idle_exit_s}:
             sys.exit(0)
         continue
     kids.append(subprocess.Popen([sys.executable,"-c",S]+A,stdin=subprocess.DEVNULL,stdout=c.fileno()))
@@ -499,17 +516,18 @@ while True:
     )
 }
 
-/// A shell command (for SSM `SendCommand` with `AWS-RunShellScript`, or user data) that
-/// starts [`relay_listener_script`] in the background and returns. The script contains no
-/// single quote.
+/// A shell command (for SSM `SendCommand` with `AWS-RunShellScript`) that starts
+/// [`relay_listener_script`] with the relay inline in the background and returns. The
+/// script contains no single quote.
 pub fn relay_listener_command(relay: &RelayOptions, tcp_port: u16, idle_exit_s: u32) -> String {
     format!(
         "nohup python3 -c '{}' </dev/null >/dev/null 2>&1 &",
-        relay_listener_script(relay, tcp_port, idle_exit_s)
+        relay_listener_script(relay, tcp_port, idle_exit_s, RelayAt::Inline)
     )
 }
 
-fn base64(data: &[u8]) -> String {
+/// Standard base64 (RFC 4648, padded).
+pub fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
     for c in data.chunks(3) {
@@ -554,7 +572,7 @@ mod tests {
             snaplen: Some(DEFAULT_SNAPLEN),
             bind_wait_s: 0,
         };
-        let script = relay_listener_script(&r, 4790, 600);
+        let script = relay_listener_script(&r, 4790, 600, RelayAt::Inline);
         assert!(!script.contains('\''));
         assert!(script.contains(r#""--bind-wait","15""#));
         assert!(script.contains(r#""--snaplen","136""#));

@@ -20,6 +20,11 @@
 
 pub mod message;
 
+/// The snaplen to default to over SSM: the inner frame's Ethernet, IP and TCP headers with
+/// options fit, so a 1 MB/s session carries about 5 000 packets/s instead of ~650 full
+/// 1500-byte frames.
+pub const DEFAULT_SNAPLEN: u32 = 128;
+
 #[cfg(feature = "aws")]
 pub mod channel;
 #[cfg(feature = "aws")]

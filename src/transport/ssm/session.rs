@@ -83,6 +83,21 @@ impl Control {
         })
     }
 
+    /// A control plane with an SSM client of its own, built on its own runtime, for
+    /// `profile` in `region`.
+    pub fn connect(profile: Option<&str>, region: &str) -> Result<Self, String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("Cannot start the AWS client runtime: {e}."))?;
+        let aws = rt.block_on(crate::aws::client::connect(profile, Some(region)))?;
+        Ok(Control {
+            client: aws.ssm,
+            rt,
+            profile: profile.map(str::to_string),
+        })
+    }
+
     /// Runs a future on this control plane's runtime.
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
         self.rt.block_on(f)

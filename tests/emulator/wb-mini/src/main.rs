@@ -17,6 +17,11 @@
 //! - `GET /_fault`: the faults with how often each matched (`hits`) and `remaining`.
 //! - `DELETE /_fault`: clear every fault.
 //!
+//! Launched instances get a primary ENI and keep their user data, as in AWS, and their SSM
+//! agents are online; `POST /_ssm {"stream_url":…,"token":…}` makes StartSession for them
+//! answer with that data channel (a test's peer), `{"ping":"ConnectionLost"}` takes their
+//! agents offline. See instances.rs.
+//!
 //! Routing is by the SigV4 credential scope (service name) as in winterbaume-server. The
 //! scope's region is passed on too (winterbaume reads it from the host name), so each
 //! region has its own state as in AWS; a loopback endpoint would otherwise make every
@@ -36,8 +41,12 @@ use tokio::net::TcpListener;
 use tokio::sync::RwLock;
 use winterbaume_core::service::{MockRequest, MockResponse, MockService};
 
+mod instances;
+
 struct Router {
     routes: Vec<(Regex, Arc<dyn MockService>)>,
+    /// Launched instances' primary ENIs and user data (see instances.rs).
+    instances: instances::Instances,
 }
 
 impl Router {
@@ -53,7 +62,10 @@ impl Router {
                 routes.push((Regex::new(p).expect("pattern"), Arc::clone(&s)));
             }
         }
-        Router { routes }
+        Router {
+            routes,
+            instances: Default::default(),
+        }
     }
 
     fn find(&self, uri: &str, headers: &http::HeaderMap) -> Option<Arc<dyn MockService>> {
@@ -226,6 +238,19 @@ async fn handle(
             b"{\"status\":\"ok\"}",
         ))));
     }
+    if path == "/_ssm" && method == "POST" {
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        let current = Arc::clone(&*router.read().await);
+        return Ok(match current.instances.set_session(&body) {
+            Ok(()) => reply(200, "{\"status\":\"ok\"}".into()),
+            Err(e) => reply(400, serde_json::json!({ "error": e }).to_string()),
+        });
+    }
     if path == "/_fault" {
         return Ok(match method.as_str() {
             "POST" => {
@@ -320,6 +345,8 @@ async fn handle(
                 body,
             };
             match current.find(&uri, &headers) {
+                Some(s) if s.service_name() == "ec2" => ec2_call(&current, &*s, mreq).await,
+                Some(s) if s.service_name() == "ssm" => ssm_call(&current, &*s, mreq).await,
                 Some(s) => s.handle(mreq).await,
                 None => MockResponse::json(
                     404,
@@ -335,6 +362,44 @@ async fn handle(
         b = b.header(k, v);
     }
     Ok(b.body(Full::new(mresp.body)).unwrap())
+}
+
+/// An EC2 request, with what instances.rs adds around winterbaume's answer.
+async fn ec2_call(router: &Router, ec2: &dyn MockService, req: MockRequest) -> MockResponse {
+    let p = instances::params(&req.uri, &req.body);
+    let known = &router.instances;
+    match p.get("Action").map(String::as_str) {
+        Some("DescribeInstanceAttribute") => match known.describe_user_data(&p) {
+            Some(r) => r,
+            None => ec2.handle(req).await,
+        },
+        Some("RunInstances") => {
+            let r = ec2.handle(req.clone()).await;
+            known.launched(ec2, &req, &p, &r).await;
+            known.with_interfaces(r)
+        }
+        Some("DescribeInstances") => known.with_interfaces(ec2.handle(req).await),
+        Some("TerminateInstances") => {
+            known.terminated(&p);
+            ec2.handle(req).await
+        }
+        _ => ec2.handle(req).await,
+    }
+}
+
+/// An SSM request: Session Manager for launched instances (instances.rs), else winterbaume.
+async fn ssm_call(router: &Router, ssm: &dyn MockService, req: MockRequest) -> MockResponse {
+    let target = req
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.rsplit('.').next())
+        .unwrap_or("")
+        .to_string();
+    match router.instances.ssm(&target, &req.body) {
+        Some(r) => r,
+        None => ssm.handle(req).await,
+    }
 }
 
 #[tokio::main]
