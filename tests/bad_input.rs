@@ -1,4 +1,4 @@
-//! The bad-input table (docs/bad-input.md): every way a capture can be started wrong, run
+//! The bad-input table (README, "When a capture cannot start"): every way a capture can be started wrong, run
 //! as Wireshark runs it (`--capture --extcap-interface awsvpc --fifo F …`, the fifo read by
 //! a thread as dumpcap would), and for each the proof the issue asks for: a non-zero exit,
 //! exactly one line on stderr that names the problem and the fix, the fifo opened and
@@ -12,7 +12,7 @@
 //! entered the namespace). An address the emulator invents can therefore never be reached.
 //!
 //! The table is printed at the end (`cargo test --test bad_input -- --nocapture`) in the
-//! form docs/bad-input.md keeps.
+//! form the README keeps (R stands for the standard proof, REFUSED).
 #![cfg(feature = "aws")]
 
 mod common;
@@ -694,7 +694,9 @@ struct Row {
     proof: String,
 }
 
-const REFUSED: &str = "exit 1; one stderr line; fifo opened and closed, 0 bytes; nothing tagged awsvpc left (Describe), ledger empty";
+/// The standard proof of a refused capture, "R" in the README: exit 1; one stderr line; the
+/// fifo opened and closed with 0 bytes; nothing tagged awsvpc left (Describe); ledger empty.
+const REFUSED: &str = "R";
 
 /// The standard proof for a refused capture; returns the sentence.
 fn assert_refused(lab: &Lab, case: &str, o: &Outcome, wants: &[&str]) -> String {

@@ -10,10 +10,17 @@
 //! Its framing is its own, written from the reference's offset table (module `wire`), not
 //! awsvpc's codec: a test is not awsvpc's encoder agreeing with its decoder.
 
+use aws_sdk_ssm::operation::describe_instance_information::DescribeInstanceInformationOutput;
+use aws_sdk_ssm::operation::start_session::StartSessionOutput;
+use aws_sdk_ssm::operation::terminate_session::TerminateSessionOutput;
+use aws_sdk_ssm::primitives::DateTime;
+use aws_sdk_ssm::types::{InstanceInformation, PingStatus};
+use aws_smithy_mocks::{mock, mock_client, RuleMode};
+use awsvpc::transport::ssm::session::Control;
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -619,4 +626,63 @@ impl Conn {
         self.report.lock().unwrap().resent += 1;
         self.send_raw(ws, b)
     }
+}
+
+/// The control plane: the SDK's mocks, counting calls; StartSession returns `url` and
+/// `token`.
+pub struct Calls {
+    pub starts: AtomicUsize,
+    pub terminates: AtomicUsize,
+    pub documents: Mutex<Vec<String>>,
+}
+
+pub fn control(url: &str, token: &str, ping: Option<PingStatus>, calls: Arc<Calls>) -> Control {
+    let describe =
+        mock!(aws_sdk_ssm::Client::describe_instance_information).then_output(move || {
+            let mut out = DescribeInstanceInformationOutput::builder();
+            if let Some(p) = ping.clone() {
+                out = out.instance_information_list(
+                    InstanceInformation::builder()
+                        .instance_id(INSTANCE)
+                        .ping_status(p)
+                        .agent_version("3.3.987.0")
+                        .last_ping_date_time(DateTime::from_secs(1_728_950_400))
+                        .build(),
+                );
+            }
+            out.build()
+        });
+    let (u, t, c) = (url.to_string(), token.to_string(), calls.clone());
+    let start = mock!(aws_sdk_ssm::Client::start_session).then_compute_output(move |req| {
+        let n = c.starts.fetch_add(1, Ordering::SeqCst) + 1;
+        c.documents.lock().unwrap().push(format!(
+            "{} {} {:?}",
+            req.target().unwrap_or(""),
+            req.document_name().unwrap_or(""),
+            req.parameters()
+        ));
+        StartSessionOutput::builder()
+            .session_id(format!("s-{n}"))
+            .token_value(&t)
+            .stream_url(&u)
+            .build()
+    });
+    let c = calls.clone();
+    let terminate = mock!(aws_sdk_ssm::Client::terminate_session).then_compute_output(move |req| {
+        c.terminates.fetch_add(1, Ordering::SeqCst);
+        TerminateSessionOutput::builder()
+            .session_id(req.session_id().unwrap_or(""))
+            .build()
+    });
+    let rules = [describe, start, terminate];
+    let client = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, &rules);
+    Control::new(client, None).unwrap()
+}
+
+pub fn calls() -> Arc<Calls> {
+    Arc::new(Calls {
+        starts: AtomicUsize::new(0),
+        terminates: AtomicUsize::new(0),
+        documents: Mutex::new(Vec::new()),
+    })
 }

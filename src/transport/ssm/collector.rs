@@ -453,6 +453,15 @@ pub fn explain_channel(instance: &str, port: u16, e: &ChannelError) -> String {
     }
 }
 
+/// Buffers on the collector, kept small over SSM. The session carries ~1 MB/s, so what
+/// does not fit must be dropped (and counted) at once: measured with the loopback agent
+/// (benches/ssm_throughput.rs), the relay's default 8 MiB socket buffer and a TCP send
+/// buffer left to autotune held ~20 s of packets when the mirror offered more than the
+/// session carries, so every packet arrived ~20 s late. 1 MiB of datagrams (~700 whole
+/// frames) and 64 KiB of stream keep a burst, not a backlog.
+const RELAY_RCVBUF: u32 = 1 << 20;
+const RELAY_SNDBUF: u32 = 64 << 10;
+
 /// Where the relay listener takes the relay from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelayAt<'a> {
@@ -475,8 +484,9 @@ pub fn relay_listener_script(
 ) -> String {
     let mut relay = relay.clone();
     relay.bind_wait_s = relay.bind_wait_s.max(15);
-    let args = relay
-        .args()
+    let mut args = relay.args();
+    args.extend(["--rcvbuf".to_string(), RELAY_RCVBUF.to_string()]);
+    let args = args
         .iter()
         .map(|a| format!("\"{a}\""))
         .collect::<Vec<_>>()
@@ -509,6 +519,7 @@ while True:
         elif {idle_exit_s}>0 and time.time()-idle>{idle_exit_s}:
             sys.exit(0)
         continue
+    c.setsockopt(socket.SOL_SOCKET,socket.SO_SNDBUF,{RELAY_SNDBUF})
     kids.append(subprocess.Popen([sys.executable,"-c",S]+A,stdin=subprocess.DEVNULL,stdout=c.fileno()))
     c.close()
     idle=time.time()
