@@ -166,7 +166,7 @@ fn example_user_data(ssm: bool) -> Result<String, String> {
         ssh,
         ssm: ssm.then_some(SsmSetup {
             relay,
-            tcp_port: awsvpc::extcap::SSM_RELAY_PORT,
+            tcp_port: awsvpc::collector::launched::SSM_RELAY_PORT,
         }),
         watchdog: Watchdog::default(),
     };

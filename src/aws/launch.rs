@@ -285,7 +285,12 @@ pub async fn launch(
         .create_security_group()
         .group_name(format!("awsvpc-{run_id}"))
         .description(format!(
-            "awsvpc collector of capture {run_id}: VXLAN from the VPC, SSH from the capturing machine"
+            "awsvpc collector of capture {run_id}: VXLAN from the VPC{}",
+            if req.ssh.is_some() {
+                ", SSH from the capturing machine"
+            } else {
+                ""
+            }
         ))
         .vpc_id(vpc)
         .tag_specifications(tag_spec(ResourceType::SecurityGroup, &run_id, &created_by))

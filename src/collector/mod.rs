@@ -1,7 +1,10 @@
 //! Where mirrored datagrams are received. `local`: a UDP socket on this machine (a mirror
 //! target, or a lab box receiving VXLAN). A remote collector's relay streams the same
 //! datagrams through a transport (`crate::transport`); both fill the same batches.
+//! `launched`: the collector awsvpc launches for a capture, and how its stream is reached.
 
+#[cfg(feature = "aws")]
+pub mod launched;
 pub mod local;
 
 pub use local::Batch;
@@ -18,4 +21,19 @@ pub trait DatagramSource: Send {
     fn drops(&self) -> u64;
     /// What the status bar says while waiting for the first packet.
     fn describe(&self) -> String;
+}
+
+/// A source chosen at run time (e.g. a launched collector's SSH or SSM stream).
+impl<S: DatagramSource + ?Sized> DatagramSource for Box<S> {
+    fn recv_batch(&mut self, batch: &mut Batch, status: &dyn Fn(&str)) -> io::Result<usize> {
+        (**self).recv_batch(batch, status)
+    }
+
+    fn drops(&self) -> u64 {
+        (**self).drops()
+    }
+
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
 }

@@ -496,9 +496,9 @@ fn capture_then_teardown<S: crate::collector::DatagramSource>(
     finished(ending)
 }
 
-/// `--collector ephemeral`: launches a collector instance with the capture's user data
-/// (its own SSH host and client keys, or the SSM relay listener), mirrors the ENIs to it,
-/// connects (bounded by the boot), captures, and removes everything.
+/// `--collector ephemeral`: launches a collector with the capture's user data, mirrors the
+/// ENIs to it, connects (bounded by its boot), captures, and removes everything; a failure
+/// to connect is reported after teardown.
 #[cfg(feature = "aws")]
 fn ephemeral_capture(
     mut cfg: CaptureConfig,
@@ -506,145 +506,24 @@ fn ephemeral_capture(
     stop: Arc<AtomicBool>,
     progress: &ToolbarProgress,
 ) -> Result<Ending, String> {
-    use crate::aws::launch::LaunchRequest;
-    use crate::config::Connect;
-    use crate::relay::user_data::{cloud_config, CollectorSetup, SshSetup, SsmSetup, Watchdog};
-    use crate::transport::pinned::{CollectorKeys, PinnedSettings};
-    use crate::transport::ssm::collector::{SsmCollector, SsmSettings};
-
-    let relay = RelayOptions {
-        listen_addr: cfg.listen_addr,
-        listen_port: cfg.listen_port,
-        snaplen: cfg.snaplen,
-        bind_wait_s: 0,
-    };
-    let over = cfg.ssh.clone().unwrap_or_default();
-    let ssh_port = over.port.unwrap_or(22);
-    let keys = match cfg.connect {
-        Connect::Ssh => Some(Arc::new(CollectorKeys::generate()?)),
-        Connect::Ssm => None,
-    };
-    if over.key.is_some() || over.known_hosts.is_some() {
-        log_msg!("--ssh-key and --ssh-known-hosts are for a host collector; the temporary collector uses keys generated for this capture");
-    }
-    let ssh_allow = match (cfg.connect, &cfg.launch.ssh_allow) {
-        (Connect::Ssm, _) => None,
-        (Connect::Ssh, Some(c)) => Some(c.clone()),
-        (Connect::Ssh, None) => {
-            progress.status("Finding this machine's public address");
-            Some(crate::aws::checkip::caller_public_address()?)
-        }
-    };
-    let setup = CollectorSetup {
-        listen_port: cfg.listen_port,
-        ssh: keys.as_ref().map(|k| SshSetup {
-            host_private: k.host_private_openssh().to_string(),
-            host_public: k.host_public_line(),
-            client_public: k.client_public_line("awsvpc"),
-        }),
-        ssm: (cfg.connect == Connect::Ssm).then(|| SsmSetup {
-            relay: relay.clone(),
-            tcp_port: SSM_RELAY_PORT,
-        }),
-        watchdog: Watchdog::default(),
-    };
-    let launch = LaunchRequest {
-        launch_template: cfg.launch.launch_template.clone(),
-        instance_type: cfg.launch.instance_type.clone(),
-        instance_profile: cfg.launch.instance_profile.clone(),
-        user_data: cloud_config(&setup)?,
-        listen_port: cfg.listen_port,
-        ssh: ssh_allow.map(|from| (ssh_port, from)),
-        // From outside the VPC SSH needs a public address, unless --ssh-host names the way in.
-        public_ip: cfg.connect == Connect::Ssh && over.host.is_empty(),
-        needs_instance_profile: cfg.connect == Connect::Ssm,
-    };
+    use crate::collector::launched;
+    let status = |s: &str| progress.status(s);
+    let (launch, access) = launched::prepare(&cfg, &status)?;
     let m = provision_mirror(&cfg, Some(launch), stop.clone(), progress)?;
     cfg.expected_vnis = Some(m.sources.iter().map(|s| s.vni).collect());
     cfg.sources = m.sources.clone();
-    let mirror = m.mirror;
-    let Some(instance) = mirror.collector.as_ref().map(|c| c.instance_id.clone()) else {
-        return Err("No collector instance was launched.".into());
+    let connected = launched::connect(&cfg, &m.mirror, access, &status, &stop);
+    let why = match connected {
+        Ok(Some(source)) => {
+            return capture_then_teardown(&cfg, source, m.mirror, fifo, stop, progress)
+        }
+        Ok(None) => STOPPED.to_string(),
+        Err(e) => e,
     };
-    let status = |s: &str| progress.status(s);
-    // On a failure to connect, the sentence says why and teardown runs first.
-    let fail = |mirror: crate::mirror::Mirror, why: String| -> Result<Ending, String> {
-        progress.status("Removing what was created for the capture");
-        match mirror.teardown() {
-            Ok(()) => Err(why),
-            Err(left) => Err(format!(
-                "{} {left}",
-                why.trim_end_matches('.').to_string() + "."
-            )),
-        }
-    };
-    match cfg.connect {
-        Connect::Ssh => {
-            let (private, public) =
-                match mirror.wait_collector(COLLECTOR_RUNNING_WAIT, &stop, &status) {
-                    Ok(a) => a,
-                    Err(_) if stop.load(Ordering::Relaxed) => return fail(mirror, STOPPED.into()),
-                    Err(e) => return fail(mirror, e),
-                };
-            let address = if !over.host.is_empty() {
-                over.host.clone()
-            } else if let Some(a) = public.clone().or(private.clone()) {
-                a
-            } else {
-                return fail(
-                    mirror,
-                    format!("The collector {instance} has no IP address."),
-                );
-            };
-            log_msg!(
-                "collector {instance}: private {}, public {}; connecting to {address} port {ssh_port}",
-                private.as_deref().unwrap_or("none"),
-                public.as_deref().unwrap_or("none")
-            );
-            let settings = PinnedSettings {
-                address: address.clone(),
-                port: ssh_port,
-                user: over
-                    .user
-                    .clone()
-                    .unwrap_or_else(|| crate::relay::user_data::USER.to_string()),
-                keys: keys.ok_or("no keys")?,
-                boot_wait: COLLECTOR_SSH_WAIT,
-                label: format!("the collector {instance} ({address})"),
-            };
-            match SshCollector::connect_pinned(settings, relay, &status, &stop) {
-                Ok(Some(source)) => {
-                    capture_then_teardown(&cfg, source, mirror, fifo, stop, progress)
-                }
-                Ok(None) => fail(mirror, STOPPED.into()),
-                Err(e) => fail(mirror, e),
-            }
-        }
-        Connect::Ssm => {
-            let control = match crate::transport::ssm::session::Control::connect(
-                mirror.profile(),
-                mirror.region(),
-            ) {
-                Ok(c) => c,
-                Err(e) => return fail(mirror, e),
-            };
-            let mut settings = SsmSettings::new(&instance, SSM_RELAY_PORT);
-            // Test hook (tests/bad_input.rs): a shorter wait for an agent that stays offline.
-            if let Some(s) = std::env::var("AWSVPC_TEST_SSM_ONLINE_WAIT_SECS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-            {
-                settings.online_wait = std::time::Duration::from_secs(s);
-                settings.online_poll = std::time::Duration::from_millis(200);
-            }
-            match SsmCollector::connect(control, settings, relay, &status, &stop) {
-                Ok(Some(source)) => {
-                    capture_then_teardown(&cfg, source, mirror, fifo, stop, progress)
-                }
-                Ok(None) => fail(mirror, STOPPED.into()),
-                Err(e) => fail(mirror, e),
-            }
-        }
+    progress.status("Removing what was created for the capture");
+    match m.mirror.teardown() {
+        Ok(()) => Err(why),
+        Err(left) => Err(format!("{}. {left}", why.trim_end_matches('.'))),
     }
 }
 
@@ -662,14 +541,6 @@ fn ephemeral_capture(
 #[cfg(feature = "aws")]
 const STOPPED: &str =
     "The capture was stopped during provisioning; everything created so far was removed.";
-/// How long a launched collector may take to reach `running`.
-#[cfg(feature = "aws")]
-const COLLECTOR_RUNNING_WAIT: std::time::Duration = std::time::Duration::from_secs(180);
-/// How long its SSH may take to answer once it runs (boot, cloud-init writing the keys).
-#[cfg(feature = "aws")]
-const COLLECTOR_SSH_WAIT: std::time::Duration = std::time::Duration::from_secs(240);
-/// The TCP port on the collector's loopback where its SSM relay listener waits.
-pub const SSM_RELAY_PORT: u16 = 4790;
 
 /// A source that failed mid-capture ends the capture with its sentence, after teardown.
 fn finished(ending: Ending) -> Result<Ending, String> {
