@@ -1,8 +1,14 @@
 //! Issue 4's Session Manager figures (not a test; it prints them): packets/s of
 //! `--connect ssm` through the loopback Session Manager peer of the tests
 //! (`tests/common/ssm_peer.rs`: gateway and agent, forwarding at the agent's pace of 1024 bytes
-//! then 1 ms per read), at the default snaplen (128) and with whole frames, beside the raw
-//! port session's byte rate through the same peer in the same run.
+//! then 1 ms per read), at the default snaplen (128) and with whole frames, with the relay's
+//! stream compressed (the default) and not, beside the raw port session's byte rate through
+//! the same peer in the same run.
+//!
+//! The traffic is the real AWS mirror capture of `../shared/testdata` (SSH, DNS, NTP), its
+//! VXLAN datagrams sent round and round, each copy with its own IP id and TCP sequence number
+//! and with everything past the first 74 bytes (VXLAN, Ethernet, IPv4, TCP with options)
+//! replaced by random bytes, as encrypted payloads are: headers compress, payloads do not.
 //!
 //!   cargo bench --bench ssm_throughput            (SECONDS=10 OFFERED=20000 to change)
 //!
@@ -20,7 +26,7 @@ use awsvpc::collector::{Batch, DatagramSource};
 use awsvpc::relay::RelayOptions;
 use awsvpc::transport::ssm::channel::{Channel, ChannelOptions};
 use awsvpc::transport::ssm::collector::{
-    relay_listener_script, RelayAt, SsmCollector, SsmSettings,
+    relay_listener_script_with, RelayAt, SsmCollector, SsmSettings, RELAY_ZLIB_LEVEL,
 };
 use ssm_peer::{calls, control, Faults, Peer, INSTANCE, TOKEN};
 use std::io::Write;
@@ -93,15 +99,47 @@ fn raw_channel(seconds: u64) -> f64 {
     n as f64 / t0.elapsed().as_secs_f64()
 }
 
-/// A VXLAN datagram (VNI 4242) around a 1500-byte inner Ethernet frame numbered `i`.
-fn datagram(i: u64) -> Vec<u8> {
-    let mut d = vec![0x08, 0, 0, 0, 0, 0x10, 0x92, 0];
-    let mut frame = vec![0u8; 1500];
-    frame[..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
-    frame[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
-    frame[12..14].copy_from_slice(&[0x08, 0x00]);
-    frame[14..22].copy_from_slice(&i.to_be_bytes());
-    d.extend(frame);
+/// The VXLAN datagrams (UDP payloads) of the real AWS mirror capture.
+fn real_datagrams() -> Vec<Vec<u8>> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/testdata/aws-mirror-real.pcap"
+    );
+    let file = std::fs::File::open(path).expect("../shared/testdata beside the checkout");
+    let mut r = pcap_file::pcap::PcapReader::new(file).unwrap();
+    let mut out = Vec::new();
+    while let Some(p) = r.next_packet() {
+        let p = p.unwrap();
+        if let Ok(h) = etherparse::SlicedPacket::from_ethernet(&p.data) {
+            if let Some(etherparse::TransportSlice::Udp(u)) = h.transport {
+                out.push(u.payload().to_vec());
+            }
+        }
+    }
+    assert!(out.len() >= 100, "{} datagrams", out.len());
+    out
+}
+
+/// Copy `i` of the capture's datagrams: its own IP id and TCP sequence number, random bytes
+/// past the headers.
+fn datagram(base: &[Vec<u8>], i: u64, rng: &mut u64) -> Vec<u8> {
+    let mut d = base[i as usize % base.len()].clone();
+    let ip = 8 + 14;
+    if d.len() > ip + 20 {
+        let id = u16::from_be_bytes([d[ip + 4], d[ip + 5]]).wrapping_add(i as u16);
+        d[ip + 4..ip + 6].copy_from_slice(&id.to_be_bytes());
+        if d[ip + 9] == 6 && d.len() > ip + 28 {
+            let at = ip + 20 + 4;
+            let seq = u32::from_be_bytes([d[at], d[at + 1], d[at + 2], d[at + 3]]);
+            d[at..at + 4].copy_from_slice(&seq.wrapping_add(i as u32 * 1448).to_be_bytes());
+        }
+    }
+    for b in d.iter_mut().skip(74) {
+        *rng ^= *rng << 13;
+        *rng ^= *rng >> 7;
+        *rng ^= *rng << 17;
+        *b = *rng as u8;
+    }
     d
 }
 
@@ -116,7 +154,7 @@ struct Run {
 
 /// The real relay behind its listener, the paced peer, awsvpc's SSM collector; a sender
 /// offers `offered` datagrams/s for `seconds`.
-fn through_ssm(snaplen: Option<u32>, offered: u64, seconds: u64) -> Run {
+fn through_ssm(snaplen: Option<u32>, zlib: u32, offered: u64, seconds: u64) -> Run {
     let (udp_port, tcp_port) = (free_port(true), free_port(false));
     let relay = RelayOptions {
         listen_addr: [127, 0, 0, 1].into(),
@@ -124,7 +162,7 @@ fn through_ssm(snaplen: Option<u32>, offered: u64, seconds: u64) -> Run {
         snaplen,
         bind_wait_s: 0,
     };
-    let script = relay_listener_script(&relay, tcp_port, 10, RelayAt::Inline);
+    let script = relay_listener_script_with(&relay, tcp_port, 10, RelayAt::Inline, zlib);
     let _listener = Killed(
         Command::new("python3")
             .arg("-c")
@@ -148,7 +186,9 @@ fn through_ssm(snaplen: Option<u32>, offered: u64, seconds: u64) -> Run {
         .expect("not stopped");
     let sending = Arc::new(AtomicBool::new(true));
     let s = sending.clone();
+    let base = real_datagrams();
     let sender = std::thread::spawn(move || {
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
         let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
         let to = SocketAddr::from(([127, 0, 0, 1], udp_port));
         let t0 = Instant::now();
@@ -156,7 +196,7 @@ fn through_ssm(snaplen: Option<u32>, offered: u64, seconds: u64) -> Run {
         while s.load(Ordering::Relaxed) {
             let due = (t0.elapsed().as_secs_f64() * offered as f64) as u64;
             while i < due {
-                let _ = tx.send_to(&datagram(i), to);
+                let _ = tx.send_to(&datagram(&base, i, &mut rng), to);
                 i += 1;
             }
             std::thread::sleep(Duration::from_micros(500));
@@ -218,11 +258,17 @@ fn main() {
         raw / 1000.0,
         raw / (36.0 + 8.0 + 128.0)
     );
-    for (name, snaplen) in [
-        ("snaplen 128 (the default)", Some(128)),
-        ("whole 1500-byte frames", None),
+    for (name, snaplen, zlib) in [
+        (
+            "snaplen 128, compressed (the default)",
+            Some(128),
+            RELAY_ZLIB_LEVEL,
+        ),
+        ("snaplen 128, uncompressed", Some(128), 0),
+        ("whole frames, compressed", None, RELAY_ZLIB_LEVEL),
+        ("whole frames, uncompressed", None, 0),
     ] {
-        let r = through_ssm(snaplen, offered, seconds);
+        let r = through_ssm(snaplen, zlib, offered, seconds);
         println!(
             "  {name}: {:.0} packets/s delivered of {:.0} offered; {:.0} kB/s of relay stream; {} dropped and counted by the relay's socket; latency median {:.2} s, p99 {:.2} s",
             r.delivered_pps,

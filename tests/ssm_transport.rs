@@ -223,6 +223,10 @@ fn the_collector_reads_the_real_relay_through_ssm() {
         .unwrap()
         .unwrap();
     assert!(col.describe().contains("over SSM, about 1 MB/s at most"));
+    assert!(
+        col.compressed(),
+        "the listener's relay compresses its stream"
+    );
     let docs = c.documents.lock().unwrap().clone();
     assert_eq!(docs.len(), 1);
     assert!(

@@ -12,6 +12,8 @@
 #         payload length, kernel drop counter (SO_RXQ_OVFL), receive time in ns
 #         since the epoch, source port, 0, source address) + payload bytes.
 #         A heartbeat is written after --heartbeat seconds without datagrams.
+#         With --zlib LEVEL (for Session Manager's ~1 MB/s): b"AWSVPCZ\x01", then
+#         the same records as one zlib stream, sync-flushed after every write.
 # Exit:   0 = stdout closed, SIGTERM/SIGINT/SIGHUP, --idle-exit, or stdout
 #             blocked for --stall-exit seconds (the reader is gone but the
 #             SSH connection has not noticed yet; this frees the port);
@@ -27,6 +29,7 @@ import sys
 import time
 
 MAGIC = b"AWSVPCR\x01"
+MAGIC_Z = b"AWSVPCZ\x01"
 # Same bytes as "!BBHIQHH16s"; the port is kept as the 2 network-order bytes
 # of the sockaddr, and "16s" zero-pads a 4-byte IPv4 address.
 REC = struct.Struct("!BBHIQ2sH16s")
@@ -37,6 +40,7 @@ NS = 1000000000
 BATCH = 64
 started = False  # stream header written?
 drops = 0  # latest cumulative SO_RXQ_OVFL counter
+Z = None  # zlib compressor of the records, with --zlib
 
 
 def stalled(*_):
@@ -53,6 +57,8 @@ STALL = [10.0]
 
 
 def put(data):
+    if Z is not None:
+        data = Z.compress(data) + Z.flush(2)  # zlib.Z_SYNC_FLUSH
     watch(True)
     v = memoryview(data)
     while v:
@@ -129,6 +135,8 @@ def open_socket(a):
 
 def put_all(parts):
     # Write a list of buffers with one writev(2) when possible.
+    if Z is not None:
+        return put(b"".join(parts))
     watch(True)
     try:
         n = os.writev(1, parts)
@@ -262,7 +270,7 @@ def proc_drops(s):
 
 
 def main():
-    global started, drops
+    global started, drops, Z
     p = argparse.ArgumentParser(add_help=False)  # stdout is for the stream only
     p.error = lambda m: fail("relay arguments: %s." % m)
     p.add_argument("--port", type=int, default=4789)
@@ -273,12 +281,18 @@ def main():
     p.add_argument("--idle-exit", type=float, default=0.0)
     p.add_argument("--stall-exit", type=float, default=10.0)
     p.add_argument("--bind-wait", type=float, default=0.0)
+    p.add_argument("--zlib", type=int, default=0, choices=range(10))
     p.add_argument("--no-mmsg", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args()
     snap = a.snaplen if 0 < a.snaplen < 65535 else 65535
     STALL[0] = a.stall_exit
     s = open_socket(a)
-    put(MAGIC)
+    if a.zlib:
+        import zlib  # only here: the SSH path runs without it
+        put(MAGIC_Z)
+        Z = zlib.compressobj(a.zlib)
+    else:
+        put(MAGIC)
     started = True
     rx = None
     if not a.no_mmsg:

@@ -2,7 +2,7 @@
 //! through a transport. All integers big-endian:
 //!
 //! ```text
-//! stream  = "AWSVPCR\x01" record*
+//! stream  = "AWSVPCR\x01" record* | "AWSVPCZ\x01" zlib(record*)
 //! record  = kind:u8 family:u8 length:u16 drops:u32 time_ns:u64 src_port:u16 reserved:u16
 //!           src_addr:16 payload[length]
 //! kind    = 1 datagram | 2 heartbeat (no payload) | 3 error (UTF-8 sentence, relay exits)
@@ -10,12 +10,16 @@
 //!
 //! `drops` is the collector socket's cumulative kernel drop counter (SO_RXQ_OVFL) and
 //! `time_ns` the kernel receive time (SO_TIMESTAMPNS), so timing and loss are the
-//! collector's, not the tunnel's. Views are bounds checked and never panic on input.
+//! collector's, not the tunnel's. The compressed form (`relay.py --zlib`, for Session
+//! Manager's ~1 MB/s) is one zlib stream, sync-flushed after every write; [`Unpacker`] turns
+//! either form into what [`Decoder`] reads. Views are bounds checked and never panic on input.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 pub const MAGIC: &[u8; 8] = b"AWSVPCR\x01";
+/// The header of the compressed stream.
+pub const MAGIC_Z: &[u8; 8] = b"AWSVPCZ\x01";
 pub const HEADER_LEN: usize = 36;
 /// The largest record: a header and a whole UDP payload.
 pub const MAX_RECORD: usize = HEADER_LEN + u16::MAX as usize;
@@ -51,6 +55,8 @@ pub enum StreamError {
     NotARelay(String),
     /// A datagram record with an address family other than 4 or 6.
     BadFamily(u8),
+    /// The compressed stream does not inflate.
+    BadCompression(String),
 }
 
 impl std::fmt::Display for StreamError {
@@ -62,6 +68,9 @@ impl std::fmt::Display for StreamError {
             ),
             StreamError::BadFamily(x) => {
                 write!(f, "the relay stream is corrupt (address family {x})")
+            }
+            StreamError::BadCompression(e) => {
+                write!(f, "the relay's compressed stream is corrupt ({e})")
             }
         }
     }
@@ -292,6 +301,96 @@ impl Decoder {
     }
 }
 
+/// Between a transport and the [`Decoder`]: passes a plain stream through and inflates a
+/// compressed one, never producing more than the decoder has room for (so a small input
+/// cannot inflate into unbounded memory).
+pub struct Unpacker {
+    mode: Mode,
+    z: flate2::Decompress,
+    /// The last inflate made something: more may be waiting inside the inflater.
+    made: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Not yet known: the first bytes decide.
+    Unknown,
+    Plain,
+    Compressed,
+}
+
+impl Default for Unpacker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Unpacker {
+    pub fn new() -> Self {
+        Unpacker {
+            mode: Mode::Unknown,
+            z: flate2::Decompress::new(true),
+            made: false,
+        }
+    }
+
+    /// A new connection starts a new stream.
+    pub fn reset(&mut self) {
+        *self = Self::new();
+    }
+
+    /// True once the stream turned out to be compressed.
+    pub fn compressed(&self) -> bool {
+        self.mode == Mode::Compressed
+    }
+
+    /// Inflated bytes may be waiting inside (the last feed made some, and the decoder's room
+    /// may have cut it short): feed again, with no new input if there is none, once the
+    /// decoder's records have been taken.
+    pub fn has_more(&self) -> bool {
+        self.made
+    }
+
+    /// Moves bytes of `wire`, as they arrived, into `decoder`. Returns how many of them it
+    /// took; the rest must be offered again once the decoder's records have been taken.
+    pub fn feed(&mut self, wire: &[u8], decoder: &mut Decoder) -> Result<usize, StreamError> {
+        match self.mode {
+            Mode::Unknown => {
+                if wire.len() < MAGIC_Z.len() && MAGIC_Z.starts_with(wire) {
+                    return Ok(0);
+                }
+                if wire.starts_with(MAGIC_Z) {
+                    // The decoder reads the plain form: its header, then the inflated records.
+                    self.mode = Mode::Compressed;
+                    let space = decoder.space();
+                    space[..MAGIC.len()].copy_from_slice(MAGIC);
+                    decoder.filled(MAGIC.len());
+                    return Ok(MAGIC_Z.len() + self.feed(&wire[MAGIC_Z.len()..], decoder)?);
+                }
+                self.mode = Mode::Plain;
+                self.feed(wire, decoder)
+            }
+            Mode::Plain => {
+                let space = decoder.space();
+                let n = wire.len().min(space.len());
+                space[..n].copy_from_slice(&wire[..n]);
+                decoder.filled(n);
+                Ok(n)
+            }
+            Mode::Compressed => {
+                let (in_before, out_before) = (self.z.total_in(), self.z.total_out());
+                self.z
+                    .decompress(wire, decoder.space(), flate2::FlushDecompress::Sync)
+                    .map_err(|e| StreamError::BadCompression(e.to_string()))?;
+                let produced = (self.z.total_out() - out_before) as usize;
+                self.made = produced > 0;
+                decoder.filled(produced);
+                Ok((self.z.total_in() - in_before) as usize)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,5 +497,108 @@ mod tests {
             }
         }
         assert_eq!(n, 2000);
+    }
+
+    /// Everything `wire` holds, arriving `step` bytes at a time into a transport's buffer
+    /// and offered from there (what the unpacker leaves stays buffered), with the decoder
+    /// drained between feeds.
+    fn unpack_all(
+        wire: &[u8],
+        step: usize,
+        decoder_bytes: usize,
+    ) -> Result<Vec<Vec<u8>>, StreamError> {
+        let mut u = Unpacker::new();
+        let mut d = Decoder::with_capacity(decoder_bytes);
+        let mut out = Vec::new();
+        let (mut taken, mut arrived) = (0, 0);
+        while taken < wire.len() || u.has_more() {
+            arrived = (arrived + step).min(wire.len());
+            let took = u.feed(&wire[taken..arrived], &mut d)?;
+            taken += took;
+            while let Some(r) = d.next_record()? {
+                out.push(r.payload().to_vec());
+            }
+            // Nothing taken and nothing made of what is there: the stream is cut short.
+            if took == 0 && arrived == wire.len() && !u.has_more() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn compress(records: &[Vec<u8>], level: u32) -> Vec<u8> {
+        use std::io::Write;
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(level));
+        let mut wire = MAGIC_Z.to_vec();
+        for r in records {
+            z.write_all(r).unwrap();
+            z.flush().unwrap(); // a sync flush, as the relay does per write
+            wire.extend_from_slice(z.get_ref());
+            z.get_mut().clear();
+        }
+        wire
+    }
+
+    #[test]
+    fn unpacker_passes_plain_and_inflates_compressed_streams_read_in_any_pieces() {
+        let payloads: Vec<Vec<u8>> = (0..400u32)
+            .map(|i| {
+                let mut p = vec![0x08, 0, 0, 0, 0, 0x10, 0x92, 0];
+                p.extend((0..(i * 37) % 1400).map(|k| (k % 251) as u8 ^ (i as u8)));
+                p
+            })
+            .collect();
+        let records: Vec<Vec<u8>> = payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let src = Some(([127, 0, 0, 1].into(), 4789));
+                encode(1, src, i as u32, Duration::from_secs(1), p)
+            })
+            .collect();
+        let mut plain = MAGIC.to_vec();
+        for r in &records {
+            plain.extend_from_slice(r);
+        }
+        let compressed = compress(&records, 6);
+        assert!(compressed.len() < plain.len() / 2, "it compresses");
+        for step in [1, 3, 7, 1000, 65536] {
+            for decoder in [0, 1 << 20] {
+                let p = unpack_all(&plain, step, decoder).unwrap();
+                assert!(p == payloads, "plain, step {step}: {} records", p.len());
+                let z = unpack_all(&compressed, step, decoder).unwrap();
+                assert!(z == payloads, "zlib, step {step}: {} records", z.len());
+            }
+        }
+    }
+
+    #[test]
+    fn a_corrupt_compressed_stream_is_an_error_not_a_panic() {
+        let mut wire = MAGIC_Z.to_vec();
+        wire.extend_from_slice(b"not zlib at all, certainly not");
+        let e = unpack_all(&wire, 5, 0).unwrap_err();
+        assert!(matches!(e, StreamError::BadCompression(_)), "{e:?}");
+        assert!(e.to_string().contains("compressed stream is corrupt"));
+    }
+
+    #[test]
+    fn a_highly_compressible_stream_never_outgrows_the_decoder() {
+        // 64 MB of zeros in records compress to a few kB: the decoder's bound holds.
+        let zeros = vec![0u8; 60_000];
+        let rec = encode(
+            1,
+            Some(([127, 0, 0, 1].into(), 1)),
+            0,
+            Duration::ZERO,
+            &zeros,
+        );
+        let records = vec![rec; 1100];
+        let wire = compress(&records, 9);
+        assert!(wire.len() < 1 << 20);
+        let mut u = Unpacker::new();
+        let mut d = Decoder::with_capacity(0);
+        let took = u.feed(&wire, &mut d).unwrap();
+        assert!(took < wire.len(), "it stopped when the decoder was full");
+        assert!(d.end <= d.buf.len());
     }
 }

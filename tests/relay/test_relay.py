@@ -19,10 +19,12 @@ import sys
 import tempfile
 import time
 import unittest
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RELAY = os.path.normpath(os.path.join(HERE, "..", "..", "src", "relay", "relay.py"))
 MAGIC = b"AWSVPCR\x01"
+MAGIC_Z = b"AWSVPCZ\x01"
 REC = struct.Struct("!BBHIQHH16s")
 DATAGRAM, HEARTBEAT, ERROR = 1, 2, 3
 PATHS = ([], ["--no-mmsg"])  # recvmmsg fast path, plain recvmsg fallback
@@ -555,6 +557,52 @@ class RelayTest(unittest.TestCase):
                         seen += 1
                 self.assertEqual(seen, total)
 
+    # -- compression (the Session Manager path) ------------------------------
+
+    def test_zlib_stream_carries_the_same_records(self):
+        # The same datagrams through a plain and a --zlib relay: after inflating, the
+        # records are the same (but the receive times), in order; the compressed stream
+        # is smaller; each write is flushed, so nothing waits in the compressor.
+        datagrams = [b"\x08\x00\x00\x00\x00\x10\x92\x00" + bytes([i % 7]) * 60
+                     + struct.pack("!I", i) for i in range(300)]
+        got = {}
+        s = self.sender()
+        for mode in ([], ["--zlib", "6"]):
+            with self.subTest(mode=mode):
+                port = free_port()
+                r = self.start("--addr", "127.0.0.1", "--port", port,
+                               "--heartbeat", 5, *mode)
+                self.assertEqual(r.header(), MAGIC_Z if mode else MAGIC)
+                for d in datagrams:
+                    s.sendto(d, ("127.0.0.1", port))
+                z = zlib.decompressobj() if mode else None
+                plain, wire = b"", 0
+                records = []
+                while len(records) < len(datagrams):
+                    chunk = r.read_exact(1)
+                    r.buf, chunk = b"", chunk + r.buf
+                    wire += len(chunk)
+                    plain += z.decompress(chunk) if z else chunk
+                    while len(plain) >= REC.size:
+                        n = REC.unpack(plain[:REC.size])[2]
+                        if len(plain) < REC.size + n:
+                            break
+                        records.append(Record(plain[:REC.size],
+                                              plain[REC.size:REC.size + n]))
+                        plain = plain[REC.size + n:]
+                self.assertEqual([x.payload for x in records], datagrams)
+                got[bool(mode)] = ([x.key() for x in records], wire)
+        self.assertEqual(got[True][0], got[False][0])
+        self.assertLess(got[True][1], got[False][1] / 2,
+                        "repetitive records compress")
+
+    def test_zlib_level_is_checked(self):
+        r = self.start("--port", free_port(), "--zlib", "12")
+        self.assertEqual(r.header(), MAGIC)
+        rec = r.record()
+        self.assertEqual(rec.kind, ERROR)
+        self.assertIn(b"--zlib", rec.payload)
+
     # -- the file itself ---------------------------------------------------
 
     def test_file_small_and_compiles(self):
@@ -576,7 +624,7 @@ class RelayTest(unittest.TestCase):
             elif isinstance(node, ast.ImportFrom):
                 mods.add(node.module.split(".")[0])
         allowed = {"argparse", "ctypes", "errno", "os", "select", "signal",
-                   "socket", "struct", "sys", "time"}
+                   "socket", "struct", "sys", "time", "zlib"}
         self.assertLessEqual(mods, allowed)
         for newer in ("time_ns", "dataclasses", "capture_output",
                       "from __future__ import annotations"):

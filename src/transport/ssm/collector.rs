@@ -11,7 +11,7 @@
 use super::channel::{Channel, ChannelError, ChannelOptions, ChannelStats};
 use super::session::Control;
 use crate::collector::{Batch, DatagramSource};
-use crate::relay::stream::{Decoder, Kind};
+use crate::relay::stream::{Decoder, Kind, StreamError, Unpacker};
 use crate::relay::{RelayOptions, SOURCE};
 use crate::transport::{RECONNECT_GRACE, SILENCE};
 use crate::{log_info, log_msg};
@@ -70,6 +70,12 @@ pub struct SsmCollector {
     channel: Option<Channel>,
     session_id: Option<String>,
     decoder: Decoder,
+    /// Inflates the relay's compressed stream (the listener asks for it) into `decoder`.
+    unpacker: Unpacker,
+    /// What the channel delivered and the unpacker has not taken yet.
+    wire: Vec<u8>,
+    wire_at: usize,
+    wire_end: usize,
     drops_before: u64,
     drops_now: u32,
     last_seen: Instant,
@@ -79,6 +85,15 @@ pub struct SsmCollector {
     /// Channel counters of earlier sessions.
     stats_before: ChannelStats,
 }
+
+/// How reading the session failed.
+enum Read {
+    Channel(ChannelError),
+    Stream(StreamError),
+}
+
+/// What one channel read may bring at most (the agent sends ≤ 1 KB per message).
+const WIRE_BUFFER: usize = 64 << 10;
 
 enum Lost {
     Tunnel(String),
@@ -102,6 +117,10 @@ impl SsmCollector {
             channel: None,
             session_id: None,
             decoder: Decoder::new(),
+            unpacker: Unpacker::new(),
+            wire: vec![0; WIRE_BUFFER],
+            wire_at: 0,
+            wire_end: 0,
             drops_before: 0,
             drops_now: 0,
             last_seen: Instant::now(),
@@ -120,6 +139,11 @@ impl SsmCollector {
             Err(_) if stop.load(Ordering::Relaxed) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Whether the relay's stream arrives compressed.
+    pub fn compressed(&self) -> bool {
+        self.unpacker.compressed()
     }
 
     /// The data channel's counters over all sessions.
@@ -176,6 +200,8 @@ impl SsmCollector {
         };
         self.channel = Some(channel);
         self.decoder.reset();
+        self.unpacker.reset();
+        (self.wire_at, self.wire_end) = (0, 0);
         let started = Instant::now();
         loop {
             match self.decoder.find_start() {
@@ -201,9 +227,16 @@ impl SsmCollector {
                 );
                 return Err(self.fail_start(why));
             }
-            if let Err(e) = self.read_more(POLL) {
-                let why = explain_channel(&id, self.settings.relay_port, &e);
-                return Err(self.fail_start(why));
+            match self.read_more(POLL) {
+                Ok(()) => {}
+                Err(Read::Channel(e)) => {
+                    let why = explain_channel(&id, self.settings.relay_port, &e);
+                    return Err(self.fail_start(why));
+                }
+                Err(Read::Stream(e)) => {
+                    let why = format!("The relay stream from {id} broke: {e}.");
+                    return Err(self.fail_start(why));
+                }
             }
         }
         self.last_seen = Instant::now();
@@ -213,10 +246,15 @@ impl SsmCollector {
             bytes_at: self.channel_stats().bytes,
         };
         log_msg!(
-            "relay running on {id} (UDP {}:{}) over SSM session {}",
+            "relay running on {id} (UDP {}:{}) over SSM session {}{}",
             self.relay.listen_addr,
             self.relay.listen_port,
-            s.session_id
+            s.session_id,
+            if self.unpacker.compressed() {
+                ", stream compressed"
+            } else {
+                ""
+            }
         );
         Ok(true)
     }
@@ -243,13 +281,27 @@ impl SsmCollector {
         }
     }
 
-    fn read_more(&mut self, wait: Duration) -> Result<usize, ChannelError> {
-        let Some(c) = self.channel.as_mut() else {
-            return Err(ChannelError::Closed("no session".into()));
-        };
-        let n = c.read_timeout(self.decoder.space(), wait)?;
-        self.decoder.filled(n);
-        Ok(n)
+    /// Moves what the channel delivers (waiting at most `wait` when nothing is buffered)
+    /// through the unpacker into the decoder.
+    fn read_more(&mut self, wait: Duration) -> Result<(), Read> {
+        if self.wire_at == self.wire_end && !self.unpacker.has_more() {
+            let Some(c) = self.channel.as_mut() else {
+                return Err(Read::Channel(ChannelError::Closed("no session".into())));
+            };
+            let n = c
+                .read_timeout(&mut self.wire, wait)
+                .map_err(Read::Channel)?;
+            (self.wire_at, self.wire_end) = (0, n);
+            if n == 0 {
+                return Ok(());
+            }
+        }
+        let took = self
+            .unpacker
+            .feed(&self.wire[self.wire_at..self.wire_end], &mut self.decoder)
+            .map_err(Read::Stream)?;
+        self.wire_at += took;
+        Ok(())
     }
 
     fn drain(&mut self, batch: &mut Batch) -> Result<(), Lost> {
@@ -387,16 +439,25 @@ impl DatagramSource for SsmCollector {
                 return Ok(0);
             }
             match self.read_more(left) {
-                Ok(_) => {}
-                Err(e @ (ChannelError::Unsupported(_) | ChannelError::PortUnreachable)) => {
+                Ok(()) => {}
+                Err(Read::Stream(e)) => {
+                    let why = format!(
+                        "The relay stream from {} broke: {e}.",
+                        self.settings.instance_id
+                    );
+                    self.recover(Lost::Fatal(why), status)?;
+                }
+                Err(Read::Channel(
+                    e @ (ChannelError::Unsupported(_) | ChannelError::PortUnreachable),
+                )) => {
                     let why =
                         explain_channel(&self.settings.instance_id, self.settings.relay_port, &e);
                     self.recover(Lost::Fatal(why), status)?;
                 }
-                Err(ChannelError::Closed(why)) => {
+                Err(Read::Channel(ChannelError::Closed(why))) => {
                     self.recover(Lost::Tunnel(format!("the session ended: {why}")), status)?
                 }
-                Err(e) => self.recover(Lost::Tunnel(e.to_string()), status)?,
+                Err(Read::Channel(e)) => self.recover(Lost::Tunnel(e.to_string()), status)?,
             }
         }
     }
@@ -461,6 +522,8 @@ pub fn explain_channel(instance: &str, port: u16, e: &ChannelError) -> String {
 /// frames) and 64 KiB of stream keep a burst, not a backlog.
 const RELAY_RCVBUF: u32 = 1 << 20;
 const RELAY_SNDBUF: u32 = 64 << 10;
+/// zlib level of the relay's stream over SSM (see benches/ssm_throughput.rs).
+pub const RELAY_ZLIB_LEVEL: u32 = 6;
 
 /// Where the relay listener takes the relay from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -482,10 +545,26 @@ pub fn relay_listener_script(
     idle_exit_s: u32,
     at: RelayAt,
 ) -> String {
+    relay_listener_script_with(relay, tcp_port, idle_exit_s, at, RELAY_ZLIB_LEVEL)
+}
+
+/// [`relay_listener_script`] with another zlib level (0: an uncompressed stream; for the
+/// benchmark's comparison).
+pub fn relay_listener_script_with(
+    relay: &RelayOptions,
+    tcp_port: u16,
+    idle_exit_s: u32,
+    at: RelayAt,
+    zlib_level: u32,
+) -> String {
     let mut relay = relay.clone();
     relay.bind_wait_s = relay.bind_wait_s.max(15);
     let mut args = relay.args();
     args.extend(["--rcvbuf".to_string(), RELAY_RCVBUF.to_string()]);
+    // Over ~1 MB/s, headers compress: more packets through the same session.
+    if zlib_level > 0 {
+        args.extend(["--zlib".to_string(), zlib_level.to_string()]);
+    }
     let args = args
         .iter()
         .map(|a| format!("\"{a}\""))
