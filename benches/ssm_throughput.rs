@@ -164,7 +164,8 @@ fn through_ssm(snaplen: Option<u32>, zlib: u32, offered: u64, seconds: u64) -> R
     };
     let script = relay_listener_script_with(&relay, tcp_port, 10, RelayAt::Inline, zlib);
     let _listener = Killed(
-        Command::new("python3")
+        // The system's python3: run as root, the listener becomes `nobody`.
+        Command::new("/usr/bin/python3")
             .arg("-c")
             .arg(&script)
             .stdin(Stdio::null())

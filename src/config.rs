@@ -211,9 +211,8 @@ impl CaptureConfig {
         }
         let ssh = match (collector, connect) {
             (CollectorMode::Local, _) => None,
-            (CollectorMode::Host, Connect::Ssm) => {
-                return Err("--connect ssm with --collector host is not in this build of awsvpc yet; use --connect ssh, or --collector ephemeral with --connect ssm.".into())
-            }
+            // Over SSM the host is the instance behind --target-id (checked below).
+            (CollectorMode::Host, Connect::Ssm) => None,
             (CollectorMode::Host, Connect::Ssh) => Some(ssh_target(args, true)?),
             (CollectorMode::Ephemeral, _) => Some(ssh_target(args, false)?),
         };
@@ -245,6 +244,9 @@ impl CaptureConfig {
             }
             (CollectorMode::Local, Some(t)) => {
                 return Err(format!("--target-id {t} names an existing mirror target, which only --collector host uses; clear it, or use --collector host with --ssh-host."))
+            }
+            (CollectorMode::Host, None) if connect == Connect::Ssm => {
+                return Err("--collector host --connect ssm needs --target-id: the traffic mirror target of the collector instance, whose SSM agent starts the relay (pick it in the Collector tab).".into())
             }
             (CollectorMode::Ephemeral, Some(t)) => {
                 return Err(format!("--target-id {t} names an existing mirror target, but --collector ephemeral launches a collector of its own; clear --target-id, or use --collector host."))

@@ -4,6 +4,7 @@
 
 use crate::aws::cleanup::{self, Selection};
 use crate::aws::client::{self, Aws};
+use crate::aws::discovery;
 use crate::aws::launch::{self, LaunchRequest, Launched};
 use crate::aws::ledger::{state_dir, Ledger};
 use crate::aws::provision::{self, Exclusion, Request, Target};
@@ -114,49 +115,6 @@ async fn local_eni() -> Result<(String, Option<String>), String> {
         .ok()
         .and_then(|v| v.lines().next().map(str::to_string));
     Ok((eni, ip))
-}
-
-/// The private IPv4 address of an existing mirror target's ENI (None for an NLB or gateway
-/// load balancer endpoint target, whose traffic awsvpc does not carry).
-async fn target_address(aws: &Aws, id: &str) -> Result<Option<String>, String> {
-    let p = aws.profile.as_deref();
-    let r = aws
-        .ec2
-        .describe_traffic_mirror_targets()
-        .traffic_mirror_target_ids(id)
-        .send()
-        .await
-        .map_err(|e| match crate::aws::errors::code(&e) {
-            Some(c) if crate::aws::errors::is_not_found(c) => format!(
-                "Mirror target {id} not found in region {}; check --target-id.",
-                aws.region
-            ),
-            _ => crate::aws::errors::explain("ec2:DescribeTrafficMirrorTargets", &e, p),
-        })?;
-    let Some(t) = r
-        .traffic_mirror_targets()
-        .iter()
-        .find(|t| t.traffic_mirror_target_id() == Some(id))
-    else {
-        return Err(format!(
-            "Mirror target {id} not found in region {}; check --target-id.",
-            aws.region
-        ));
-    };
-    let Some(eni) = t.network_interface_id() else {
-        return Ok(None);
-    };
-    let r = aws
-        .ec2
-        .describe_network_interfaces()
-        .network_interface_ids(eni)
-        .send()
-        .await
-        .map_err(|e| crate::aws::errors::explain("ec2:DescribeNetworkInterfaces", &e, p))?;
-    Ok(r.network_interfaces()
-        .first()
-        .and_then(|n| n.private_ip_address())
-        .map(str::to_string))
 }
 
 /// Reject rules' subjects: the VXLAN to the collector at `ip`, and its transport
@@ -270,13 +228,21 @@ impl Mirror {
             (Some(_), _) => (None, None, vec![]),
             (None, Some(id)) => {
                 status("Checking the mirror target");
-                let ip = rt.block_on(target_address(&aws, id))?;
+                let ip = rt
+                    .block_on(discovery::target_interface(&aws, id))?
+                    .and_then(|t| t.private_ip);
                 log_info!(
                     "existing mirror target {id} ({})",
                     ip.as_deref().unwrap_or("no IP")
                 );
-                let ssh_port = cfg.ssh.as_ref().and_then(|s| s.port).unwrap_or(22);
-                (Some(Target::Existing(id.clone())), ip, vec![(6, ssh_port)])
+                // Over SSH the tunnel comes from the collector too; over SSM it goes to AWS.
+                let transport = match cfg.connect {
+                    crate::config::Connect::Ssh => {
+                        vec![(6, cfg.ssh.as_ref().and_then(|s| s.port).unwrap_or(22))]
+                    }
+                    crate::config::Connect::Ssm => vec![],
+                };
+                (Some(Target::Existing(id.clone())), ip, transport)
             }
             (None, None) => {
                 status("Finding this machine's ENI");

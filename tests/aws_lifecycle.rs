@@ -1144,6 +1144,23 @@ fn cloud_init_ready() -> bool {
     ok
 }
 
+/// Session Manager inside the lab: the tests' gateway-and-agent peer in namespace `col`
+/// (forwarding to `port` on its loopback, or to the port a session's URL names), and the
+/// emulator's StartSession answering with it.
+fn session_manager_in(col: &str, port: u16) -> common::ssm_peer::Peer {
+    use common::ssm_peer::{Faults, Peer, TOKEN};
+    let peer = in_netns(col, move || {
+        Peer::start(
+            std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            Faults::default(),
+            Duration::from_secs(60),
+        )
+    });
+    let body = serde_json::json!({"stream_url": peer.url, "token": TOKEN}).to_string();
+    in_netns(col, move || http(EMULATOR_PORT, "POST", "/_ssm", &body));
+    peer
+}
+
 /// tshark capturing through awsvpc with `prefs` (option, value) into `out`.
 fn tshark_with(
     lab_col: &str,
@@ -1291,7 +1308,6 @@ fn ephemeral_collector_over_ssh_end_to_end() {
 /// at the agent's 1 KB-per-millisecond pace). The capture uses SSM's default snaplen.
 #[test]
 fn ephemeral_collector_over_ssm_end_to_end() {
-    use common::ssm_peer::{Faults, Peer, TOKEN};
     if !ready(&["tshark", "tcpdump", "ip", "tc", "curl", "dig", "python3"]) || !cloud_init_ready() {
         return;
     }
@@ -1305,15 +1321,7 @@ fn ephemeral_collector_over_ssm_end_to_end() {
     } = Lab::start("awm");
     seed_al2023(&col);
     // The agent's side: port sessions go to the relay listener on the instance's loopback.
-    let peer = in_netns(&col, || {
-        Peer::start(
-            "127.0.0.1:4790".parse().unwrap(),
-            Faults::default(),
-            Duration::from_secs(60),
-        )
-    });
-    let body = serde_json::json!({"stream_url": peer.url, "token": TOKEN}).to_string();
-    in_netns(&col, move || http(EMULATOR_PORT, "POST", "/_ssm", &body));
+    let peer = session_manager_in(&col, 4790);
     let home = installed_home();
     let (log, out) = (
         work.path().join("awsvpc.log"),
@@ -1390,6 +1398,107 @@ fn ephemeral_collector_over_ssm_end_to_end() {
     assert!(report.connections >= 1 && report.data_sent > 0);
     drop(report);
     assert_nothing_left(&col, &work.path().join("state"));
+    drop(peer);
+    drop(procs);
+    drop(tb);
+}
+
+/// `--collector host --connect ssm` with the user's existing target. The test plays the
+/// instance's SSM agent: it runs what Run Command was sent, as root in the collector
+/// namespace as the agent would, reports it done, and forwards port sessions with the tests'
+/// peer. The capture must equal the direct tcpdump (cut to SSM's default snaplen), the
+/// listener must have dropped root, and nothing awsvpc created may be left.
+#[test]
+fn host_collector_over_ssm_with_an_existing_target() {
+    if !ready(&[
+        "tshark", "tcpdump", "ip", "tc", "curl", "dig", "python3", "pgrep",
+    ]) {
+        return;
+    }
+    let Lab {
+        tb,
+        col,
+        work,
+        procs,
+        world,
+        imds_port,
+    } = Lab::start("awq");
+    let target = untagged_target(&col, &world.collector_eni);
+    // The port comes from each session's URL (the emulator appends the session's port).
+    let peer = session_manager_in(&col, 9);
+    let home = installed_home();
+    let (log, out) = (
+        work.path().join("awsvpc.log"),
+        work.path().join("awsvpc.pcapng"),
+    );
+    let prefs: Vec<(&str, String)> = vec![
+        ("--collector", "host".into()),
+        ("--connect", "ssm".into()),
+        ("--target-id", target.clone()),
+        ("--eni", world.source_eni.clone()),
+        ("--vpc", world.vpc.clone()),
+        ("--vni", "4242".into()),
+        ("--log-level", "debug".into()),
+        ("--log-file", log.display().to_string()),
+    ];
+    let mut ts = tshark_with(&col, work.path(), home.path(), imds_port, &prefs, &out);
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    // The agent: what Run Command was asked to run.
+    let sent: serde_json::Value = wait_for(Duration::from_secs(60), "Run Command", || {
+        assert!(!log_text().contains("fatal:"), "{}", log_text());
+        let list: serde_json::Value = serde_json::from_str(&in_netns(&col, || {
+            http(EMULATOR_PORT, "GET", "/_ssm/commands", "")
+        }))
+        .unwrap();
+        list.as_array().and_then(|a| a.first().cloned())
+    });
+    let command = sent["commands"][0].as_str().unwrap().to_string();
+    // As the agent runs it: root, the system's python3 (not this machine's pyenv under /root,
+    // which `nobody` could not read).
+    let o = run(Command::new("ip")
+        .args(["netns", "exec", &col, "sh", "-c", &command])
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let done = serde_json::json!({"id": sent["id"], "status": "Success"}).to_string();
+    in_netns(&col, move || {
+        http(EMULATOR_PORT, "POST", "/_ssm/done", &done)
+    });
+    wait_for(
+        Duration::from_secs(60),
+        "the relay through Session Manager",
+        || {
+            let l = log_text();
+            assert!(!l.contains("fatal:"), "{l}");
+            l.contains("relay running").then_some(())
+        },
+    );
+    assert!(log_text().contains("stream compressed"), "{}", log_text());
+    // The listener Run Command started as root runs as nobody.
+    let pids = run(Command::new("pgrep").args(["-f", "import base64,os,socket"]));
+    let pids: Vec<String> = String::from_utf8_lossy(&pids.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert!(!pids.is_empty(), "the listener runs");
+    for p in &pids {
+        let who = run(Command::new("ps").args(["-o", "user=", "-p", p]));
+        assert_eq!(String::from_utf8_lossy(&who.stdout).trim(), "nobody");
+    }
+    traffic_matches_direct(
+        &tb,
+        work.path(),
+        &mut ts,
+        &log,
+        &out,
+        &world.source_eni,
+        Oracle::Truncated(awsvpc::transport::ssm::DEFAULT_SNAPLEN as usize),
+    );
+    assert!(peer.report.lock().unwrap().problems.is_empty());
+    assert_nothing_left(&col, &work.path().join("state"));
+    assert!(target_exists(&col, &target), "the user's target survives");
+    for p in &pids {
+        let _ = Command::new("kill").arg(p).status();
+    }
     drop(peer);
     drop(procs);
     drop(tb);

@@ -857,10 +857,10 @@ fn every_bad_input_is_one_sentence_and_leaves_nothing() {
             vec!["--collector ephemeral launches a collector for the ENIs to mirror", "--eni"],
         ),
         (
-            "conflicting arguments: `--collector host --connect ssm` (not in this build)".into(),
-            s(&["--collector", "host", "--connect", "ssm", "--ssh-host", "127.0.0.1"]),
+            "`--collector host --connect ssm` without `--target-id` (which instance?)".into(),
+            s(&["--collector", "host", "--connect", "ssm"]),
             How::default(),
-            vec!["--connect ssm with --collector host", "use --connect ssh"],
+            vec!["--collector host --connect ssm needs --target-id", "Collector tab"],
         ),
         (
             "`--listen-port 70000`".into(),

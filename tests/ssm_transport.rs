@@ -176,8 +176,12 @@ fn free_port(udp: bool) -> u16 {
     }
 }
 
+/// The system's python3, as on a collector: run as root, the listener becomes `nobody`, who
+/// could not run an interpreter installed under /root (pyenv).
+const PYTHON: &str = "/usr/bin/python3";
+
 fn have_python() -> bool {
-    Command::new("python3")
+    Command::new(PYTHON)
         .arg("-c")
         .arg("pass")
         .stdout(Stdio::null())
@@ -197,7 +201,7 @@ fn the_collector_reads_the_real_relay_through_ssm() {
     // idle exit 5 s: the listener cleans up after itself if the test dies.
     let script = relay_listener_script(&relay, tcp_port, 5, RelayAt::Inline);
     let listener = Listener(
-        Command::new("python3")
+        Command::new(PYTHON)
             .arg("-c")
             .arg(&script)
             .stdin(Stdio::null())

@@ -258,3 +258,74 @@ pub async fn targets(aws: &Aws) -> Result<Vec<ArgValue>, String> {
     }
     Ok(out)
 }
+
+/// An existing mirror target's network interface: its private IPv4 address and instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetInterface {
+    pub eni: String,
+    pub private_ip: Option<String>,
+    pub instance: Option<String>,
+}
+
+/// Mirror target `id`, or the sentence saying it does not exist in this region.
+pub async fn traffic_mirror_target(
+    aws: &Aws,
+    id: &str,
+) -> Result<aws_sdk_ec2::types::TrafficMirrorTarget, String> {
+    let not_found = || {
+        format!(
+            "Mirror target {id} not found in region {}; check --target-id.",
+            aws.region
+        )
+    };
+    let r = aws
+        .ec2
+        .describe_traffic_mirror_targets()
+        .traffic_mirror_target_ids(id)
+        .send()
+        .await
+        .map_err(|e| match super::errors::code(&e) {
+            Some(c) if super::errors::is_not_found(c) => not_found(),
+            _ => super::errors::explain(
+                "ec2:DescribeTrafficMirrorTargets",
+                &e,
+                aws.profile.as_deref(),
+            ),
+        })?;
+    // Matched here too: some emulators ignore the id.
+    r.traffic_mirror_targets()
+        .iter()
+        .find(|t| t.traffic_mirror_target_id() == Some(id))
+        .cloned()
+        .ok_or_else(not_found)
+}
+
+/// The network interface behind mirror target `id`; `None` for a Network or Gateway Load
+/// Balancer target, which has none.
+pub async fn target_interface(aws: &Aws, id: &str) -> Result<Option<TargetInterface>, String> {
+    let t = traffic_mirror_target(aws, id).await?;
+    let Some(eni) = t.network_interface_id() else {
+        return Ok(None);
+    };
+    let r = aws
+        .ec2
+        .describe_network_interfaces()
+        .network_interface_ids(eni)
+        .send()
+        .await
+        .map_err(|e| {
+            super::errors::explain("ec2:DescribeNetworkInterfaces", &e, aws.profile.as_deref())
+        })?;
+    let n = r
+        .network_interfaces()
+        .iter()
+        .find(|n| n.network_interface_id() == Some(eni));
+    Ok(Some(TargetInterface {
+        eni: eni.to_string(),
+        private_ip: n.and_then(|n| n.private_ip_address()).map(str::to_string),
+        instance: n
+            .and_then(|n| n.attachment())
+            .and_then(|a| a.instance_id())
+            .map(str::to_string),
+    }))
+}

@@ -291,31 +291,7 @@ pub async fn provision_checked(
 
     let target_id = match target {
         Target::Existing(id) => {
-            let r = aws
-                .ec2
-                .describe_traffic_mirror_targets()
-                .traffic_mirror_target_ids(id)
-                .send()
-                .await
-                .map_err(|e| match super::errors::code(&e) {
-                    Some(c) if super::errors::is_not_found(c) => {
-                        format!(
-                            "Mirror target {id} not found in region {}; check --target-id.",
-                            aws.region
-                        )
-                    }
-                    _ => explain("ec2:DescribeTrafficMirrorTargets", &e, p),
-                })?;
-            if !r
-                .traffic_mirror_targets()
-                .iter()
-                .any(|t| t.traffic_mirror_target_id() == Some(id.as_str()))
-            {
-                return Err(format!(
-                    "Mirror target {id} not found in region {}; check --target-id.",
-                    aws.region
-                ));
-            }
+            super::discovery::traffic_mirror_target(aws, id).await?;
             id.clone()
         }
         Target::Eni(eni) => {

@@ -147,7 +147,7 @@ pub fn connect(
             Ok(c.map(|c| Box::new(c) as Box<dyn DatagramSource>))
         }
         Access::Ssm => {
-            let control = Control::connect(mirror.profile(), mirror.region())?;
+            let control = Control::connect(mirror.profile(), Some(mirror.region()))?;
             let mut settings = SsmSettings::new(&instance, SSM_RELAY_PORT);
             // Test hook (tests/bad_input.rs): a shorter wait for an agent that stays offline.
             if let Some(s) = std::env::var("AWSVPC_TEST_SSM_ONLINE_WAIT_SECS")

@@ -1,11 +1,14 @@
 //! Where mirrored datagrams are received. `local`: a UDP socket on this machine (a mirror
 //! target, or a lab box receiving VXLAN). A remote collector's relay streams the same
 //! datagrams through a transport (`crate::transport`); both fill the same batches.
-//! `launched`: the collector awsvpc launches for a capture, and how its stream is reached.
+//! `launched`: the collector awsvpc launches for a capture, and how its stream is reached;
+//! `ssm_host`: an existing collector reached through Session Manager.
 
 #[cfg(feature = "aws")]
 pub mod launched;
 pub mod local;
+#[cfg(feature = "aws")]
+pub mod ssm_host;
 
 pub use local::Batch;
 use std::io;

@@ -396,6 +396,9 @@ fn capture(
             let collector = UdpCollector::bind(cfg.listen_addr, cfg.listen_port)?;
             mirror_and_capture(cfg, collector, fifo, stop, &progress)
         }
+        CollectorMode::Host if cfg.connect == crate::config::Connect::Ssm => {
+            host_over_ssm(cfg, fifo, stop, &progress)
+        }
         CollectorMode::Host => {
             let t = cfg
                 .ssh
@@ -427,6 +430,33 @@ fn capture(
         }
         CollectorMode::Ephemeral => ephemeral_capture(cfg, fifo, stop, &progress),
     }
+}
+
+/// `--collector host --connect ssm`: the relay of the instance behind `--target-id`, started
+/// through its SSM agent, before anything is created in AWS.
+#[cfg(feature = "aws")]
+fn host_over_ssm(
+    cfg: CaptureConfig,
+    fifo: &mut fifo::Fifo,
+    stop: Arc<AtomicBool>,
+    progress: &ToolbarProgress,
+) -> Result<Ending, String> {
+    let status = |s: &str| progress.status(s);
+    let Some(collector) = crate::collector::ssm_host::connect(&cfg, &status, &stop)? else {
+        log_msg!("stopped while connecting to the collector");
+        return Ok(Ending::Stopped);
+    };
+    mirror_and_capture(cfg, collector, fifo, stop, progress)
+}
+
+#[cfg(not(feature = "aws"))]
+fn host_over_ssm(
+    _cfg: CaptureConfig,
+    _fifo: &mut fifo::Fifo,
+    _stop: Arc<AtomicBool>,
+    _progress: &ToolbarProgress,
+) -> Result<Ending, String> {
+    Err(NO_AWS.to_string())
 }
 
 /// Provisions the mirror when ENIs are chosen, captures from `source` with the sources the

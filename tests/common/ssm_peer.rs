@@ -499,11 +499,28 @@ impl Conn {
         }
     }
 
+    // tungstenite's header callback returns its own (large) error type.
+    #[allow(clippy::result_large_err)]
     fn run(&mut self, tcp: TcpStream, target: SocketAddr, retry: Duration) -> Result<(), String> {
         tcp.set_nonblocking(false).unwrap();
         tcp.set_nodelay(true).unwrap(); // as Go's net package does
         tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut ws = tungstenite::accept(tcp).map_err(|e| format!("upgrade: {e}"))?;
+        // The session's port: the agent takes it from the session document; here an emulator
+        // that knows it may append `port=N` to the stream URL it hands out.
+        let mut uri = String::new();
+        let mut ws = tungstenite::accept_hdr(
+            tcp,
+            |req: &tungstenite::handshake::server::Request,
+             resp: tungstenite::handshake::server::Response| {
+                uri = req.uri().to_string();
+                Ok(resp)
+            },
+        )
+        .map_err(|e| format!("upgrade: {e}"))?;
+        let port = uri
+            .split(['?', '&'])
+            .find_map(|kv| kv.strip_prefix("port=")?.parse::<u16>().ok());
+        let target = SocketAddr::new(target.ip(), port.unwrap_or(target.port()));
         self.report.lock().unwrap().connections += 1;
         // 1. OpenDataChannel: a text frame with the token.
         let first = ws.read().map_err(|e| format!("no OpenDataChannel: {e}"))?;

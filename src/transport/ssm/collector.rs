@@ -534,7 +534,8 @@ pub enum RelayAt<'a> {
     File(&'a str),
 }
 
-/// The relay listener, in Python (3.6+, standard library): accepts connections on
+/// The relay listener, in Python (3.6+, standard library). Started as root (Run Command),
+/// it first becomes `nobody`: neither it nor the relay needs a privilege. It accepts connections on
 /// 127.0.0.1:`tcp_port` and runs the embedded relay for each with the connection as its
 /// stdout (each later relay waits for the previous one's UDP port, as after a lost SSH
 /// tunnel). It exits after `idle_exit_s` seconds with no relay running (0: never). `relay.py`
@@ -578,9 +579,15 @@ pub fn relay_listener_script_with(
         RelayAt::File(path) => format!("open(\"{path}\").read()"),
     };
     format!(
-        r#"import base64,socket,subprocess,sys,time
+        r#"import base64,os,socket,subprocess,sys,time
 S={source}
 A=[{args}]
+if os.getuid()==0:
+    import pwd
+    u=pwd.getpwnam("nobody")
+    os.setgroups([])
+    os.setgid(u.pw_gid)
+    os.setuid(u.pw_uid)
 l=socket.socket(socket.AF_INET,socket.SOCK_STREAM)
 l.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)
 l.bind(("127.0.0.1",{tcp_port}))

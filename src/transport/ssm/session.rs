@@ -1,5 +1,6 @@
 //! The Session Manager control plane for a port session to the relay: is the instance's
-//! agent online (`DescribeInstanceInformation`), open a session (`StartSession` with
+//! agent online (`DescribeInstanceInformation`), start a host collector's relay listener
+//! (`SendCommand` with `AWS-RunShellScript`), open a session (`StartSession` with
 //! `AWS-StartPortForwardingSession`), end it (`TerminateSession`). Each failure is one
 //! sentence naming the problem and the fix.
 //!
@@ -20,6 +21,8 @@ use std::time::{Duration, Instant};
 
 /// The AWS-managed document of a port session (basic mode with our client version).
 pub const PORT_FORWARDING_DOCUMENT: &str = "AWS-StartPortForwardingSession";
+/// The AWS-managed Run Command document that starts a host collector's relay listener.
+pub const RUN_SHELL_DOCUMENT: &str = "AWS-RunShellScript";
 
 /// What `StartSession` returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,13 +87,13 @@ impl Control {
     }
 
     /// A control plane with an SSM client of its own, built on its own runtime, for
-    /// `profile` in `region`.
-    pub fn connect(profile: Option<&str>, region: &str) -> Result<Self, String> {
+    /// `profile` in `region` (the profile's when `None`).
+    pub fn connect(profile: Option<&str>, region: Option<&str>) -> Result<Self, String> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| format!("Cannot start the AWS client runtime: {e}."))?;
-        let aws = rt.block_on(crate::aws::client::connect(profile, Some(region)))?;
+        let aws = rt.block_on(crate::aws::client::connect(profile, region))?;
         Ok(Control {
             client: aws.ssm,
             rt,
@@ -224,6 +227,87 @@ impl Control {
             token: token.to_string(),
             stream_url: url.to_string(),
         })
+    }
+
+    /// Starts `command` on the instance through Run Command (`AWS-RunShellScript`, as root)
+    /// and waits, at most `limit`, for it to finish. `Ok(false)`: `stop` was set.
+    pub fn run_command(
+        &self,
+        instance: &str,
+        command: &str,
+        limit: Duration,
+        stop: &AtomicBool,
+    ) -> Result<bool, String> {
+        let p = self.profile.as_deref();
+        let sent = self
+            .rt
+            .block_on(
+                self.client
+                    .send_command()
+                    .instance_ids(instance)
+                    .document_name(RUN_SHELL_DOCUMENT)
+                    .parameters("commands", vec![command.to_string()])
+                    .comment("awsvpc: start the relay listener for a capture")
+                    .timeout_seconds(60)
+                    .send(),
+            )
+            .map_err(|e| match code(&e) {
+                Some("InvalidInstanceId") => format!(
+                    "Run Command cannot reach {instance} (InvalidInstanceId: its SSM agent is not online or the instance is not managed); check its instance profile (AmazonSSMManagedInstanceCore)."
+                ),
+                _ => explain("ssm:SendCommand", &e, p),
+            })?;
+        let id = sent
+            .command()
+            .and_then(|c| c.command_id())
+            .ok_or("ssm:SendCommand returned no command id.")?
+            .to_string();
+        let until = Instant::now() + limit;
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(false);
+            }
+            let r = self.rt.block_on(
+                self.client
+                    .get_command_invocation()
+                    .command_id(&id)
+                    .instance_id(instance)
+                    .send(),
+            );
+            match r {
+                Ok(inv) => match inv.status().map(|s| s.as_str()) {
+                    Some("Success") => return Ok(true),
+                    Some(
+                        s @ ("Failed" | "Cancelled" | "TimedOut" | "Undeliverable" | "Terminated"),
+                    ) => {
+                        let said = inv
+                            .standard_error_content()
+                            .filter(|t| !t.trim().is_empty())
+                            .or(inv.standard_output_content())
+                            .unwrap_or("no output")
+                            .trim()
+                            .lines()
+                            .last()
+                            .unwrap_or("")
+                            .to_string();
+                        return Err(format!(
+                            "The relay listener did not start on {instance}: Run Command {s} ({said}); check python3 there."
+                        ));
+                    }
+                    _ => {}
+                },
+                // Just sent: the invocation may not be listed yet.
+                Err(e) if code(&e) == Some("InvocationDoesNotExist") => {}
+                Err(e) => return Err(explain("ssm:GetCommandInvocation", &e, p)),
+            }
+            if Instant::now() > until {
+                return Err(format!(
+                    "Run Command on {instance} did not finish within {} s; check the SSM agent there.",
+                    limit.as_secs()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 
     /// Ends a session; best effort (a failure is only logged).

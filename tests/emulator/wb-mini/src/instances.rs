@@ -36,6 +36,10 @@ pub struct Instances {
     /// `POST /_ssm`'s `ping`: the agents' PingStatus (default Online).
     ping: Mutex<Option<String>>,
     sessions_started: Mutex<u32>,
+    /// Run Command: what was sent (id, instances, commands) and, once the test (playing the
+    /// agent) says so, how it ended (`POST /_ssm/done`).
+    commands: Mutex<Vec<(String, Vec<String>, Vec<String>)>>,
+    done: Mutex<HashMap<String, (String, String)>>,
 }
 
 /// The form parameters of a query-protocol request (EC2), from the body or the URI.
@@ -228,25 +232,78 @@ impl Instances {
                 let id = format!("awsvpc-test-{:04}", *n);
                 let target = req["Target"].as_str().unwrap_or("");
                 if !self.live.lock().unwrap().iter().any(|i| i == target) {
-                    let mut r = MockResponse::json(
-                        400,
-                        serde_json::json!({"__type": "TargetNotConnected",
-                            "message": format!("{target} is not connected.")})
-                        .to_string(),
-                    );
-                    r.headers.insert(
-                        http::header::CONTENT_TYPE,
-                        http::HeaderValue::from_static("application/x-amz-json-1.1"),
-                    );
-                    return Some(r);
+                    let why = format!("{target} is not connected.");
+                    return Some(error(400, "TargetNotConnected", &why));
                 }
+                // The port, for the test's agent, which cannot read the session document.
+                let port = req["Parameters"]["portNumber"][0].as_str().unwrap_or("");
+                let sep = if url.contains('?') { '&' } else { '?' };
+                let url = format!("{url}{sep}port={port}");
                 Some(json(
                     serde_json::json!({"SessionId": id, "TokenValue": token, "StreamUrl": url}),
                 ))
             }
             "TerminateSession" => Some(json(serde_json::json!({"SessionId": req["SessionId"]}))),
+            "SendCommand" => {
+                let mut all = self.commands.lock().unwrap();
+                let id = format!("{:08x}-0000-4000-8000-000000000000", all.len() + 1);
+                let strings = |v: &serde_json::Value| -> Vec<String> {
+                    v.as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|x| x.as_str().map(str::to_string))
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                };
+                let instances = strings(&req["InstanceIds"]);
+                let commands = strings(&req["Parameters"]["commands"]);
+                all.push((id.clone(), instances.clone(), commands));
+                Some(json(serde_json::json!({"Command": {"CommandId": id,
+                    "DocumentName": req["DocumentName"], "InstanceIds": instances,
+                    "Status": "Pending"}})))
+            }
+            "GetCommandInvocation" => {
+                let id = req["CommandId"].as_str().unwrap_or("").to_string();
+                let known = self.commands.lock().unwrap().iter().any(|c| c.0 == id);
+                if !known {
+                    return Some(error(400, "InvocationDoesNotExist", "No such invocation."));
+                }
+                let (status, output) = self
+                    .done
+                    .lock()
+                    .unwrap()
+                    .get(&id)
+                    .cloned()
+                    .unwrap_or(("InProgress".into(), String::new()));
+                Some(json(
+                    serde_json::json!({"CommandId": id, "InstanceId": req["InstanceId"],
+                    "Status": status, "StatusDetails": status,
+                    "StandardOutputContent": "", "StandardErrorContent": output}),
+                ))
+            }
             _ => None,
         }
+    }
+
+    /// `GET /_ssm/commands`: what Run Command was asked to run, for the test's agent.
+    pub fn commands_json(&self) -> String {
+        let all = self.commands.lock().unwrap();
+        serde_json::json!(all
+            .iter()
+            .map(|(id, i, c)| serde_json::json!({"id": id, "instances": i, "commands": c}))
+            .collect::<Vec<_>>())
+        .to_string()
+    }
+
+    /// `POST /_ssm/done {"id": …, "status": "Success"|"Failed", "output": …}`.
+    pub fn command_done(&self, body: &[u8]) -> Result<(), String> {
+        let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+        let id = v["id"].as_str().ok_or("needs id")?.to_string();
+        let status = v["status"].as_str().unwrap_or("Success").to_string();
+        let output = v["output"].as_str().unwrap_or("").to_string();
+        self.done.lock().unwrap().insert(id, (status, output));
+        Ok(())
     }
 
     /// RunInstances or DescribeInstances with each known instance's primary ENI listed.
@@ -295,4 +352,17 @@ async fn call(
         })
         .await;
     String::from_utf8_lossy(&r.body).to_string()
+}
+
+/// An SSM (JSON protocol) error answer.
+fn error(status: u16, code: &str, message: &str) -> MockResponse {
+    let mut r = MockResponse::json(
+        status,
+        serde_json::json!({"__type": code, "message": message}).to_string(),
+    );
+    r.headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/x-amz-json-1.1"),
+    );
+    r
 }

@@ -20,7 +20,9 @@
 //! Launched instances get a primary ENI and keep their user data, as in AWS, and their SSM
 //! agents are online; `POST /_ssm {"stream_url":…,"token":…}` makes StartSession for them
 //! answer with that data channel (a test's peer), `{"ping":"ConnectionLost"}` takes their
-//! agents offline. See instances.rs.
+//! agents offline; StartSession's URL gets `port=N` (for the test's agent). Run Command:
+//! `GET /_ssm/commands` lists what SendCommand asked, `POST /_ssm/done {"id","status",
+//! "output"}` ends an invocation (GetCommandInvocation). See instances.rs.
 //!
 //! Routing is by the SigV4 credential scope (service name) as in winterbaume-server. The
 //! scope's region is passed on too (winterbaume reads it from the host name), so each
@@ -211,6 +213,15 @@ fn aws_error(service: &str, status: u16, code: &str, message: &str, n: u64) -> M
     r
 }
 
+/// A request's whole body (empty if it cannot be read).
+async fn body(req: Request<hyper::body::Incoming>) -> Bytes {
+    req.into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default()
+}
+
 fn reply(status: u16, body: String) -> Response<Full<Bytes>> {
     Response::builder()
         .status(status)
@@ -238,13 +249,20 @@ async fn handle(
             b"{\"status\":\"ok\"}",
         ))));
     }
+    if path == "/_ssm/commands" {
+        let current = Arc::clone(&*router.read().await);
+        return Ok(reply(200, current.instances.commands_json()));
+    }
+    if path == "/_ssm/done" && method == "POST" {
+        let body = body(req).await;
+        let current = Arc::clone(&*router.read().await);
+        return Ok(match current.instances.command_done(&body) {
+            Ok(()) => reply(200, "{\"status\":\"ok\"}".into()),
+            Err(e) => reply(400, serde_json::json!({ "error": e }).to_string()),
+        });
+    }
     if path == "/_ssm" && method == "POST" {
-        let body = req
-            .into_body()
-            .collect()
-            .await
-            .map(|c| c.to_bytes())
-            .unwrap_or_default();
+        let body = body(req).await;
         let current = Arc::clone(&*router.read().await);
         return Ok(match current.instances.set_session(&body) {
             Ok(()) => reply(200, "{\"status\":\"ok\"}".into()),
@@ -254,12 +272,7 @@ async fn handle(
     if path == "/_fault" {
         return Ok(match method.as_str() {
             "POST" => {
-                let body = req
-                    .into_body()
-                    .collect()
-                    .await
-                    .map(|c| c.to_bytes())
-                    .unwrap_or_default();
+                let body = body(req).await;
                 match Fault::from_json(&body) {
                     Ok(f) => {
                         let j = f.json();
@@ -301,12 +314,7 @@ async fn handle(
         }
         _ => format!("https://{host}{pq}"),
     };
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
+    let body = body(req).await;
 
     // An injected fault for this action, if one is armed.
     let injected = action_of(&headers, query.as_deref(), &body).and_then(|action| {
