@@ -1244,11 +1244,15 @@ fn ephemeral_collector_over_ssh_end_to_end() {
         .to_string();
     let boot = work.path().join("collector");
     std::fs::create_dir_all(&boot).unwrap();
+    // sshd with the keys and the sshd_config drop-in cloud-init writes.
+    let drop_in = cfg["files"]["/etc/ssh/sshd_config.d/50-awsvpc.conf"]["content"]
+        .as_str()
+        .expect("the sshd drop-in");
     let sshd = common::sshd::Sshd::start_with(
         &boot,
         Some(&col),
         Some(2222),
-        "",
+        drop_in,
         cfg["host_private"].as_str().expect("the host key"),
         &authorized,
     );

@@ -96,6 +96,11 @@ fn ssh_collector_user_data_installs_the_captures_keys_and_the_watchdog() {
         !files.contains_key("/usr/local/lib/awsvpc/relay.py"),
         "over SSH the relay is sent at connect time"
     );
+    assert_eq!(
+        files["/etc/ssh/sshd_config.d/50-awsvpc.conf"]["content"],
+        "ClientAliveInterval 10\nClientAliveCountMax 3\n",
+        "sshd drops a vanished client, so the relay and then the instance end"
+    );
     let runcmd = v["runcmd"].to_string();
     assert!(runcmd.contains("--setenv=AWSVPC_PORT=4789"), "{runcmd}");
     assert!(runcmd.contains("--setenv=AWSVPC_IDLE=300"), "{runcmd}");

@@ -3,8 +3,9 @@
 //! --user-data` prints an example; EC2's console shows the real one).
 //!
 //! - SSH: the capture's own ed25519 **host key** (so awsvpc can pin it: no trust on first
-//!   use) and its client key for a user `awsvpc` with no password and no sudo. The relay
-//!   itself is sent over the SSH session at connect time, as for a host collector.
+//!   use) and its client key for a user `awsvpc` with no password and no sudo, and sshd
+//!   client-alive checks. The relay itself is sent over the SSH session at connect time, as
+//!   for a host collector.
 //! - SSM: the relay (gzip + base64) and a listener on the instance's loopback that runs it
 //!   for each port-forwarding session, as user `awsvpc`.
 //! - Both: the watchdog (`watchdog.sh`) that powers the instance off, and so terminates it,
@@ -28,6 +29,13 @@ pub const LIMIT: usize = 16 * 1024;
 pub const RELAY_PATH: &str = "/usr/local/lib/awsvpc/relay.py";
 const WATCHDOG_PATH: &str = "/usr/local/lib/awsvpc/watchdog.sh";
 const LISTENER_PATH: &str = "/usr/local/lib/awsvpc/listener.py";
+/// sshd notices a client that vanished (a laptop that lost power) within 30 s and closes
+/// the channel, so the relay exits and the watchdog can count: otherwise an idle mirror's
+/// heartbeats would take hours to fill the dead connection and stall the relay.
+const SSHD_DROP_IN: (&str, &str) = (
+    "/etc/ssh/sshd_config.d/50-awsvpc.conf",
+    "ClientAliveInterval 10\nClientAliveCountMax 3\n",
+);
 
 /// What the collector's SSH server is given.
 #[derive(Debug, Clone)]
@@ -133,6 +141,14 @@ pub fn cloud_config(s: &CollectorSetup) -> Result<String, String> {
         "write_files:\n  - path: {WATCHDOG_PATH}\n    permissions: '0755'\n    content: "
     );
     block(&mut y, 6, WATCHDOG);
+    if s.ssh.is_some() {
+        let _ = write!(
+            y,
+            "  - path: {}\n    permissions: '0644'\n    content: ",
+            SSHD_DROP_IN.0
+        );
+        block(&mut y, 6, SSHD_DROP_IN.1);
+    }
     if let Some(ssm) = &s.ssm {
         let _ = writeln!(
             y,
