@@ -52,6 +52,8 @@ struct State {
     terminating: HashMap<String, (String, usize)>,
     /// How many calls a terminated instance holds its group.
     hold_group: usize,
+    /// What RunInstances was asked for: image, type, launch template, instance profile.
+    launched: Vec<(String, String, Option<String>, Option<String>)>,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -343,11 +345,56 @@ fn fake_ec2(state: Shared) -> aws_sdk_ec2::Client {
                 .and_then(|n| n.groups().first().cloned())
                 .unwrap_or_default();
             st.instances.insert(id.clone(), group);
+            st.launched.push((
+                req.image_id().unwrap_or("").to_string(),
+                req.instance_type()
+                    .map(|t| t.as_str().to_string())
+                    .unwrap_or_default(),
+                req.launch_template()
+                    .and_then(|t| t.launch_template_id())
+                    .map(str::to_string),
+                req.iam_instance_profile()
+                    .and_then(|p| p.name())
+                    .map(str::to_string),
+            ));
             RunInstancesOutput::builder()
                 .instances(Instance::builder().instance_id(id).build())
                 .build()
         }
     );
+    // One launch template, by id or name: an AMI, a type and an instance profile.
+    let templates = mock!(aws_sdk_ec2::Client::describe_launch_template_versions)
+        .then_compute_response(|req| {
+            use aws_sdk_ec2::operation::describe_launch_template_versions::*;
+            let ours = req.launch_template_id() == Some("lt-0c011ec70b")
+                || req.launch_template_name() == Some("awsvpc-collector");
+            if !ours {
+                return MockResponse::Error(DescribeLaunchTemplateVersionsError::generic(meta(
+                    "InvalidLaunchTemplateName.NotFoundException",
+                )));
+            }
+            MockResponse::Output(
+                DescribeLaunchTemplateVersionsOutput::builder()
+                    .launch_template_versions(
+                        LaunchTemplateVersion::builder()
+                            .launch_template_id("lt-0c011ec70b")
+                            .default_version(true)
+                            .launch_template_data(
+                                ResponseLaunchTemplateData::builder()
+                                    .image_id("ami-0template")
+                                    .instance_type(InstanceType::T3Small)
+                                    .iam_instance_profile(
+                                        LaunchTemplateIamInstanceProfileSpecification::builder()
+                                            .name("awsvpc-collector-ssm")
+                                            .build(),
+                                    )
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .build(),
+            )
+        });
     let vpcs = mock!(aws_sdk_ec2::Client::describe_vpcs).then_output(|| {
         DescribeVpcsOutput::builder()
             .vpcs(
@@ -490,6 +537,7 @@ fn fake_ec2(state: Shared) -> aws_sdk_ec2::Client {
         }
     );
     let rules: Vec<Rule> = vec![
+        templates,
         create_group,
         authorize,
         run_instance,
@@ -734,6 +782,27 @@ fn an_eni_with_three_sessions_is_refused_and_a_free_number_is_chosen() {
 
 /// An ephemeral collector's whole provisioning, as `Mirror::start` runs it, then teardown.
 fn run_launch(state: &Shared, groups: Groups) -> (Result<(), String>, Report, bool) {
+    run_launch_with(state, groups, default_launch())
+}
+
+fn default_launch() -> LaunchRequest {
+    LaunchRequest {
+        launch_template: None,
+        instance_type: None,
+        instance_profile: None,
+        user_data: "#cloud-config\n".into(),
+        listen_port: 4789,
+        ssh: Some((22, "198.51.100.7/32".into())),
+        public_ip: true,
+        needs_instance_profile: false,
+    }
+}
+
+fn run_launch_with(
+    state: &Shared,
+    groups: Groups,
+    launch_req: LaunchRequest,
+) -> (Result<(), String>, Report, bool) {
     let aws = aws_with(state.clone());
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime();
@@ -741,16 +810,6 @@ fn run_launch(state: &Shared, groups: Groups) -> (Result<(), String>, Report, bo
         let mut ledger = test_ledger(dir.path());
         let stop = AtomicBool::new(false);
         let req = request(&["eni-0000000000000a001"]);
-        let launch_req = LaunchRequest {
-            launch_template: None,
-            instance_type: None,
-            instance_profile: None,
-            user_data: "#cloud-config\n".into(),
-            listen_port: 4789,
-            ssh: Some((22, "198.51.100.7/32".into())),
-            public_ip: true,
-            needs_instance_profile: false,
-        };
         let r = async {
             let checked = preflight(&aws, &req, None).await?;
             let c = launch(
@@ -887,4 +946,74 @@ fn a_group_held_by_the_terminating_collector_is_deferred_not_failed() {
     let st = state.lock().unwrap();
     assert!(st.instances.is_empty(), "the instance was terminated");
     assert_eq!(st.groups, vec!["sg-00000001".to_string()]);
+}
+
+/// A launch template gives the AMI, the type and the instance profile (no AMI lookup);
+/// --instance-type and --instance-profile still win; an unknown template is one sentence
+/// before anything exists; SSM without any instance profile is refused before anything too.
+#[test]
+fn launch_templates_and_instance_profiles() {
+    let state = Shared::default();
+    let (r, _, _) = run_launch_with(
+        &state,
+        Groups::Wait,
+        LaunchRequest {
+            launch_template: Some("awsvpc-collector".into()),
+            needs_instance_profile: true,
+            ..default_launch()
+        },
+    );
+    r.unwrap();
+    assert_eq!(
+        state.lock().unwrap().launched,
+        vec![(
+            "ami-0template".to_string(),
+            "t3.small".to_string(),
+            Some("lt-0c011ec70b".to_string()),
+            None
+        )],
+        "the template's AMI and type; its instance profile comes with the template"
+    );
+    let state = Shared::default();
+    let (r, _, _) = run_launch_with(
+        &state,
+        Groups::Wait,
+        LaunchRequest {
+            launch_template: Some("lt-0c011ec70b".into()),
+            instance_type: Some("t4g.small".into()),
+            instance_profile: Some("other-profile".into()),
+            ..default_launch()
+        },
+    );
+    r.unwrap();
+    let launched = state.lock().unwrap().launched.clone();
+    assert_eq!(launched[0].1, "t4g.small");
+    assert_eq!(launched[0].3.as_deref(), Some("other-profile"));
+    for (template, profile, needle) in [
+        (
+            Some("nosuch"),
+            None,
+            "Launch template nosuch not found in region eu-west-1",
+        ),
+        (None, None, "needs an instance profile for its SSM agent"),
+    ] {
+        let state = Shared::default();
+        let (r, _, _) = run_launch_with(
+            &state,
+            Groups::Wait,
+            LaunchRequest {
+                launch_template: template.map(str::to_string),
+                instance_profile: profile,
+                needs_instance_profile: true,
+                ..default_launch()
+            },
+        );
+        let e = r.unwrap_err();
+        assert!(e.contains(needle), "{e}");
+        assert_eq!(
+            state.lock().unwrap().creates,
+            0,
+            "{needle}: nothing created"
+        );
+    }
 }
