@@ -115,6 +115,8 @@ names = sorted(os.listdir(decap_dir)) if os.path.isdir(decap_dir) else []
 for name in names[:10] + [n for n in names if n.startswith("testbed-")][:10]:
     stream += record(1, open(os.path.join(decap_dir, name), "rb").read()[1:])
 put("relay_stream", "stream", bytes([5]) + stream)
+# A login banner longer than the decoder searches for the stream header, in 7-byte reads.
+put("relay_stream", "banner", bytes([1]) + b"Last login: Mon Dec  1 15:20:49 2026 from 192.0.2.7\n" * 1300)
 put("relay_stream", "error", bytes([1]) + b"AWSVPCR\x01" + record(3, b"UDP port 4789 is already in use.", 0, b"\0" * 16))
 
 # Capture filters, as typed in Wireshark, for the narrowing into mirror rules.
