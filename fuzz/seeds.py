@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
 """Builds seed corpora for the fuzz targets from ../shared/testdata (read, never copied into
-the repository) and from known-good protocol examples. Usage: seeds.py OUTDIR"""
+the repository), from a capture of the namespace testbed when there is one, and from
+known-good protocol examples. Usage: seeds.py OUTDIR [TESTBED_DIR]
+
+TESTBED_DIR holds what tests/testbed/selftest.sh keeps: mirror.pcap (the VXLAN datagrams, VNI
+4242, the decap target's mirror source) and direct.pcap (the same frames taken on the ENI)."""
 import os, struct, sys
 
 out = sys.argv[1]
+testbed = sys.argv[2] if len(sys.argv) > 2 else None
 testdata = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "testdata")
 
 
@@ -38,18 +43,51 @@ def udp_payload(frame):
     return struct.unpack(">H", udp[2:4])[0], udp[8:]
 
 
-for name in sorted(os.listdir(testdata)):
-    if not name.endswith(".pcap"):
-        continue
-    data = open(os.path.join(testdata, name), "rb").read()
+def pcapng(link, frames, tsresol, endian):
+    """The frames as a pcapng section: SHB, one IDB with if_tsresol, EPBs, a last SPB."""
+    def block(kind, body):
+        body += b"\0" * (-len(body) % 4)
+        n = struct.pack(endian + "I", 12 + len(body))
+        return struct.pack(endian + "I", kind) + n + body + n
+
+    shb = block(0x0A0D0D0A, struct.pack(endian + "IHHq", 0x1A2B3C4D, 1, 0, -1))
+    idb = block(1, struct.pack(endian + "HHI", link, 0, 65535)
+                + struct.pack(endian + "HHB3x", 9, 1, tsresol) + struct.pack(endian + "HH", 0, 0))
+    ts = 1_700_000_000 * 10 ** (tsresol & 0x7F) if tsresol < 0x80 else 1_700_000_000 << (tsresol & 0x7F)
+    epbs = b"".join(block(6, struct.pack(endian + "IIIII", 0, (ts + i) >> 32, (ts + i) & 0xFFFFFFFF,
+                                          len(f), len(f)) + f)
+                    for i, f in enumerate(frames[:-1]))
+    spb = block(3, struct.pack(endian + "I", len(frames[-1])) + frames[-1]) if frames else b""
+    return shb + idb + epbs + spb
+
+
+pcaps = [(name, open(os.path.join(testdata, name), "rb").read())
+         for name in sorted(os.listdir(testdata)) if name.endswith(".pcap")]
+inner_frames = []
+if testbed and os.path.isfile(os.path.join(testbed, "mirror.pcap")):
+    pcaps.append(("testbed-mirror.pcap", open(os.path.join(testbed, "mirror.pcap"), "rb").read()))
+    inner_frames = pcap_packets(open(os.path.join(testbed, "direct.pcap"), "rb").read())[1]
+
+for name, data in pcaps:
     put("capture_file", name, data)
-    _, frames = pcap_packets(data)
-    for i, f in enumerate(frames[:20]):
+    link, frames = pcap_packets(data)
+    # pcapng (pcap-file's reader): microseconds little-endian, nanoseconds big-endian.
+    put("capture_file", name + "ng", pcapng(link, frames[:12], 6, "<"))
+    put("capture_file", name + "ng-be-ns", pcapng(link, frames[:12], 9, ">"))
+    datagrams = []
+    for i, f in enumerate(frames[:20] if name != "testbed-mirror.pcap" else frames):
         p = udp_payload(f)
         if p:
             port, payload = p
             # First byte selects the mode: bit 0 = GENEVE.
             put("decap", f"{name}-{i}", bytes([1 if port == 6081 else 0]) + payload)
+            if port != 6081 and b"\xff" not in payload:
+                datagrams.append(payload)
+    if datagrams:
+        # Bit 7: a batch of datagrams split at 0xff; bit 6: the source table limited to VNI
+        # 4242; bit 5: a snaplen of the low five bits.
+        put("decap", f"{name}-batch", bytes([0xC0]) + b"\xff".join(datagrams[:8]))
+        put("decap", f"{name}-snaplen", bytes([0x3C]) + datagrams[0])
 
 argvs = [
     ["--extcap-interfaces", "--extcap-version=4.0"],
@@ -73,9 +111,12 @@ def record(kind, payload, family=4, addr=b"\x0a\x00\x00\x07" + b"\0" * 12):
 
 stream = b"AWSVPCR\x01" + record(2, b"", 0, b"\0" * 16)
 decap_dir = os.path.join(out, "decap")
-for name in sorted(os.listdir(decap_dir))[:10] if os.path.isdir(decap_dir) else []:
+names = sorted(os.listdir(decap_dir)) if os.path.isdir(decap_dir) else []
+for name in names[:10] + [n for n in names if n.startswith("testbed-")][:10]:
     stream += record(1, open(os.path.join(decap_dir, name), "rb").read()[1:])
 put("relay_stream", "stream", bytes([5]) + stream)
+# A login banner longer than the decoder searches for the stream header, in 7-byte reads.
+put("relay_stream", "banner", bytes([1]) + b"Last login: Mon Dec  1 15:20:49 2026 from 192.0.2.7\n" * 1300)
 put("relay_stream", "error", bytes([1]) + b"AWSVPCR\x01" + record(3, b"UDP port 4789 is already in use.", 0, b"\0" * 16))
 
 # Capture filters, as typed in Wireshark, for the narrowing into mirror rules.
@@ -85,5 +126,8 @@ filters = [
     "vlan and host 192.0.2.1", "icmp6 or (ip proto 47)", "greater 1000 and udp",
     "net 2001:db8::/32 or host 198.51.100.7", "(tcp or udp) and not (port 80 or port 8080)",
 ]
+# The first byte is the rule budget per direction (mod 12); after a NUL, a frame for the
+# evaluator: the testbed's frames taken on the ENI (ARP, ND, ICMP, TCP, UDP over v4 and v6).
 for i, f in enumerate(filters):
-    put("filter_narrow", f"filter-{i}", f.encode())
+    frame = b"\0" + inner_frames[i * 4 % len(inner_frames)] if inner_frames else b""
+    put("filter_narrow", f"filter-{i}", bytes([10 - i % 9]) + f.encode() + frame)

@@ -194,6 +194,9 @@ pub struct Decoder {
     start: usize,
     end: usize,
     started: bool,
+    /// Bytes from `start` already searched for the stream header: a banner arriving in
+    /// small reads is scanned once, not once per read.
+    searched: usize,
     /// Bytes skipped before the stream header (a shell banner), for the log.
     pub skipped: usize,
 }
@@ -216,6 +219,7 @@ impl Decoder {
             start: 0,
             end: 0,
             started: false,
+            searched: 0,
             skipped: 0,
         }
     }
@@ -225,6 +229,7 @@ impl Decoder {
         self.start = 0;
         self.end = 0;
         self.started = false;
+        self.searched = 0;
         self.skipped = 0;
     }
 
@@ -254,8 +259,15 @@ impl Decoder {
             return Ok(true);
         }
         let have = &self.buf[self.start..self.end];
-        match have.windows(MAGIC.len()).position(|w| w == MAGIC) {
+        // A header may straddle the end of the last search by up to MAGIC.len() - 1 bytes.
+        let from = self
+            .searched
+            .saturating_sub(MAGIC.len() - 1)
+            .min(have.len());
+        self.searched = have.len();
+        match have[from..].windows(MAGIC.len()).position(|w| w == MAGIC) {
             Some(at) => {
+                let at = from + at;
                 self.skipped += at;
                 self.start += at + MAGIC.len();
                 self.started = true;
@@ -461,6 +473,41 @@ mod tests {
         d.space()[..junk.len()].copy_from_slice(&junk);
         d.filled(junk.len());
         assert!(matches!(d.next_record(), Err(StreamError::NotARelay(_))));
+    }
+
+    #[test]
+    fn a_banner_read_in_small_pieces_is_scanned_once() {
+        // The relay_stream fuzz target's timeout: its step byte 0 (7-byte reads), then 70,000
+        // bytes "A". Each read rescanned the whole banner for the header, 11 s under the
+        // fuzzer; the search now resumes where the last one stopped.
+        let t = std::time::Instant::now();
+        let mut d = Decoder::with_capacity(0);
+        let mut refused = false;
+        for piece in vec![b'A'; 70_000].chunks(7) {
+            d.space()[..piece.len()].copy_from_slice(piece);
+            d.filled(piece.len());
+            if let Err(e) = d.next_record() {
+                assert!(matches!(e, StreamError::NotARelay(_)));
+                refused = true;
+                break;
+            }
+        }
+        assert!(refused);
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+
+        // A header split across one-byte reads after a banner is still found.
+        let mut bytes = vec![b'x'; 1000];
+        bytes.extend(stream(&[encode(2, None, 0, Duration::ZERO, b"")]));
+        let mut d = Decoder::with_capacity(0);
+        let mut got = None;
+        for b in bytes {
+            d.space()[0] = b;
+            d.filled(1);
+            if let Some(r) = d.next_record().unwrap() {
+                got = Some(r.kind());
+            }
+        }
+        assert_eq!((got, d.skipped), (Some(Kind::Heartbeat), 1000));
     }
 
     #[test]
