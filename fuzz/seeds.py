@@ -5,7 +5,7 @@ known-good protocol examples. Usage: seeds.py OUTDIR [TESTBED_DIR]
 
 TESTBED_DIR holds what tests/testbed/selftest.sh keeps: mirror.pcap (the VXLAN datagrams, VNI
 4242, the decap target's mirror source) and direct.pcap (the same frames taken on the ENI)."""
-import os, struct, sys
+import os, struct, sys, zlib
 
 out = sys.argv[1]
 testbed = sys.argv[2] if len(sys.argv) > 2 else None
@@ -115,6 +115,12 @@ names = sorted(os.listdir(decap_dir)) if os.path.isdir(decap_dir) else []
 for name in names[:10] + [n for n in names if n.startswith("testbed-")][:10]:
     stream += record(1, open(os.path.join(decap_dir, name), "rb").read()[1:])
 put("relay_stream", "stream", bytes([5]) + stream)
+# The same records as relay.py --zlib writes them, for the fuzzer to mutate the zlib itself.
+z = zlib.compressobj(6)
+wire = b"AWSVPCZ\x01"
+for i in range(0, len(stream) - 8, 700):
+    wire += z.compress(stream[8:][i:i + 700]) + z.flush(zlib.Z_SYNC_FLUSH)
+put("relay_stream", "zlib-raw", bytes([9]) + wire)
 # A login banner longer than the decoder searches for the stream header, in 7-byte reads.
 put("relay_stream", "banner", bytes([1]) + b"Last login: Mon Dec  1 15:20:49 2026 from 192.0.2.7\n" * 1300)
 put("relay_stream", "error", bytes([1]) + b"AWSVPCR\x01" + record(3, b"UDP port 4789 is already in use.", 0, b"\0" * 16))

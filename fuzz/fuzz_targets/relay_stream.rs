@@ -1,27 +1,41 @@
-//! The relay stream from a remote collector, read in arbitrary pieces: the decoder must
-//! never panic, never hand out a record beyond its bytes, and stay in its fixed buffer.
+//! The relay stream from a remote collector, read in arbitrary pieces through the unpacker
+//! (plain or zlib) into the decoder, offered exactly as the transports do: the decoder must
+//! never panic, never hand out a record beyond its bytes, stay in its fixed buffer, and the
+//! pair must never stall (offered bytes are taken, or it fails).
 #![no_main]
-use awsvpc::relay::stream::{Decoder, Kind, HEADER_LEN};
+use awsvpc::relay::stream::{Decoder, Kind, Unpacker, HEADER_LEN};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&step, mut rest)) = data.split_first() else {
+    let Some((&first, rest)) = data.split_first() else {
         return;
     };
-    // The first byte sets the read size, as pipe reads split a stream anywhere.
-    let step = usize::from(step).max(1) * 7;
+    // The first byte sets the read size, as pipe reads split a stream anywhere. The rest goes
+    // in as a peer could send it: plain records, or "AWSVPCZ\x01" and a (mutated) zlib
+    // stream of them, as `relay.py --zlib` writes.
+    let step = usize::from(first).max(1) * 7;
+    let wire = rest;
     // The smallest buffer the decoder allows: the same logic, without zeroing 4 MB per input.
     let mut d = Decoder::with_capacity(0);
-    while !rest.is_empty() {
-        let space = d.space();
-        assert!(!space.is_empty());
-        let n = step.min(rest.len()).min(space.len());
-        space[..n].copy_from_slice(&rest[..n]);
-        d.filled(n);
-        rest = &rest[n..];
+    let mut u = Unpacker::new();
+    let (mut at, mut end) = (0, 0);
+    loop {
+        if at == end && !u.has_more() {
+            if end == wire.len() {
+                return;
+            }
+            end = (end + step).min(wire.len());
+        }
+        let took = match u.feed(&wire[at..end], &mut d) {
+            Ok(took) => took,
+            Err(_) => return,
+        };
+        at += took;
+        let mut moved = took > 0 || u.has_more();
         loop {
             match d.next_record() {
                 Ok(Some(r)) => {
+                    moved = true;
                     assert_eq!(r.payload().len(), r.length());
                     assert_eq!(r.total_len(), HEADER_LEN + r.length());
                     if r.kind() == Kind::Datagram {
@@ -32,5 +46,6 @@ fuzz_target!(|data: &[u8]| {
                 Err(_) => return,
             }
         }
+        assert!(moved || at == end, "the unpacker stalled at byte {at}");
     }
 });

@@ -321,6 +321,11 @@ pub struct Unpacker {
     z: flate2::Decompress,
     /// The last inflate made something: more may be waiting inside the inflater.
     made: bool,
+    /// The stream's first bytes, held until they show which form it is: a transport may
+    /// deliver the header in pieces, and every byte offered is taken (so a caller that
+    /// waits for the unpacker to take its buffer before reading more never stalls).
+    head: [u8; 8],
+    held: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -343,6 +348,8 @@ impl Unpacker {
             mode: Mode::Unknown,
             z: flate2::Decompress::new(true),
             made: false,
+            head: [0; 8],
+            held: 0,
         }
     }
 
@@ -365,22 +372,32 @@ impl Unpacker {
 
     /// Moves bytes of `wire`, as they arrived, into `decoder`. Returns how many of them it
     /// took; the rest must be offered again once the decoder's records have been taken.
+    /// Offered a non-empty `wire` with the decoder's records taken, it takes at least one
+    /// byte or fails: it never stalls.
     pub fn feed(&mut self, wire: &[u8], decoder: &mut Decoder) -> Result<usize, StreamError> {
         match self.mode {
             Mode::Unknown => {
-                if wire.len() < MAGIC_Z.len() && MAGIC_Z.starts_with(wire) {
-                    return Ok(0);
+                let n = (self.head.len() - self.held).min(wire.len());
+                self.head[self.held..self.held + n].copy_from_slice(&wire[..n]);
+                self.held += n;
+                let head = &self.head[..self.held];
+                if MAGIC_Z.starts_with(head) && head.len() < MAGIC_Z.len() {
+                    return Ok(n);
                 }
-                if wire.starts_with(MAGIC_Z) {
-                    // The decoder reads the plain form: its header, then the inflated records.
-                    self.mode = Mode::Compressed;
-                    let space = decoder.space();
-                    space[..MAGIC.len()].copy_from_slice(MAGIC);
-                    decoder.filled(MAGIC.len());
-                    return Ok(MAGIC_Z.len() + self.feed(&wire[MAGIC_Z.len()..], decoder)?);
-                }
-                self.mode = Mode::Plain;
-                self.feed(wire, decoder)
+                // The decoder reads the plain form: a compressed stream's header becomes the
+                // plain header, then the inflated records follow.
+                let (mode, first) = if head == MAGIC_Z {
+                    (Mode::Compressed, &MAGIC[..])
+                } else {
+                    (Mode::Plain, head)
+                };
+                // A new stream's decoder is empty, so its space holds the eight bytes.
+                let space = decoder.space();
+                let k = first.len().min(space.len());
+                space[..k].copy_from_slice(&first[..k]);
+                decoder.filled(k);
+                self.mode = mode;
+                Ok(n + self.feed(&wire[n..], decoder)?)
             }
             Mode::Plain => {
                 let space = decoder.space();
@@ -390,14 +407,31 @@ impl Unpacker {
                 Ok(n)
             }
             Mode::Compressed => {
+                if wire.is_empty() && !self.made {
+                    return Ok(0);
+                }
                 let (in_before, out_before) = (self.z.total_in(), self.z.total_out());
-                self.z
-                    .decompress(wire, decoder.space(), flate2::FlushDecompress::Sync)
+                let space = decoder.space();
+                let room = space.len();
+                let status = self
+                    .z
+                    .decompress(wire, space, flate2::FlushDecompress::Sync)
                     .map_err(|e| StreamError::BadCompression(e.to_string()))?;
                 let produced = (self.z.total_out() - out_before) as usize;
+                let took = (self.z.total_in() - in_before) as usize;
                 self.made = produced > 0;
                 decoder.filled(produced);
-                Ok((self.z.total_in() - in_before) as usize)
+                // The relay never ends its zlib stream, and an inflater that takes nothing
+                // and makes nothing would be offered the same bytes forever.
+                if status == flate2::Status::StreamEnd && took < wire.len() {
+                    return Err(StreamError::BadCompression(
+                        "bytes after the end of the stream".into(),
+                    ));
+                }
+                if took == 0 && produced == 0 && !wire.is_empty() && room > 0 {
+                    return Err(StreamError::BadCompression("the inflater stalled".into()));
+                }
+                Ok(took)
             }
         }
     }
@@ -546,9 +580,10 @@ mod tests {
         assert_eq!(n, 2000);
     }
 
-    /// Everything `wire` holds, arriving `step` bytes at a time into a transport's buffer
-    /// and offered from there (what the unpacker leaves stays buffered), with the decoder
-    /// drained between feeds.
+    /// Everything `wire` holds, arriving `step` bytes at a time, offered as a transport does:
+    /// the next piece is read only once the unpacker took all of this one and has nothing
+    /// more inside; the decoder is drained between feeds. A feed that moves nothing is a
+    /// stall, and fails the test.
     fn unpack_all(
         wire: &[u8],
         step: usize,
@@ -557,20 +592,26 @@ mod tests {
         let mut u = Unpacker::new();
         let mut d = Decoder::with_capacity(decoder_bytes);
         let mut out = Vec::new();
-        let (mut taken, mut arrived) = (0, 0);
-        while taken < wire.len() || u.has_more() {
-            arrived = (arrived + step).min(wire.len());
-            let took = u.feed(&wire[taken..arrived], &mut d)?;
-            taken += took;
+        let (mut at, mut end) = (0, 0);
+        loop {
+            if at == end && !u.has_more() {
+                if end == wire.len() {
+                    return Ok(out);
+                }
+                end = (end + step).min(wire.len());
+            }
+            let before = out.len();
+            let took = u.feed(&wire[at..end], &mut d)?;
+            at += took;
             while let Some(r) = d.next_record()? {
                 out.push(r.payload().to_vec());
             }
-            // Nothing taken and nothing made of what is there: the stream is cut short.
-            if took == 0 && arrived == wire.len() && !u.has_more() {
-                break;
-            }
+            assert!(
+                took > 0 || u.has_more() || out.len() > before || at == end,
+                "stalled at byte {at} of {}",
+                wire.len()
+            );
         }
-        Ok(out)
     }
 
     fn compress(records: &[Vec<u8>], level: u32) -> Vec<u8> {
@@ -647,5 +688,41 @@ mod tests {
         let took = u.feed(&wire, &mut d).unwrap();
         assert!(took < wire.len(), "it stopped when the decoder was full");
         assert!(d.end <= d.buf.len());
+    }
+
+    #[test]
+    fn a_stream_header_in_pieces_is_taken_as_it_comes() {
+        let rec = encode(1, Some(([127, 0, 0, 1].into(), 9)), 0, Duration::ZERO, b"x");
+        let mut plain = MAGIC.to_vec();
+        plain.extend_from_slice(&rec);
+        let compressed = compress(&[rec.clone()], 6);
+        // A banner that begins like the compressed header, then turns out not to be it.
+        let mut banner = b"AWSVP motd\n".to_vec();
+        banner.extend_from_slice(&plain);
+        for step in 1..=9 {
+            assert_eq!(unpack_all(&plain, step, 0).unwrap(), vec![b"x".to_vec()]);
+            assert_eq!(
+                unpack_all(&compressed, step, 0).unwrap(),
+                vec![b"x".to_vec()]
+            );
+            assert_eq!(unpack_all(&banner, step, 0).unwrap(), vec![b"x".to_vec()]);
+        }
+    }
+
+    #[test]
+    fn bytes_after_a_finished_compressed_stream_are_an_error() {
+        use std::io::Write;
+        let rec = encode(2, None, 0, Duration::ZERO, b"");
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(6));
+        z.write_all(&rec).unwrap();
+        let mut wire = MAGIC_Z.to_vec();
+        wire.extend_from_slice(&z.finish().unwrap());
+        assert!(
+            unpack_all(&wire, 3, 0).is_ok(),
+            "a finished stream alone is fine"
+        );
+        wire.extend_from_slice(b"trailing");
+        let e = unpack_all(&wire, 3, 0).unwrap_err();
+        assert!(e.to_string().contains("after the end"), "{e}");
     }
 }
