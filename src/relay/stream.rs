@@ -695,7 +695,7 @@ mod tests {
         let rec = encode(1, Some(([127, 0, 0, 1].into(), 9)), 0, Duration::ZERO, b"x");
         let mut plain = MAGIC.to_vec();
         plain.extend_from_slice(&rec);
-        let compressed = compress(&[rec.clone()], 6);
+        let compressed = compress(std::slice::from_ref(&rec), 6);
         // A banner that begins like the compressed header, then turns out not to be it.
         let mut banner = b"AWSVP motd\n".to_vec();
         banner.extend_from_slice(&plain);
