@@ -11,7 +11,7 @@
 use super::client::Aws;
 use super::errors::{code, explain};
 use super::ledger::{Kind, Ledger};
-use super::provision::{create, hold_point, tag_spec};
+use super::provision::{check_stop, create, hold_point, tag_spec};
 use super::tags;
 use crate::log_msg;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
@@ -21,7 +21,7 @@ use aws_sdk_ec2::types::{
     InstanceType, IpPermission, IpRange, LaunchTemplateSpecification, ResourceType,
     ShutdownBehavior,
 };
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 /// The collector's instance type when neither `--instance-type` nor the launch template
@@ -276,7 +276,7 @@ pub async fn launch(
         None => al2023_image(aws, architecture(&instance_type)).await?,
     };
     let cidrs = vpc_cidrs(aws, vpc).await?;
-    stop_check(stop)?;
+    check_stop(stop)?;
 
     status("Creating the collector's security group");
     let token = tags::client_token(&run_id, "sg");
@@ -355,7 +355,7 @@ pub async fn launch(
             .map(|(port, from)| format!("; TCP {port} from {from}"))
             .unwrap_or_default()
     );
-    stop_check(stop)?;
+    check_stop(stop)?;
 
     status(&format!("Launching the collector ({instance_type})"));
     let token = tags::client_token(&run_id, "instance");
@@ -425,7 +425,7 @@ pub async fn launch(
     // boots.
     let deadline = Instant::now() + Duration::from_secs(60);
     let (eni, private_ip) = loop {
-        stop_check(stop)?;
+        check_stop(stop)?;
         if let (Some(eni), ip, _, _) = describe(aws, &instance_id).await? {
             break (eni, ip);
         }
@@ -443,17 +443,6 @@ pub async fn launch(
         instance_type,
         security_group: group,
     })
-}
-
-fn stop_check(stop: &AtomicBool) -> Result<(), String> {
-    if stop.load(Ordering::Relaxed) {
-        Err(
-            "The capture was stopped during provisioning; everything created so far was removed."
-                .into(),
-        )
-    } else {
-        Ok(())
-    }
 }
 
 /// The instance's primary ENI, private and public IPv4 and state; all `None` while EC2 does
@@ -520,7 +509,7 @@ pub async fn wait_running(
 ) -> Result<(Option<String>, Option<String>), String> {
     let started = Instant::now();
     loop {
-        stop_check(stop).map_err(|_| "stopped".to_string())?;
+        check_stop(stop).map_err(|_| "stopped".to_string())?;
         let (_, private, public, state) = describe(aws, id).await?;
         match state {
             Some((InstanceStateName::Running, _)) => return Ok((private, public)),

@@ -151,7 +151,7 @@ pub(super) async fn hold_point(step: &str, stop: &AtomicBool) {
     }
 }
 
-fn check_stop(stop: &AtomicBool) -> Result<(), String> {
+pub(super) fn check_stop(stop: &AtomicBool) -> Result<(), String> {
     if stop.load(Ordering::Relaxed) {
         Err(
             "The capture was stopped during provisioning; everything created so far was removed."
