@@ -121,6 +121,32 @@ wire = b"AWSVPCZ\x01"
 for i in range(0, len(stream) - 8, 700):
     wire += z.compress(stream[8:][i:i + 700]) + z.flush(zlib.Z_SYNC_FLUSH)
 put("relay_stream", "zlib-raw", bytes([9]) + wire)
+# Batches (kind 4) as relay.py's recvmmsg path writes them: lengths, Linux sockaddrs,
+# control messages (SCM_TIMESTAMPNS, then SO_RXQ_OVFL on some), datagrams; on an IPv4
+# and on an IPv6 socket (an IPv4-mapped and an IPv6 source).
+def batch(datagrams, family=4):
+    k, out = len(datagrams), b""
+    names, ctls = b"", b""
+    for i, d in enumerate(datagrams):
+        if family == 4:
+            names += struct.pack("<H", 2) + struct.pack("!H", 4789) + b"\x0a\x00\x00\x07" + b"\0" * 8
+        else:
+            addr = b"\0" * 10 + b"\xff\xff\x0a\x00\x00\x07" if i % 2 else b"\x20\x01\x0d\xb8" + b"\0" * 11 + b"\x09"
+            names += struct.pack("<H", 10) + struct.pack("!H", 4789) + b"\0" * 4 + addr + b"\0" * 4
+        c = struct.pack("<Qiiqq", 32, 1, 35, 1_700_000_000, i)
+        if i % 3 == 2:
+            c += struct.pack("<QiiI4x", 20, 1, 40, i)
+        ctls += c.ljust(56, b"\0")
+    head = struct.pack("!BBHIQHH16s", 4, family, k, 0, 1_700_000_000_000_000_000, 0, 0, b"")
+    out = head + struct.pack("<%dI" % k, *map(len, datagrams)) + names + ctls
+    return out + b"".join(datagrams)
+
+grams = [open(os.path.join(decap_dir, n), "rb").read()[1:] for n in names[:12]] or [b"\0" * 60] * 6
+half = max(1, len(grams) // 2)
+put("relay_stream", "batch", bytes([5]) + b"AWSVPCR\x01" + batch(grams[:half]) + record(2, b"", 0, b"\0" * 16)
+    + batch(grams[half:] or grams, 6))
+z = zlib.compressobj(6)
+put("relay_stream", "batch-zlib", bytes([9]) + b"AWSVPCZ\x01" + z.compress(batch(grams)) + z.flush(zlib.Z_SYNC_FLUSH))
 # A login banner longer than the decoder searches for the stream header, in 7-byte reads.
 put("relay_stream", "banner", bytes([1]) + b"Last login: Mon Dec  1 15:20:49 2026 from 192.0.2.7\n" * 1300)
 put("relay_stream", "error", bytes([1]) + b"AWSVPCR\x01" + record(3, b"UDP port 4789 is already in use.", 0, b"\0" * 16))

@@ -10,8 +10,12 @@
 # Stream: b"AWSVPCR\x01", then records: 36-byte header struct "!BBHIQHH16s"
 #         (kind 1=datagram 2=heartbeat 3=error, family 4/6 (0 if not a datagram),
 #         payload length, kernel drop counter (SO_RXQ_OVFL), receive time in ns
-#         since the epoch, source port, 0, source address) + payload bytes.
+#         since the epoch, source port, 0, source address) + payload bytes;
+#         kind 4 = a batch from recvmmsg in the kernel's layout (see mmsg_rx).
 #         A heartbeat is written after --heartbeat seconds without datagrams.
+#         After a batch that was not full the relay waits --gather seconds
+#         (default 1 ms) so the next one gathers more: fewer, larger writes
+#         cost the SSH channel less per byte; times are the kernel's anyway.
 #         With --zlib LEVEL (for Session Manager's ~1 MB/s): b"AWSVPCZ\x01", then
 #         the same records as one zlib stream, sync-flushed after every write.
 # Exit:   0 = stdout closed, SIGTERM/SIGINT/SIGHUP, --idle-exit, or stdout
@@ -179,77 +183,58 @@ def plain_rx(s, snap):
 
 
 def mmsg_rx(s, snap):
-    # Fast path: recvmmsg(2) through ctypes into preallocated buffers.
-    # Layouts are those of LP64 Linux (x86_64, aarch64):
+    # Fast path: recvmmsg(2) through ctypes, and one batch record (kind 4) per
+    # call made of the bytes the kernel wrote, so no Python runs per datagram:
+    # the lengths, then the sockaddrs, the control areas and the datagrams, each
+    # a slice of a preallocated buffer (awsvpc parses them; see its stream.rs).
+    # Layouts are those of 64-bit little-endian Linux (x86_64, aarch64):
     #   struct mmsghdr { struct msghdr (56 bytes); unsigned msg_len; } = 64
     #   struct iovec { void *base; size_t len; } = 16
-    # Per message: name (32 bytes, sockaddr_in/in6) + control (64 bytes),
-    # and a slot of 36 + snap bytes: the kernel writes the datagram after
-    # the first 36 bytes, we write the record header in front of it.
     import ctypes
-    if ctypes.sizeof(ctypes.c_void_p) != 8 or not sys.platform.startswith("linux"):
-        raise OSError("not 64-bit Linux")
+    if (ctypes.sizeof(ctypes.c_void_p) != 8 or sys.byteorder != "little"
+            or not sys.platform.startswith("linux")):
+        raise OSError("not 64-bit little-endian Linux")
     libc = ctypes.CDLL(None, use_errno=True)
     recvmmsg = libc.recvmmsg
     recvmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint,
                          ctypes.c_int, ctypes.c_void_p]
     recvmmsg.restype = ctypes.c_int
     MSG_WAITFORONE = 0x10000
-    slot = REC.size + snap
-    hdrs = ctypes.create_string_buffer(64 * BATCH)
-    aux = ctypes.create_string_buffer(96 * BATCH)
-    iov = ctypes.create_string_buffer(16 * BATCH)
-    data = ctypes.create_string_buffer(slot * BATCH)
-    A, D, I = ctypes.addressof(aux), ctypes.addressof(data), ctypes.addressof(iov)
-    for i in range(BATCH):
-        struct.pack_into("=QQ", iov, 16 * i, D + slot * i + REC.size, snap)
-        struct.pack_into("=QI4xQQQQi4xI4x", hdrs, 64 * i, A + 96 * i, 32,
-                         I + 16 * i, 1, A + 96 * i + 32, 64, 0, 0)
-    template = hdrs.raw  # the kernel overwrites namelen/controllen/msg_len
-    hv, av, dv = memoryview(hdrs), memoryview(aux), memoryview(data)
-    slots = [dv[slot * i:slot * (i + 1)] for i in range(BATCH)]
-    # msg_controllen, msg_flags, msg_len
-    H = struct.Struct("=40xQi4xI4x")
-    # source port, address, then the cmsgs in the order Linux writes them:
-    # SCM_TIMESTAMPNS (len, level, type, tv_sec, tv_nsec) and, once the
-    # socket has dropped anything, SO_RXQ_OVFL (len, level, type, u32).
-    cm = "QiiqqQiiI12x"
     v6 = s.family == socket.AF_INET6
-    A_ = struct.Struct("=2x2s4x16s8x" + cm if v6 else "=2x2s4s24x" + cm)
-    pack_into = REC.pack_into
-    fd = s.fileno()
+    nl, cl = 28 if v6 else 16, 56  # sockaddr_in6 or _in; SCM_TIMESTAMPNS+RXQ_OVFL
+    buf = ctypes.create_string_buffer
+    hdrs, names, ctl = buf(64 * BATCH), buf(nl * BATCH), buf(cl * BATCH)
+    iov, data = buf(16 * BATCH), buf(snap * BATCH)
+    N, C, I, D = [ctypes.addressof(x) for x in (names, ctl, iov, data)]
+    for i in range(BATCH):
+        struct.pack_into("=QQ", iov, 16 * i, D + snap * i, snap)
+        struct.pack_into("=QI4xQQQQi4xI4x", hdrs, 64 * i, N + nl * i, nl,
+                         I + 16 * i, 1, C + cl * i, cl, 0, 0)
+    template = hdrs.raw  # the kernel overwrites namelen/controllen/msg_len
+    lens = memoryview(hdrs).cast("B").cast("I")[14::16]  # each msg_len
+    nv, cv, dv = memoryview(names), memoryview(ctl), memoryview(data)
+    slots = [dv[snap * i:snap * (i + 1)] for i in range(BATCH)]
+    cut = memoryview.__getitem__
+    fam, fd = 6 if v6 else 4, s.fileno()
 
     def rx():
-        global drops
         while True:
             ctypes.memmove(hdrs, template, 64 * BATCH)
+            ctypes.memset(ctl, 0, cl * BATCH)  # the parser stops at a zero cmsg
             k = recvmmsg(fd, hdrs, BATCH, MSG_WAITFORONE, None)
-            if k >= 0:
+            if k > 0:
                 break
-            e = ctypes.get_errno()
+            e = ctypes.get_errno() if k < 0 else errno.EAGAIN
             if e == errno.EAGAIN:  # --heartbeat seconds without a datagram
                 return []
             if e != errno.EINTR:
                 raise OSError(e, os.strerror(e))
-        parts = []
-        for (cl, _, n), (port, ip, _, l1, t1, sec, nsec, _, l2, t2, dr), d in zip(
-                H.iter_unpack(hv[:64 * k]), A_.iter_unpack(av[:96 * k]), slots):
-            if cl >= 32 and t1 == SO_TIMESTAMPNS and l1 == SOL:
-                ts = sec * NS + nsec
-            else:
-                ts = now_ns()
-            if cl > 32 and t2 == SO_RXQ_OVFL and l2 == SOL:
-                drops = dr
-            fam = 4
-            if v6:
-                if ip[:12] == MAPPED:
-                    ip = ip[12:]
-                else:
-                    fam = 6
-            pack_into(d, 0, 1, fam, n, drops, ts, port, 0, ip)
-            parts.append(d[:36 + n])  # 36 = REC.size
+        n = lens[:k]
+        parts = [REC.pack(4, fam, k, 0, now_ns(), b"\0\0", 0, b""),
+                 n.tobytes(), nv[:nl * k], cv[:cl * k]]
+        parts.extend(map(cut, slots, map(slice, n)))
         return parts
-    rx.buffers = (hdrs, aux, iov, data)  # keep alive all the kernel writes into
+    rx.buffers = (hdrs, names, ctl, iov, data)  # what the kernel writes into
     return rx
 
 
@@ -277,6 +262,7 @@ def main():
     p.add_argument("--addr", default="0.0.0.0")
     p.add_argument("--rcvbuf", type=int, default=8388608)
     p.add_argument("--heartbeat", type=float, default=1.0)
+    p.add_argument("--gather", type=float, default=0.001)
     p.add_argument("--snaplen", type=int, default=0)
     p.add_argument("--idle-exit", type=float, default=0.0)
     p.add_argument("--stall-exit", type=float, default=10.0)
@@ -287,6 +273,11 @@ def main():
     snap = a.snaplen if 0 < a.snaplen < 65535 else 65535
     STALL[0] = a.stall_exit
     s = open_socket(a)
+    try:  # a 1 MiB pipe to sshd (Linux's default 64 KiB is 40 full frames)
+        import fcntl
+        fcntl.fcntl(1, 1031, 1 << 20)  # F_SETPIPE_SZ
+    except (ImportError, OSError):
+        pass
     if a.zlib:
         import zlib  # only here: the SSH path runs without it
         put(MAGIC_Z)
@@ -308,6 +299,8 @@ def main():
         if parts:
             put_all(parts)
             last = time.time()
+            if len(parts) < BATCH and a.gather > 0:
+                time.sleep(a.gather)
             continue
         t = time.time()
         if a.idle_exit > 0 and t - last >= a.idle_exit:

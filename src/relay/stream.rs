@@ -1,18 +1,29 @@
 //! The relay stream: what `relay.py` writes on a remote collector and awsvpc reads back
-//! through a transport. All integers big-endian:
+//! through a transport. Integers big-endian unless marked LE:
 //!
 //! ```text
 //! stream  = "AWSVPCR\x01" record* | "AWSVPCZ\x01" zlib(record*)
 //! record  = kind:u8 family:u8 length:u16 drops:u32 time_ns:u64 src_port:u16 reserved:u16
-//!           src_addr:16 payload[length]
-//! kind    = 1 datagram | 2 heartbeat (no payload) | 3 error (UTF-8 sentence, relay exits)
+//!           src_addr:16 body
+//! kind    = 1 datagram   body = payload[length]
+//!         | 2 heartbeat  no body
+//!         | 3 error      body = UTF-8 sentence[length]; the relay exits
+//!         | 4 batch      length = count k (1..=64), family = the socket's (4 or 6),
+//!                        time_ns = the relay's clock at receipt, drops = 0; body =
+//!                        len:u32le[k] sockaddr[k] control:56[k] datagram[len[0]] ...
 //! ```
 //!
 //! `drops` is the collector socket's cumulative kernel drop counter (SO_RXQ_OVFL) and
 //! `time_ns` the kernel receive time (SO_TIMESTAMPNS), so timing and loss are the
-//! collector's, not the tunnel's. The compressed form (`relay.py --zlib`, for Session
-//! Manager's ~1 MB/s) is one zlib stream, sync-flushed after every write; [`Unpacker`] turns
-//! either form into what [`Decoder`] reads. Views are bounds checked and never panic on input.
+//! collector's, not the tunnel's. A batch is what one `recvmmsg(2)` returned, in the
+//! kernel's own little-endian layout (64-bit Linux): the relay slices the buffers the kernel
+//! filled and runs no Python per datagram. Each sockaddr is a `sockaddr_in` (16 bytes) or,
+//! for family 6, a `sockaddr_in6` (28); each control area holds the kernel's control
+//! messages (SCM_TIMESTAMPNS, and SO_RXQ_OVFL once the socket has dropped), zero-filled
+//! after the last. The compressed form (`relay.py --zlib`, for Session Manager's ~1 MB/s)
+//! is one zlib stream, sync-flushed after every write; [`Unpacker`] turns either form into
+//! what [`Decoder`] reads, and [`Decoder::next_record`] hands out one [`Item`] per datagram
+//! whichever record carried it. Views are bounds checked and never panic on input.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
@@ -23,11 +34,20 @@ pub const MAGIC_Z: &[u8; 8] = b"AWSVPCZ\x01";
 pub const HEADER_LEN: usize = 36;
 /// The largest record: a header and a whole UDP payload.
 pub const MAX_RECORD: usize = HEADER_LEN + u16::MAX as usize;
+/// The most datagrams in one batch record.
+pub const MAX_BATCH: usize = 64;
+/// The control-message area of each datagram in a batch: SCM_TIMESTAMPNS (32 bytes) and
+/// SO_RXQ_OVFL (24), as `CMSG_SPACE` lays them out on 64-bit Linux.
+pub const CONTROL_LEN: usize = 56;
+/// The largest sockaddr in a batch (`sockaddr_in6`).
+const SOCKADDR_MAX: usize = 28;
 /// Bytes scanned for the stream header before giving up: a login shell may print a banner
 /// before the relay starts.
 const MAGIC_SEARCH: usize = 64 * 1024;
 /// The decoder's fixed buffer: the memory bound of a remote capture's receive side.
 const BUFFER: usize = 4 << 20;
+/// The kind byte of a batch record (see the module documentation).
+const BATCH: u8 = 4;
 
 mod field {
     use std::ops::Range;
@@ -57,6 +77,8 @@ pub enum StreamError {
     BadFamily(u8),
     /// The compressed stream does not inflate.
     BadCompression(String),
+    /// A batch record that no relay writes (too many datagrams, or one too long).
+    BadBatch(String),
 }
 
 impl std::fmt::Display for StreamError {
@@ -72,6 +94,7 @@ impl std::fmt::Display for StreamError {
             StreamError::BadCompression(e) => {
                 write!(f, "the relay's compressed stream is corrupt ({e})")
             }
+            StreamError::BadBatch(e) => write!(f, "the relay stream is corrupt ({e})"),
         }
     }
 }
@@ -157,6 +180,172 @@ impl<T: AsRef<[u8]>> Record<T> {
     }
 }
 
+impl<'a> Record<&'a [u8]> {
+    fn payload_ref(&self) -> &'a [u8] {
+        let b: &'a [u8] = self.buffer;
+        &b[HEADER_LEN..self.total_len()]
+    }
+}
+
+/// One record as the transports use it: a datagram (from a kind-1 record or a batch), a
+/// heartbeat, an error, or a later relay's kind.
+#[derive(Debug, Clone, Copy)]
+pub struct Item<'a> {
+    kind: Kind,
+    drops: u32,
+    time: Duration,
+    source: Option<(IpAddr, u16)>,
+    payload: &'a [u8],
+}
+
+impl<'a> Item<'a> {
+    fn from_record(r: &Record<&'a [u8]>) -> Self {
+        Item {
+            kind: r.kind(),
+            drops: r.drops(),
+            time: r.time(),
+            source: r.source().map(|a| (a, r.src_port())),
+            payload: r.payload_ref(),
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The collector socket's cumulative kernel drop counter, as last reported.
+    pub fn drops(&self) -> u32 {
+        self.drops
+    }
+
+    /// Kernel receive time on the collector, since the Unix epoch.
+    pub fn time(&self) -> Duration {
+        self.time
+    }
+
+    /// The mirror source's address (a datagram's outer IP source).
+    pub fn source(&self) -> Option<IpAddr> {
+        self.source.map(|(a, _)| a)
+    }
+
+    pub fn src_port(&self) -> u16 {
+        self.source.map_or(0, |(_, p)| p)
+    }
+
+    pub fn payload(&self) -> &'a [u8] {
+        self.payload
+    }
+}
+
+/// The datagram descriptions of the batch being handed out, copied out of the stream
+/// buffer (which moves on) into a fixed array.
+struct BatchState {
+    meta: Box<[u8; MAX_BATCH * (4 + SOCKADDR_MAX + CONTROL_LEN)]>,
+    count: usize,
+    next: usize,
+    addr_len: usize,
+    /// The relay's clock at receipt: the time of a datagram without a kernel timestamp.
+    time: Duration,
+}
+
+impl BatchState {
+    fn new() -> Self {
+        BatchState {
+            meta: Box::new([0; MAX_BATCH * (4 + SOCKADDR_MAX + CONTROL_LEN)]),
+            count: 0,
+            next: 0,
+            addr_len: 0,
+            time: Duration::ZERO,
+        }
+    }
+
+    fn pending(&self) -> bool {
+        self.next < self.count
+    }
+
+    fn len(&self, i: usize) -> usize {
+        let l = &self.meta[4 * i..4 * i + 4];
+        u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize
+    }
+
+    fn sockaddr(&self, i: usize) -> &[u8] {
+        let at = 4 * self.count + self.addr_len * i;
+        &self.meta[at..at + self.addr_len]
+    }
+
+    fn control(&self, i: usize) -> &[u8] {
+        let at = (4 + self.addr_len) * self.count + CONTROL_LEN * i;
+        &self.meta[at..at + CONTROL_LEN]
+    }
+}
+
+/// Bytes of a batch record after its header: lengths, sockaddrs and control areas.
+fn batch_meta_len(count: usize, addr_len: usize) -> usize {
+    count * (4 + addr_len + CONTROL_LEN)
+}
+
+fn sockaddr_len(family: u8) -> Option<usize> {
+    match family {
+        4 => Some(16),
+        6 => Some(SOCKADDR_MAX),
+        _ => None,
+    }
+}
+
+/// A Linux `sockaddr_in` (AF_INET = 2) or `sockaddr_in6` (AF_INET6 = 10): family
+/// little-endian, port big-endian. An IPv4-mapped IPv6 source is its IPv4 address, as the
+/// relay's other path reports it.
+fn parse_sockaddr(a: &[u8]) -> Result<(IpAddr, u16), StreamError> {
+    let family = u16::from_le_bytes([a[0], a[1]]);
+    let port = u16::from_be_bytes([a[2], a[3]]);
+    match family {
+        2 => Ok((IpAddr::V4(Ipv4Addr::new(a[4], a[5], a[6], a[7])), port)),
+        10 if a.len() >= 24 => {
+            let mut o = [0u8; 16];
+            o.copy_from_slice(&a[8..24]);
+            let v6 = Ipv6Addr::from(o);
+            let ip = v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4);
+            Ok((ip, port))
+        }
+        x => Err(StreamError::BadFamily(x.min(255) as u8)),
+    }
+}
+
+/// The kernel receive time and drop counter from one datagram's control messages
+/// (`struct cmsghdr { u64 len; i32 level; i32 type; }` then data, 8-byte aligned).
+fn parse_control(c: &[u8]) -> (Option<Duration>, Option<u32>) {
+    const SOL_SOCKET: i32 = 1;
+    const SCM_TIMESTAMPNS: i32 = 35;
+    const SO_RXQ_OVFL: i32 = 40;
+    let (mut time, mut drops) = (None, None);
+    let mut at = 0;
+    while c.len() - at >= 16 {
+        let h = &c[at..at + 16];
+        let len = u64::from_le_bytes(h[..8].try_into().unwrap_or([0; 8]));
+        if len < 16 || len > (c.len() - at) as u64 {
+            break; // the zero fill after the last message, or a truncated one
+        }
+        let len = len as usize;
+        let level = i32::from_le_bytes([h[8], h[9], h[10], h[11]]);
+        let kind = i32::from_le_bytes([h[12], h[13], h[14], h[15]]);
+        let data = &c[at + 16..at + len];
+        if level == SOL_SOCKET && kind == SCM_TIMESTAMPNS && data.len() >= 16 {
+            let sec = i64::from_le_bytes(data[..8].try_into().unwrap_or([0; 8]));
+            let nsec = i64::from_le_bytes(data[8..16].try_into().unwrap_or([0; 8]));
+            if sec >= 0 && (0..1_000_000_000).contains(&nsec) {
+                time = Some(Duration::new(sec as u64, nsec as u32));
+            }
+        } else if level == SOL_SOCKET && kind == SO_RXQ_OVFL && data.len() >= 4 {
+            drops = Some(u32::from_le_bytes([data[0], data[1], data[2], data[3]]));
+        }
+        at += (len + 7) & !7;
+        if at >= c.len() {
+            break;
+        }
+    }
+    (time, drops)
+}
+
 /// Writes one record (tests, benchmarks and the loopback test peers).
 pub fn encode(
     kind: u8,
@@ -188,6 +377,74 @@ pub fn encode(
     v
 }
 
+/// One datagram of a batch record, for [`encode_batch`].
+pub struct BatchDatagram<'a> {
+    pub src: (IpAddr, u16),
+    /// The kernel receive time; `None` leaves the control area without a timestamp.
+    pub time: Option<Duration>,
+    /// The socket's drop counter; `None` as when the socket has not dropped.
+    pub drops: Option<u32>,
+    pub payload: &'a [u8],
+}
+
+/// Writes one batch record as `relay.py`'s recvmmsg path does (tests, seeds, peers).
+/// `family` is the relay socket's: 6 writes every source as a `sockaddr_in6`.
+pub fn encode_batch(family: u8, time: Duration, datagrams: &[BatchDatagram]) -> Vec<u8> {
+    let addr_len = sockaddr_len(family).unwrap_or(16);
+    let k = datagrams.len();
+    let mut v = Vec::with_capacity(HEADER_LEN + batch_meta_len(k, addr_len));
+    v.extend_from_slice(&[BATCH, family]);
+    v.extend_from_slice(&(k as u16).to_be_bytes());
+    v.extend_from_slice(&[0; 4]);
+    v.extend_from_slice(&(time.as_nanos() as u64).to_be_bytes());
+    v.extend_from_slice(&[0; 20]);
+    for d in datagrams {
+        v.extend_from_slice(&(d.payload.len() as u32).to_le_bytes());
+    }
+    for d in datagrams {
+        let mut sa = [0u8; SOCKADDR_MAX];
+        sa[2..4].copy_from_slice(&d.src.1.to_be_bytes());
+        match (family, d.src.0) {
+            (4, IpAddr::V4(a)) => {
+                sa[..2].copy_from_slice(&2u16.to_le_bytes());
+                sa[4..8].copy_from_slice(&a.octets());
+            }
+            (_, a) => {
+                let a = match a {
+                    IpAddr::V4(a) => a.to_ipv6_mapped(),
+                    IpAddr::V6(a) => a,
+                };
+                sa[..2].copy_from_slice(&10u16.to_le_bytes());
+                sa[8..24].copy_from_slice(&a.octets());
+            }
+        }
+        v.extend_from_slice(&sa[..addr_len]);
+    }
+    for d in datagrams {
+        let mut c = [0u8; CONTROL_LEN];
+        let mut at = 0;
+        if let Some(t) = d.time {
+            c[..8].copy_from_slice(&32u64.to_le_bytes());
+            c[8..12].copy_from_slice(&1i32.to_le_bytes());
+            c[12..16].copy_from_slice(&35i32.to_le_bytes());
+            c[16..24].copy_from_slice(&(t.as_secs() as i64).to_le_bytes());
+            c[24..32].copy_from_slice(&i64::from(t.subsec_nanos()).to_le_bytes());
+            at = 32;
+        }
+        if let Some(n) = d.drops {
+            c[at..at + 8].copy_from_slice(&20u64.to_le_bytes());
+            c[at + 8..at + 12].copy_from_slice(&1i32.to_le_bytes());
+            c[at + 12..at + 16].copy_from_slice(&40i32.to_le_bytes());
+            c[at + 16..at + 20].copy_from_slice(&n.to_le_bytes());
+        }
+        v.extend_from_slice(&c);
+    }
+    for d in datagrams {
+        v.extend_from_slice(d.payload);
+    }
+    v
+}
+
 /// Reassembles records from a byte stream read in arbitrary pieces, in a fixed buffer.
 pub struct Decoder {
     buf: Vec<u8>,
@@ -199,6 +456,10 @@ pub struct Decoder {
     searched: usize,
     /// Bytes skipped before the stream header (a shell banner), for the log.
     pub skipped: usize,
+    batch: BatchState,
+    /// The drop counter as last reported (a batch's datagrams carry it only once the
+    /// socket has dropped).
+    drops: u32,
 }
 
 impl Default for Decoder {
@@ -221,6 +482,8 @@ impl Decoder {
             started: false,
             searched: 0,
             skipped: 0,
+            batch: BatchState::new(),
+            drops: 0,
         }
     }
 
@@ -231,6 +494,9 @@ impl Decoder {
         self.started = false;
         self.searched = 0;
         self.skipped = 0;
+        self.batch.count = 0;
+        self.batch.next = 0;
+        self.drops = 0;
     }
 
     /// True once the stream header was seen.
@@ -281,27 +547,122 @@ impl Decoder {
         }
     }
 
-    /// True when a whole record is buffered (so reading more can wait).
+    /// True when the next item is buffered whole (so reading more can wait): exactly when
+    /// [`Decoder::next_record`] would not return `Ok(None)`.
     pub fn has_record(&self) -> bool {
-        self.started && Record::new_checked(&self.buf[self.start..self.end]).is_some()
+        if !self.started {
+            return false;
+        }
+        let have = self.end - self.start;
+        if self.batch.pending() {
+            return have >= self.batch.len(self.batch.next);
+        }
+        let b = &self.buf[self.start..self.end];
+        if b.len() < HEADER_LEN {
+            return false;
+        }
+        if b[field::KIND] != BATCH {
+            return Record::new_checked(b).is_some();
+        }
+        // A batch header whose datagrams are not all here yet is taken by next_record,
+        // which then waits for the first datagram; a corrupt one is an error to report.
+        match Self::batch_header(b) {
+            Ok((count, addr_len)) => {
+                let meta = HEADER_LEN + batch_meta_len(count, addr_len);
+                have >= meta && have >= meta + Self::first_len(&b[HEADER_LEN..])
+            }
+            Err(_) => true,
+        }
     }
 
-    /// The next whole record, `None` when more bytes are needed.
-    pub fn next_record(&mut self) -> Result<Option<Record<&[u8]>>, StreamError> {
+    fn first_len(lens: &[u8]) -> usize {
+        u32::from_le_bytes([lens[0], lens[1], lens[2], lens[3]]) as usize
+    }
+
+    /// A batch header's datagram count and sockaddr length, checked.
+    fn batch_header(b: &[u8]) -> Result<(usize, usize), StreamError> {
+        let family = b[field::FAMILY];
+        let addr_len = sockaddr_len(family).ok_or(StreamError::BadFamily(family))?;
+        let count = u16::from_be_bytes([b[2], b[3]]) as usize;
+        if count == 0 || count > MAX_BATCH {
+            return Err(StreamError::BadBatch(format!(
+                "a batch of {count} datagrams"
+            )));
+        }
+        Ok((count, addr_len))
+    }
+
+    /// The next datagram, heartbeat or error, `None` when more bytes are needed.
+    pub fn next_record(&mut self) -> Result<Option<Item<'_>>, StreamError> {
         if !self.find_start()? {
             return Ok(None);
         }
-        let have = &self.buf[self.start..self.end];
-        let Some(r) = Record::new_checked(have) else {
-            return Ok(None);
-        };
-        let total = r.total_len();
-        if r.kind() == Kind::Datagram && !matches!(r.family(), 4 | 6) {
-            return Err(StreamError::BadFamily(r.family()));
+        loop {
+            if self.batch.pending() {
+                let i = self.batch.next;
+                let len = self.batch.len(i);
+                if self.end - self.start < len {
+                    return Ok(None);
+                }
+                let (src, port) = parse_sockaddr(self.batch.sockaddr(i))?;
+                let (time, drops) = parse_control(self.batch.control(i));
+                if let Some(d) = drops {
+                    self.drops = d;
+                }
+                self.batch.next += 1;
+                let at = self.start;
+                self.start += len;
+                return Ok(Some(Item {
+                    kind: Kind::Datagram,
+                    drops: self.drops,
+                    time: time.unwrap_or(self.batch.time),
+                    source: Some((src, port)),
+                    payload: &self.buf[at..at + len],
+                }));
+            }
+            let have = &self.buf[self.start..self.end];
+            if have.len() < HEADER_LEN {
+                return Ok(None);
+            }
+            if have[field::KIND] == BATCH {
+                let (count, addr_len) = Self::batch_header(have)?;
+                let meta = batch_meta_len(count, addr_len);
+                if have.len() < HEADER_LEN + meta {
+                    return Ok(None);
+                }
+                let time = Record { buffer: have }.time();
+                let body = &have[HEADER_LEN..HEADER_LEN + meta];
+                self.batch.meta[..meta].copy_from_slice(body);
+                self.batch.count = count;
+                self.batch.next = 0;
+                self.batch.addr_len = addr_len;
+                self.batch.time = time;
+                // Every datagram must fit the room the buffer guarantees.
+                if let Some(long) = (0..count)
+                    .map(|i| self.batch.len(i))
+                    .find(|&l| l > MAX_RECORD - HEADER_LEN)
+                {
+                    self.batch.count = 0;
+                    return Err(StreamError::BadBatch(format!("a datagram of {long} bytes")));
+                }
+                self.start += HEADER_LEN + meta;
+                continue;
+            }
+            let Some(r) = Record::new_checked(have) else {
+                return Ok(None);
+            };
+            let total = r.total_len();
+            if r.kind() == Kind::Datagram && !matches!(r.family(), 4 | 6) {
+                return Err(StreamError::BadFamily(r.family()));
+            }
+            self.drops = r.drops();
+            let at = self.start;
+            self.start += total;
+            let r = Record {
+                buffer: &self.buf[at..at + total],
+            };
+            return Ok(Some(Item::from_record(&r)));
         }
-        let at = self.start;
-        self.start += total;
-        Ok(Record::new_checked(&self.buf[at..at + total]))
     }
 
     /// What arrived but was never a stream: shown when the peer exits before the header.
@@ -441,6 +802,38 @@ impl Unpacker {
 mod tests {
     use super::*;
 
+    type Fields = (Kind, Option<IpAddr>, u16, u32, Duration, Vec<u8>);
+
+    fn fields(r: &Item) -> Fields {
+        let p = r.payload().to_vec();
+        (r.kind(), r.source(), r.src_port(), r.drops(), r.time(), p)
+    }
+
+    /// Decodes `bytes` delivered in two pieces split at `split`, checking that
+    /// `has_record` foretells `next_record` once the stream header was found.
+    fn decode_split(bytes: &[u8], split: usize) -> Vec<Fields> {
+        let mut d = Decoder::new();
+        let mut got = Vec::new();
+        for piece in [&bytes[..split], &bytes[split..]] {
+            d.space()[..piece.len()].copy_from_slice(piece);
+            d.filled(piece.len());
+            loop {
+                let known = d.started();
+                let waiting = d.has_record();
+                let Some(r) = d.next_record().unwrap() else {
+                    assert!(!waiting, "has_record without a record, split at {split}");
+                    break;
+                };
+                assert!(
+                    waiting || !known,
+                    "a record without has_record, split at {split}"
+                );
+                got.push(fields(&r));
+            }
+        }
+        got
+    }
+
     fn stream(records: &[Vec<u8>]) -> Vec<u8> {
         let mut v = MAGIC.to_vec();
         for r in records {
@@ -461,22 +854,7 @@ mod tests {
             encode(1, Some(v6), 4, t, &[0xab; 300]),
         ]);
         for split in 0..bytes.len() {
-            let mut d = Decoder::new();
-            let mut got = Vec::new();
-            for piece in [&bytes[..split], &bytes[split..]] {
-                d.space()[..piece.len()].copy_from_slice(piece);
-                d.filled(piece.len());
-                while let Some(r) = d.next_record().unwrap() {
-                    got.push((
-                        r.kind(),
-                        r.source(),
-                        r.src_port(),
-                        r.drops(),
-                        r.time(),
-                        r.payload().to_vec(),
-                    ));
-                }
-            }
+            let got = decode_split(&bytes, split);
             assert_eq!(got.len(), 4, "split at {split}");
             assert_eq!(
                 got[0],
@@ -490,6 +868,95 @@ mod tests {
                 (Kind::Datagram, Some(v6.0), 65000, 4, t, vec![0xab; 300])
             );
         }
+    }
+
+    #[test]
+    fn decodes_batches_split_at_every_byte() {
+        let t = Duration::new(1_700_000_000, 5);
+        let relay_clock = Duration::new(1_700_000_001, 0);
+        let a = (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7)), 4789);
+        let b = (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 8)), 61000);
+        let v6 = (IpAddr::V6("2001:db8::9".parse().unwrap()), 65000);
+        let dg = |src, time, drops, payload| BatchDatagram {
+            src,
+            time,
+            drops,
+            payload,
+        };
+        let big = [0x5a; 1500];
+        let bytes = stream(&[
+            encode_batch(
+                4,
+                relay_clock,
+                &[
+                    dg(a, Some(t), None, b"one"),
+                    dg(b, None, None, b""),
+                    dg(a, Some(t), Some(7), &big),
+                ],
+            ),
+            encode(2, None, 9, t, b""),
+            // A v6 socket: an IPv4 sender arrives IPv4-mapped and is reported as IPv4.
+            encode_batch(
+                6,
+                relay_clock,
+                &[dg(a, Some(t), None, b"m"), dg(v6, Some(t), None, b"six")],
+            ),
+        ]);
+        let want = vec![
+            (Kind::Datagram, Some(a.0), 4789, 0, t, b"one".to_vec()),
+            (Kind::Datagram, Some(b.0), 61000, 0, relay_clock, vec![]),
+            (Kind::Datagram, Some(a.0), 4789, 7, t, big.to_vec()),
+            (Kind::Heartbeat, None, 0, 9, t, vec![]),
+            (Kind::Datagram, Some(a.0), 4789, 9, t, b"m".to_vec()),
+            (Kind::Datagram, Some(v6.0), 65000, 9, t, b"six".to_vec()),
+        ];
+        for split in 0..bytes.len() {
+            let got = decode_split(&bytes, split);
+            assert_eq!(got, want, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn a_corrupt_batch_is_an_error_not_a_panic() {
+        let src = (IpAddr::V4(Ipv4Addr::LOCALHOST), 1);
+        let one = |family| {
+            encode_batch(
+                family,
+                Duration::ZERO,
+                &[BatchDatagram {
+                    src,
+                    time: None,
+                    drops: None,
+                    payload: b"x",
+                }],
+            )
+        };
+        let decode = |rec: Vec<u8>| {
+            let mut d = Decoder::new();
+            let bytes = stream(&[rec]);
+            d.space()[..bytes.len()].copy_from_slice(&bytes);
+            d.filled(bytes.len());
+            d.next_record().map(|r| r.is_some())
+        };
+        assert_eq!(decode(one(4)), Ok(true));
+        assert_eq!(decode(one(5)), Err(StreamError::BadFamily(5)));
+        let mut r = one(4);
+        r[2..4].copy_from_slice(&0u16.to_be_bytes());
+        assert!(matches!(decode(r), Err(StreamError::BadBatch(_))));
+        let mut r = one(4);
+        r[2..4].copy_from_slice(&65u16.to_be_bytes());
+        assert!(matches!(decode(r), Err(StreamError::BadBatch(_))));
+        let mut r = one(4);
+        r[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&70_000u32.to_le_bytes());
+        assert!(matches!(decode(r), Err(StreamError::BadBatch(_))));
+        let mut r = one(4);
+        r[HEADER_LEN + 4] = 7; // the sockaddr's family
+        assert_eq!(decode(r), Err(StreamError::BadFamily(7)));
+        // Control messages that overrun their area are ignored, not read past it.
+        let mut r = one(4);
+        let c = HEADER_LEN + 4 + 16;
+        r[c..c + 8].copy_from_slice(&200u64.to_le_bytes());
+        assert_eq!(decode(r), Ok(true));
     }
 
     #[test]

@@ -190,6 +190,7 @@ impl Process {
         }
         let stdout = child.stdout.take().expect("piped");
         set_nonblocking(stdout.as_raw_fd());
+        crate::extcap::fifo::widen_pipe(stdout.as_raw_fd());
         Ok(Process {
             child,
             stdout,
