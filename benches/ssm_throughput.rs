@@ -17,6 +17,8 @@
 //! the session cannot carry is dropped by the relay's kernel socket and counted. Only
 //! loopback is used.
 
+#[path = "../tests/common/ports.rs"]
+mod ports;
 #[path = "../tests/common/ssm_peer.rs"]
 #[allow(dead_code)]
 mod ssm_peer;
@@ -28,6 +30,7 @@ use awsvpc::transport::ssm::channel::{Channel, ChannelOptions};
 use awsvpc::transport::ssm::collector::{
     relay_listener_script_with, RelayAt, SsmCollector, SsmSettings, RELAY_ZLIB_LEVEL,
 };
+use ports::{free_tcp_port, free_udp_port};
 use ssm_peer::{calls, control, Faults, Peer, INSTANCE, TOKEN};
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -41,22 +44,6 @@ fn env(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn free_port(udp: bool) -> u16 {
-    if udp {
-        UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    } else {
-        TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    }
 }
 
 struct Killed(Child);
@@ -155,7 +142,7 @@ struct Run {
 /// The real relay behind its listener, the paced peer, awsvpc's SSM collector; a sender
 /// offers `offered` datagrams/s for `seconds`.
 fn through_ssm(snaplen: Option<u32>, zlib: u32, offered: u64, seconds: u64) -> Run {
-    let (udp_port, tcp_port) = (free_port(true), free_port(false));
+    let (udp_port, tcp_port) = (free_udp_port(), free_tcp_port());
     let relay = RelayOptions {
         listen_addr: [127, 0, 0, 1].into(),
         listen_port: udp_port,

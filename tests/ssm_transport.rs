@@ -19,6 +19,7 @@
 #![cfg(feature = "aws")]
 
 mod common;
+use common::ports::{free_tcp_port, free_udp_port};
 use common::ssm_peer::*;
 
 use aws_sdk_ssm::types::PingStatus;
@@ -160,22 +161,6 @@ impl Drop for Listener {
     }
 }
 
-fn free_port(udp: bool) -> u16 {
-    if udp {
-        UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    } else {
-        TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    }
-}
-
 /// The system's python3, as on a collector: run as root, the listener becomes `nobody`, who
 /// could not run an interpreter installed under /root (pyenv).
 const PYTHON: &str = "/usr/bin/python3";
@@ -196,7 +181,7 @@ fn the_collector_reads_the_real_relay_through_ssm() {
         eprintln!("skipped: no python3");
         return;
     }
-    let (udp_port, tcp_port) = (free_port(true), free_port(false));
+    let (udp_port, tcp_port) = (free_udp_port(), free_tcp_port());
     let relay = relay_options(udp_port);
     // idle exit 5 s: the listener cleans up after itself if the test dies.
     let script = relay_listener_script(&relay, tcp_port, 5, RelayAt::Inline);
@@ -482,7 +467,7 @@ fn a_refused_token_is_one_sentence() {
 
 #[test]
 fn a_relay_that_does_not_listen_is_one_sentence() {
-    let closed = free_port(false);
+    let closed = free_tcp_port();
     let peer = Peer::start(
         SocketAddr::from(([127, 0, 0, 1], closed)),
         Faults::default(),

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod ports;
 pub mod sshd;
 #[cfg(feature = "aws")]
 pub mod ssm_peer;

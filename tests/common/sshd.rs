@@ -3,7 +3,6 @@
 //! up an ephemeral collector, a given host key and authorized_keys ([`Sshd::start_with`]).
 
 use super::{kill, run, spawn_logged, wait_text};
-use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
@@ -65,21 +64,8 @@ pub fn share_authorized_keys(dir: &Path) {
     }
 }
 
-pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[allow(unused_imports)] // not every test binary uses both
+pub use super::ports::{free_tcp_port, free_udp_port};
 
 impl Sshd {
     pub fn start(dir: &Path, ns: Option<&str>, extra_config: &str) -> Sshd {
