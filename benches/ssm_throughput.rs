@@ -242,7 +242,7 @@ fn main() {
     println!("Session Manager through the loopback agent peer (1024 bytes then 1 ms per read):");
     let raw = raw_channel(seconds);
     println!(
-        "  raw port session: {:.0} kB/s; uncompressed at 128-byte snaplen a datagram takes 76 + 8 + 128 bytes of a batch record, so at most {:.0} packets/s",
+        "  raw port session: {:.0} kB/s; uncompressed, a datagram cut at the 128-byte snaplen takes 76 + 8 + 128 bytes of a batch record: at most {:.0} of them per second",
         raw / 1000.0,
         raw / (76.0 + 8.0 + 128.0)
     );
