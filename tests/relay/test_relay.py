@@ -457,9 +457,30 @@ class RelayTest(unittest.TestCase):
                 self.assertEqual((nxt.payload, nxt.drops),
                                  (b"after", rec.drops))
 
+    def stamping_on_arrival(self):
+        """Linux turns receive timestamps on asynchronously (a workqueue) when
+        the first socket asks, and stamps a datagram that arrived before that
+        when it is read. Hold a socket that asks for the whole test, and wait
+        until a probe shows stamps taken on arrival."""
+        s = self.sender()
+        s.setsockopt(socket.SOL_SOCKET, 35, 1)  # SO_TIMESTAMPNS
+        deadline = time.time() + TIMEOUT
+        while time.time() < deadline:
+            s.sendto(b"probe", s.getsockname())
+            time.sleep(0.05)  # the gap being measured, not a sync
+            _, anc, _, _ = s.recvmsg(16, 256)
+            read = time.time()
+            for lvl, typ, c in anc:
+                if (lvl, typ) == (socket.SOL_SOCKET, 35):
+                    sec, nsec = struct.unpack("@ll", c[:16])
+                    if read - (sec + nsec / 1e9) >= 0.04:
+                        return
+        self.fail("the kernel never stamped a datagram on arrival")
+
     def test_time_is_kernel_arrival_time(self):
         # A datagram that waits in the socket while the relay is frozen
         # keeps the time it arrived, not the time the relay read it.
+        self.stamping_on_arrival()
         for path in PATHS:
             with self.subTest(path=path):
                 port = free_port()
