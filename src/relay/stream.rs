@@ -48,6 +48,18 @@ const MAGIC_SEARCH: usize = 64 * 1024;
 const BUFFER: usize = 4 << 20;
 /// The kind byte of a batch record (see the module documentation).
 const BATCH: u8 = 4;
+/// Linux's values in a batch's sockaddrs and control messages (the same on every
+/// architecture the relay's batch path runs on).
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+const SOL_SOCKET: i32 = 1;
+const SCM_TIMESTAMPNS: i32 = 35;
+const SO_RXQ_OVFL: i32 = 40;
+
+/// The little-endian u32 at the start of `b` (the kernel's byte order in a batch).
+fn le_u32(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
 
 mod field {
     use std::ops::Range;
@@ -264,8 +276,7 @@ impl BatchState {
     }
 
     fn len(&self, i: usize) -> usize {
-        let l = &self.meta[4 * i..4 * i + 4];
-        u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize
+        le_u32(&self.meta[4 * i..]) as usize
     }
 
     fn sockaddr(&self, i: usize) -> &[u8] {
@@ -299,8 +310,8 @@ fn parse_sockaddr(a: &[u8]) -> Result<(IpAddr, u16), StreamError> {
     let family = u16::from_le_bytes([a[0], a[1]]);
     let port = u16::from_be_bytes([a[2], a[3]]);
     match family {
-        2 => Ok((IpAddr::V4(Ipv4Addr::new(a[4], a[5], a[6], a[7])), port)),
-        10 if a.len() >= 24 => {
+        AF_INET => Ok((IpAddr::V4(Ipv4Addr::new(a[4], a[5], a[6], a[7])), port)),
+        AF_INET6 if a.len() >= 24 => {
             let mut o = [0u8; 16];
             o.copy_from_slice(&a[8..24]);
             let v6 = Ipv6Addr::from(o);
@@ -314,9 +325,6 @@ fn parse_sockaddr(a: &[u8]) -> Result<(IpAddr, u16), StreamError> {
 /// The kernel receive time and drop counter from one datagram's control messages
 /// (`struct cmsghdr { u64 len; i32 level; i32 type; }` then data, 8-byte aligned).
 fn parse_control(c: &[u8]) -> (Option<Duration>, Option<u32>) {
-    const SOL_SOCKET: i32 = 1;
-    const SCM_TIMESTAMPNS: i32 = 35;
-    const SO_RXQ_OVFL: i32 = 40;
     let (mut time, mut drops) = (None, None);
     let mut at = 0;
     while c.len() - at >= 16 {
@@ -336,7 +344,7 @@ fn parse_control(c: &[u8]) -> (Option<Duration>, Option<u32>) {
                 time = Some(Duration::new(sec as u64, nsec as u32));
             }
         } else if level == SOL_SOCKET && kind == SO_RXQ_OVFL && data.len() >= 4 {
-            drops = Some(u32::from_le_bytes([data[0], data[1], data[2], data[3]]));
+            drops = Some(le_u32(data));
         }
         at += (len + 7) & !7;
         if at >= c.len() {
@@ -406,7 +414,7 @@ pub fn encode_batch(family: u8, time: Duration, datagrams: &[BatchDatagram]) -> 
         sa[2..4].copy_from_slice(&d.src.1.to_be_bytes());
         match (family, d.src.0) {
             (4, IpAddr::V4(a)) => {
-                sa[..2].copy_from_slice(&2u16.to_le_bytes());
+                sa[..2].copy_from_slice(&AF_INET.to_le_bytes());
                 sa[4..8].copy_from_slice(&a.octets());
             }
             (_, a) => {
@@ -414,7 +422,7 @@ pub fn encode_batch(family: u8, time: Duration, datagrams: &[BatchDatagram]) -> 
                     IpAddr::V4(a) => a.to_ipv6_mapped(),
                     IpAddr::V6(a) => a,
                 };
-                sa[..2].copy_from_slice(&10u16.to_le_bytes());
+                sa[..2].copy_from_slice(&AF_INET6.to_le_bytes());
                 sa[8..24].copy_from_slice(&a.octets());
             }
         }
@@ -425,16 +433,16 @@ pub fn encode_batch(family: u8, time: Duration, datagrams: &[BatchDatagram]) -> 
         let mut at = 0;
         if let Some(t) = d.time {
             c[..8].copy_from_slice(&32u64.to_le_bytes());
-            c[8..12].copy_from_slice(&1i32.to_le_bytes());
-            c[12..16].copy_from_slice(&35i32.to_le_bytes());
+            c[8..12].copy_from_slice(&SOL_SOCKET.to_le_bytes());
+            c[12..16].copy_from_slice(&SCM_TIMESTAMPNS.to_le_bytes());
             c[16..24].copy_from_slice(&(t.as_secs() as i64).to_le_bytes());
             c[24..32].copy_from_slice(&i64::from(t.subsec_nanos()).to_le_bytes());
             at = 32;
         }
         if let Some(n) = d.drops {
             c[at..at + 8].copy_from_slice(&20u64.to_le_bytes());
-            c[at + 8..at + 12].copy_from_slice(&1i32.to_le_bytes());
-            c[at + 12..at + 16].copy_from_slice(&40i32.to_le_bytes());
+            c[at + 8..at + 12].copy_from_slice(&SOL_SOCKET.to_le_bytes());
+            c[at + 12..at + 16].copy_from_slice(&SO_RXQ_OVFL.to_le_bytes());
             c[at + 16..at + 20].copy_from_slice(&n.to_le_bytes());
         }
         v.extend_from_slice(&c);
@@ -569,14 +577,11 @@ impl Decoder {
         match Self::batch_header(b) {
             Ok((count, addr_len)) => {
                 let meta = HEADER_LEN + batch_meta_len(count, addr_len);
-                have >= meta && have >= meta + Self::first_len(&b[HEADER_LEN..])
+                // (the first length is inside the metadata, so read only once it is here)
+                have >= meta && have >= meta + le_u32(&b[HEADER_LEN..]) as usize
             }
             Err(_) => true,
         }
-    }
-
-    fn first_len(lens: &[u8]) -> usize {
-        u32::from_le_bytes([lens[0], lens[1], lens[2], lens[3]]) as usize
     }
 
     /// A batch header's datagram count and sockaddr length, checked.
