@@ -178,7 +178,7 @@ def plain_rx(s, snap):
             parts.append(REC.pack(1, 4 if len(ip) == 4 else 6, len(d), drops,
                                   ts or now_ns(), struct.pack("!H", src[1]),
                                   0, ip) + d)
-        return parts
+        return len(parts), parts
     return rx
 
 
@@ -226,14 +226,14 @@ def mmsg_rx(s, snap):
                 break
             e = ctypes.get_errno() if k < 0 else errno.EAGAIN
             if e == errno.EAGAIN:  # --heartbeat seconds without a datagram
-                return []
+                return 0, []
             if e != errno.EINTR:
                 raise OSError(e, os.strerror(e))
         n = lens[:k]
         parts = [REC.pack(4, fam, k, 0, now_ns(), b"\0\0", 0, b""),
                  n.tobytes(), nv[:nl * k], cv[:cl * k]]
         parts.extend(map(cut, slots, map(slice, n)))
-        return parts
+        return k, parts
     rx.buffers = (hdrs, names, ctl, iov, data)  # what the kernel writes into
     return rx
 
@@ -295,11 +295,12 @@ def main():
     rx = rx or plain_rx(s, snap)
     last = time.time()
     while True:
-        parts = rx()  # up to BATCH records, or [] after --heartbeat idle
+        # (datagrams, buffers to write): up to BATCH, or none after --heartbeat idle
+        n, parts = rx()
         if parts:
             put_all(parts)
             last = time.time()
-            if len(parts) < BATCH and a.gather > 0:
+            if n < BATCH and a.gather > 0:
                 time.sleep(a.gather)
             continue
         t = time.time()
