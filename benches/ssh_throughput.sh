@@ -3,8 +3,8 @@
 # beside the manual baseline `ssh host tcpdump -U -w - udp port 4789 | tshark -r -` and the
 # raw SSH channel, for 128-byte and 1500-byte inner frames. Not a test: it prints figures.
 #
-#   sudo bash benches/ssh_throughput.sh                 # all of it: about 15 minutes on 2 CPUs
-#   sudo REPS=1 SIZES=128 bash benches/ssh_throughput.sh   # a quick look
+#   bash benches/ssh_throughput.sh                 # all of it: about 15 minutes on 2 CPUs
+#   REPS=1 SIZES=128 bash benches/ssh_throughput.sh   # a quick look (asks sudo if not root)
 #
 # Self-contained, as root: a temporary OpenSSH sshd on 127.0.0.1 with its own host key and
 # a client key for root, a known_hosts file and an empty client config (AWSVPC_SSH_CONFIG);
@@ -28,7 +28,9 @@ PYTHON="${PYTHON:-python3}"
 TARGET_DIR="${CARGO_TARGET_DIR:-/root/.cache/awsvpc-bench}"
 
 die() { echo "ssh_throughput: $*" >&2; exit 1; }
-[ "$(id -u)" = 0 ] || die "run as root (sshd, tcpdump on lo, root login over SSH)"
+AS_ROOT_KEEP="AWSVPC_BIN REBUILD SIZES PATHS REPS STEP_SECONDS TCPDUMP_BUFFER SSH_CIPHER BENCH_TIMEOUT KEEP BENCH_ARGS PYTHON"
+source "$REPO/scripts/as-root.sh"
+as_root "the benchmark (sshd, tcpdump on lo, root login over SSH)" "$@"
 for t in ssh ssh-keygen /usr/sbin/sshd tshark tcpdump timeout "$PYTHON"; do
     command -v "$t" >/dev/null || die "$t is missing (apt-get install openssh-server openssh-client tshark tcpdump python3)"
 done

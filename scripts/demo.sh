@@ -3,10 +3,11 @@
 # Wireshark extcap (in a temporary HOME, so your own Wireshark profile is untouched), mirror
 # real traffic in network namespaces with tc + kernel VXLAN exactly as AWS Traffic Mirroring
 # sends it, and capture it live through tshark -i awsvpc. Run as root (namespaces).
-#   sudo bash scripts/demo.sh            # ~1 minute on a built tree
+#   bash scripts/demo.sh                 # ~1 minute on a built tree; asks sudo if not root
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[[ $(id -u) == 0 ]] || { echo "demo: run as root (it creates network namespaces)" >&2; exit 1; }
+source scripts/as-root.sh
+as_root "the demo (it creates network namespaces)" "$@"
 bash scripts/install-deps.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/awsvpc-target}"
 cargo build --release --quiet

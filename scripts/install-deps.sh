@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what awsvpc's build, demo and tests need on Debian/Ubuntu (run as root).
+# Installs what awsvpc's build, demo and tests need on Debian/Ubuntu (as root, or through
+# sudo when something is missing).
 # Only missing packages are installed, so reruns are quick.
 set -euo pipefail
 packages=(
@@ -16,6 +17,8 @@ for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 if ((${#missing[@]})); then
+  source "$(dirname "$0")/as-root.sh"
+  as_root "installing ${missing[*]}" "$@"
   export DEBIAN_FRONTEND=noninteractive
   # Wireshark asks whether non-root users may capture; the answer does not matter here.
   echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
@@ -27,6 +30,8 @@ fi
 # the tests can validate the collector's user data with cloud-init's own schema.
 ci=/var/cache/awsvpc-test/cloud-init
 if [ ! -d "$ci/usr/lib/python3/dist-packages/cloudinit" ]; then
+  source "$(dirname "$0")/as-root.sh"
+  as_root "unpacking cloud-init into /var/cache" "$@"
   tmp=$(mktemp -d)
   (cd "$tmp" && chmod 777 . && apt-get download -q cloud-init >/dev/null)
   mkdir -p "$ci"
