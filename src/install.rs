@@ -4,8 +4,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const HELP: &str = include_str!("../README.md");
-
 fn home() -> Option<PathBuf> {
     std::env::var_os("HOME").map(PathBuf::from)
 }
@@ -55,15 +53,6 @@ pub fn personal_extcap_dir(version: Option<(u32, u32)>) -> Option<PathBuf> {
     }
 }
 
-/// Where `install` writes the documentation the toolbar's help button opens.
-pub fn help_file() -> Option<PathBuf> {
-    let data = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| home().map(|h| h.join(".local/share")))?;
-    Some(data.join("awsvpc").join("README.md"))
-}
-
 fn binary_name() -> &'static str {
     if cfg!(windows) {
         "awsvpc.exe"
@@ -102,18 +91,20 @@ pub fn install(dir: Option<&Path>, symlink: bool) -> Result<String, String> {
             let _ = std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755));
         }
     }
-    if let Some(h) = help_file() {
-        if let Some(parent) = h.parent() {
-            let _ = std::fs::create_dir_all(parent);
-        }
-        let _ = std::fs::write(&h, HELP);
-    }
+    // The page the toolbar's Help button opens.
+    let help = match crate::help::page_path() {
+        Some(h) => match crate::help::write_page(&h) {
+            Ok(()) => format!("\nHelp (the toolbar's Help button): {}", h.display()),
+            Err(e) => format!("\nCould not write the help page {} ({e}).", h.display()),
+        },
+        None => String::new(),
+    };
     let found = match version {
         Some((a, b)) => format!("Wireshark {a}.{b}"),
         None => "no Wireshark on PATH (assumed 4.2 or later)".to_string(),
     };
     Ok(format!(
-        "Installed awsvpc {} for {found}: {}{}\nRestart Wireshark (or run tshark -D) to see \"AWS VPC Traffic Mirroring\". Undo with: awsvpc uninstall",
+        "Installed awsvpc {} for {found}: {}{}{help}\nRestart Wireshark (or run tshark -D) to see \"AWS VPC Traffic Mirroring\". Undo with: awsvpc uninstall",
         env!("CARGO_PKG_VERSION"),
         target.display(),
         if symlink { format!(" -> {}", me.display()) } else { String::new() }
@@ -140,7 +131,7 @@ pub fn uninstall(dir: Option<&Path>) -> Result<String, String> {
             removed.push(t.display().to_string());
         }
     }
-    if let Some(h) = help_file() {
+    if let Some(h) = crate::help::page_path() {
         let _ = std::fs::remove_file(h);
     }
     Ok(if removed.is_empty() {

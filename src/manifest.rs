@@ -20,7 +20,6 @@ pub struct Manifest {
 #[serde(deny_unknown_fields)]
 pub struct Extcap {
     pub display: String,
-    pub help_url: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,13 +167,19 @@ impl Manifest {
             .map(|n| n as u8)
     }
 
-    /// `--extcap-interfaces`: version line, interface, toolbar controls.
+    /// `--extcap-interfaces`: version line, interface, toolbar controls. An empty `help`
+    /// leaves the field out.
     pub fn render_interfaces(&self, version: &str, help: &str) -> String {
         let mut s = String::new();
         let e = &self.extcap;
+        let help = if help.is_empty() {
+            String::new()
+        } else {
+            format!("{{help={help}}}")
+        };
         let _ = writeln!(
             s,
-            "extcap {{version={version}}}{{help={help}}}{{display={}}}",
+            "extcap {{version={version}}}{help}{{display={}}}",
             e.display
         );
         let i = &self.interface;

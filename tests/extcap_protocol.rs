@@ -16,6 +16,7 @@ fn query(args: &[&str], home: &Path) -> std::process::Output {
         .env_remove("AWS_PROFILE")
         .env_remove("AWS_CONFIG_FILE")
         .env_remove("AWS_SHARED_CREDENTIALS_FILE")
+        .env_remove("XDG_DATA_HOME")
         // Any network attempt would fail here; query calls must not need it.
         .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
         .current_dir("/"))
@@ -40,6 +41,33 @@ fn interfaces_with_and_without_version() {
         assert!(s.contains("\ninterface {value=awsvpc}{display=AWS VPC Traffic Mirroring}\n"));
         assert!(o.stderr.is_empty());
     }
+}
+
+/// The Help button opens a page on this machine: `help=` is a `file:` URL of this
+/// version's README, written on first use, and names nothing online.
+#[test]
+fn help_is_a_local_page_of_this_version() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path().join("Zoë M");
+    std::fs::create_dir_all(&home).unwrap();
+    let s = stdout(&query(&["--extcap-interfaces"], &home));
+    let first = s.lines().next().unwrap();
+    let url = first
+        .split("{help=")
+        .nth(1)
+        .and_then(|r| r.split('}').next())
+        .unwrap_or_else(|| panic!("no help in {first}"));
+    assert!(!s.contains("http"), "{s}");
+    assert_eq!(
+        url,
+        format!(
+            "file://{}/Zo%C3%AB%20M/.local/share/awsvpc/awsvpc.html",
+            home.parent().unwrap().display()
+        )
+    );
+    let page = std::fs::read_to_string(home.join(".local/share/awsvpc/awsvpc.html")).unwrap();
+    assert!(page.contains(&format!("<title>awsvpc {} ", env!("CARGO_PKG_VERSION"))));
+    assert!(page.contains("When a capture cannot start"));
 }
 
 #[test]

@@ -9,7 +9,8 @@
 #      local collector, waits (polling awsvpc's debug log) for "listening on" and "toolbar
 #      initialized" (Wireshark passed the control pipes and sent Initialized), runs
 #      `netns.sh traffic`, waits for counters with packets, screenshots the window, presses
-#      the toolbar's counters button (awsvpc must log "statistics:"), clicks the toolbar's
+#      the toolbar's counters button (awsvpc must log "statistics:"), its Help button (the
+#      desktop's opener, a recorder on PATH, must get a file: URL of awsvpc's page), its
 #      Log button and screenshots the log dialog, clicks the main toolbar's
 #      Stop button, waits for awsvpc's "capture ended" and for Wireshark's "Capture
 #      stopped", screenshots again, then ends Wireshark with SIGTERM;
@@ -126,6 +127,10 @@ inner() {
     click_toolbar_button 4 'awsvpc log: "statistics:" (counters button pressed)' \
         in_log '\[message\] statistics: ' || return 1
     log "awsvpc: $(grep -F 'statistics: ' "$AWS_LOG" | tail -n 1 | cut -d' ' -f3-)"
+    # The Help button: Wireshark hands awsvpc's help= to the desktop's opener (xdg-open, a
+    # recorder here), which must get a page on this machine.
+    click_toolbar_button 3 "xdg-open called by the Help button" test -s "$ART/help-opened" || return 1
+    log "Help opened: $(cat "$ART/help-opened")"
     # The logger button opens Wireshark's dialog with every line awsvpc sent on control 0.
     click_toolbar_button 2 "the awsvpc Log dialog" log_window_open || return 1
     shot awsvpc-gui # main window: toolbar + status bar, with the Log dialog over it
@@ -202,7 +207,7 @@ export ART=${GUI_ARTIFACTS:-/tmp/awsvpc-gui}
 export TESTBED_PREFIX=${AWSVPC_GUI_TESTBED:-awsgui}
 export TESTBED_VNI=${TESTBED_VNI:-4242}
 mkdir -p "$ART"
-rm -f "$ART"/{awsvpc.log,wireshark.stdout,wireshark.stderr,capture.pcapng,*.png}
+rm -f "$ART"/{awsvpc.log,wireshark.stdout,wireshark.stderr,capture.pcapng,help-opened,*.png}
 export AWS_LOG=$ART/awsvpc.log
 
 TMPD=$(mktemp -d /tmp/awsvpc-gui.XXXXXX)
@@ -247,6 +252,12 @@ TESTBED_PREFIX=$TESTBED_PREFIX bash "$NETNS" up >&2
 export MIRROR_MAC
 MIRROR_MAC=$(TESTBED_PREFIX=$TESTBED_PREFIX bash "$NETNS" mac)
 
+# The desktop's opener, as Qt finds it on PATH: it records what the Help button opens.
+mkdir -p "$TMPD/bin"
+printf '#!/bin/sh\nprintf "%%s\\n" "$*" >>"%s"\n' "$ART/help-opened" >"$TMPD/bin/xdg-open"
+chmod +x "$TMPD/bin/xdg-open"
+export PATH="$TMPD/bin:$PATH"
+
 log "running Wireshark in namespace $TESTBED_PREFIX-col under xvfb-run"
 rc=0
 AWSVPC_GUI_INNER=1 timeout -k 5 90 ip netns exec "$TESTBED_PREFIX-col" \
@@ -267,6 +278,11 @@ written=$(grep -F 'capture ended' "$AWS_LOG" | grep -oE '[0-9]+ packets \(' | gr
 for f in awsvpc-gui capturing stopped; do
     [[ -s $ART/$f.png ]] || die "screenshot $ART/$f.png missing"
 done
+# Help opened a file: URL of a page on this disk: awsvpc's own README, this version.
+help_url=$(head -n 1 "$ART/help-opened")
+[[ $help_url == file://* ]] || die "the Help button opened $help_url, not a local file"
+help_path=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.unquote(urllib.parse.urlparse(sys.argv[1]).path))' "$help_url")
+grep -qF '<title>awsvpc ' "$help_path" || die "the Help page $help_path is not awsvpc's documentation"
 log "capture file: $npk packets (awsvpc wrote ${written:-?})"
 echo "screenshot: $ART/awsvpc-gui.png"
 echo "PASS: Wireshark GUI captured $npk mirrored packets with the awsvpc toolbar and stopped cleanly"
