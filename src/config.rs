@@ -81,6 +81,16 @@ pub struct CaptureConfig {
     pub log_file: Option<String>,
 }
 
+impl CaptureConfig {
+    /// Whether this capture calls AWS: it mirrors ENIs, launches a collector, or reaches
+    /// one through Session Manager.
+    pub fn uses_aws(&self) -> bool {
+        !self.enis.is_empty()
+            || self.collector == CollectorMode::Ephemeral
+            || self.connect == Connect::Ssm
+    }
+}
+
 fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
     args: &ExtcapArgs,
     name: &str,
@@ -320,7 +330,17 @@ fn ssh_target(args: &ExtcapArgs, required: bool) -> Result<SshTarget, String> {
     let file = |name: &str, what: &str| -> Result<Option<String>, String> {
         match args.get(name).filter(|v| !v.is_empty()) {
             None => Ok(None),
-            Some(f) if std::path::Path::new(f).is_file() => Ok(Some(f.to_string())),
+            // ssh expands `${VAR}` in these paths and has no escape for it; a control
+            // character would end its option line.
+            Some(f) if f.chars().any(char::is_control) || f.contains("${") => Err(format!(
+                "--{name} {f:?} has a character ssh cannot take in a file name (a control character or \"${{\"); rename the file or choose another."
+            )),
+            // Absolute, so ssh's expansion of a leading ~ cannot apply.
+            Some(f) if std::path::Path::new(f).is_file() => Ok(Some(
+                std::path::absolute(f)
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_else(|_| f.to_string()),
+            )),
             Some(f) => Err(format!(
                 "--{name} {f:?} is not a readable file; choose {what}."
             )),

@@ -87,6 +87,13 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    let code = run();
+    // A helper the AWS SDK started (a hung credential_process) must not outlive awsvpc.
+    awsvpc::sys::end_children(std::time::Duration::from_millis(300));
+    code
+}
+
+fn run() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     if extcap::args::is_extcap_call(&argv) {
         return extcap::run(&argv, &mut std::io::stdout().lock());

@@ -1180,6 +1180,229 @@ fn every_bad_input_is_one_sentence_and_leaves_nothing() {
     if only.is_some() {
         return;
     }
+    // The order of a capture's checks: arguments, local files, credentials, AWS resources,
+    // the public address, creation. A wrong profile is named before any network call: every
+    // address awsvpc could ask here (AWS, the public-address service, the collector's SSH) is
+    // one loopback listener, and no connection may reach its backlog.
+    for (input, args) in [
+        (
+            "unknown profile with the default collector and no `--ssh-allow` (no network call before the local checks)",
+            s(&["--profile", "no-such-profile", "--region", "eu-west-1", "--eni", "eni-0123456789abcdef0"]),
+        ),
+        (
+            "unknown profile with a host collector over SSH (checked before the collector is dialled)",
+            s(&["--profile", "no-such-profile", "--collector", "host", "--ssh-host", "127.0.0.1",
+                "--target-id", "tmt-0123456789abcdef0", "--eni", "eni-0123456789abcdef0"]),
+        ),
+    ] {
+        let listener = in_netns(&lab.ns, || std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+        let port = listener.local_addr().unwrap().port();
+        let url = format!("http://127.0.0.1:{port}/");
+        let mut args = args;
+        args.extend(s(&["--ssh-port", &port.to_string()]));
+        let started = Instant::now();
+        let o = run_case(
+            &lab,
+            input,
+            &args,
+            How {
+                env_set: vec![("AWSVPC_CHECKIP_URL", url.clone()), ("AWS_ENDPOINT_URL", url)],
+                ..Default::default()
+            },
+        );
+        let took = started.elapsed();
+        let line = assert_refused(
+            &lab,
+            input,
+            &o,
+            &["AWS profile \"no-such-profile\" is not in", "choose one of: default, lab, sso"],
+        );
+        listener.set_nonblocking(true).unwrap();
+        let contacted = listener.accept().is_ok();
+        assert!(!contacted, "{input}: a network call came before the profile check; log: {}", o.log);
+        // Offline, a lookup that came first would wait for DNS; the local check answers at once.
+        assert!(took < Duration::from_secs(1), "{input}: answered in {took:?}");
+        rows.push(Row {
+            input: input.to_string(),
+            sentence: line,
+            proof: format!("{REFUSED}; no connection to any address awsvpc could ask (AWS, checkip, SSH) before it; answered in {} ms in a namespace with only loopback", took.as_millis()),
+        });
+    }
+
+    // Untrusted inputs beyond the table above, as an attacker would shape them: helper
+    // programs that hang or lie, values that would reach ssh as options, Regions that would
+    // reach the SDK's endpoint resolver, megabyte values.
+    {
+        let dir = lab.work.path().join("hostile");
+        std::fs::create_dir_all(&dir).unwrap();
+        let pid_file = dir.join("credential_process.pid");
+        let marker = dir.join("smuggled");
+        let config = dir.join("config");
+        std::fs::write(
+            &config,
+            format!(
+                "[profile hangs]\nregion = us-east-1\ncredential_process = sh -c 'echo $$ > {}; exec sleep 600'\n\n\
+                 [profile garbage]\nregion = us-east-1\ncredential_process = echo this is not the credentials JSON\n",
+                pid_file.display()
+            ),
+        )
+        .unwrap();
+        let helpers = || How {
+            env_remove: vec!["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"],
+            env_set: vec![("AWS_CONFIG_FILE", config.display().to_string())],
+            ..Default::default()
+        };
+        let smuggle = format!("-oProxyCommand=touch {}", marker.display());
+        let cases: Vec<Simple> = vec![
+            (
+                "profile whose `credential_process` hangs".into(),
+                local(&["--profile", "hangs"]),
+                helpers(),
+                vec![
+                    "credentials of profile hangs did not arrive in time",
+                    "~/.aws/config",
+                ],
+            ),
+            (
+                "profile whose `credential_process` prints garbage".into(),
+                local(&["--profile", "garbage"]),
+                helpers(),
+                vec![
+                    "credential_process of profile garbage did not print AWS credentials",
+                    "fix the command",
+                ],
+            ),
+            (
+                "`--region` that is no Region name (`EU-WEST-1`)".into(),
+                local(&["--region", "EU-WEST-1"]),
+                How::default(),
+                vec![
+                    "--region must be an AWS Region such as eu-west-1",
+                    "\"EU-WEST-1\"",
+                ],
+            ),
+            (
+                "`AWS_REGION` that is no Region name (`eu_west_1`)".into(),
+                local(&[]),
+                How {
+                    env_set: vec![("AWS_REGION", "eu_west_1".into())],
+                    ..Default::default()
+                },
+                vec!["The AWS Region \"eu_west_1\"", "set --region"],
+            ),
+            (
+                "`--ssh-host` that is an ssh option (`-oProxyCommand=…`)".into(),
+                s(&["--collector", "host", "--ssh-host", &smuggle]),
+                How::default(),
+                vec!["--ssh-host must be a host name", "-oProxyCommand"],
+            ),
+            (
+                "`--ssh-user` that is an ssh option (`-oProxyCommand=…`)".into(),
+                s(&[
+                    "--collector",
+                    "host",
+                    "--ssh-host",
+                    "127.0.0.1",
+                    "--ssh-user",
+                    &smuggle,
+                ]),
+                How::default(),
+                vec!["--ssh-user must be a user name", "-oProxyCommand"],
+            ),
+            (
+                "`--ssh-key` whose name ssh would expand (`${HOME}/id`)".into(),
+                s(&[
+                    "--collector",
+                    "host",
+                    "--ssh-host",
+                    "127.0.0.1",
+                    "--ssh-key",
+                    "${HOME}/id",
+                ]),
+                How::default(),
+                vec!["--ssh-key", "rename the file or choose another"],
+            ),
+            (
+                "a 100-kilobyte `--eni` value".into(),
+                s(&[
+                    "--collector",
+                    "local",
+                    "--eni",
+                    &format!("eni-{}", "f".repeat(100_000)),
+                ]),
+                How::default(),
+                vec!["--eni must list ENI ids", "…\" is not one"],
+            ),
+        ];
+        for (input, args, how, wants) in cases {
+            let o = run_case(&lab, &input, &args, how);
+            let line = assert_refused(&lab, &input, &o, &wants);
+            assert!(line.len() < 600, "{input}: a {}-byte line", line.len());
+            let mut proof = REFUSED.to_string();
+            if input.contains("hangs") {
+                // The helper the SDK started (and gave up on) ended with awsvpc.
+                let pid: i32 = std::fs::read_to_string(&pid_file)
+                    .unwrap()
+                    .trim()
+                    .parse()
+                    .unwrap();
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let alive = stat
+                    .rsplit_once(')')
+                    .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'));
+                assert!(
+                    !alive,
+                    "{input}: the credential_process (pid {pid}) outlived awsvpc"
+                );
+                proof.push_str("; the hung credential_process is gone when awsvpc exits");
+            }
+            if input.contains("ssh option") {
+                assert!(
+                    !marker.exists(),
+                    "{input}: ssh ran the smuggled ProxyCommand"
+                );
+                proof.push_str("; no program ran the smuggled option");
+            }
+            rows.push(Row {
+                input,
+                sentence: line,
+                proof,
+            });
+        }
+        // Query calls read the profile list and never run a profile's helper: the
+        // configuration call answers at once with the hanging and lying profiles listed.
+        let _ = std::fs::remove_file(&pid_file);
+        let started = Instant::now();
+        let o = run(Command::new(bin())
+            .args(["--extcap-config", "--extcap-interface", "awsvpc"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", &lab.home)
+            .env("AWS_CONFIG_FILE", &config));
+        let took = started.elapsed();
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success() && text.contains("{value=hangs}"),
+            "{text}"
+        );
+        assert!(
+            !pid_file.exists(),
+            "--extcap-config ran a credential_process"
+        );
+        assert!(
+            took < Duration::from_secs(2),
+            "--extcap-config took {took:?}"
+        );
+        rows.push(Row {
+            input: "`--extcap-config` with a profile whose `credential_process` hangs".into(),
+            sentence: "(the options dialog opens; the profile is listed)".into(),
+            proof: format!(
+                "exit 0 in {} ms; the credential_process never ran",
+                took.as_millis()
+            ),
+        });
+    }
+
     // Port 4789 already bound: refused before any AWS call, so nothing was created.
     {
         let ns = lab.ns.clone();

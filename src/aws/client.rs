@@ -21,16 +21,7 @@ const OPERATION_TIMEOUT: Duration = Duration::from_secs(20);
 /// Builds the clients. Fails with one sentence when the profile does not exist or no
 /// region can be found; credentials are resolved on the first call.
 pub async fn connect(profile: Option<&str>, region: Option<&str>) -> Result<Aws, String> {
-    if let Some(p) = profile {
-        let known = crate::extcap::aws_profiles::profile_names();
-        if !known.iter().any(|k| k == p) {
-            return Err(if known.is_empty() {
-                format!("AWS profile {p:?} is not configured on this machine (no profiles in ~/.aws/config or ~/.aws/credentials); run aws configure --profile {p}.")
-            } else {
-                format!("AWS profile {p:?} is not in ~/.aws/config or ~/.aws/credentials; choose one of: {}.", known.join(", "))
-            });
-        }
-    }
+    check_profile(profile)?;
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
         TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(5))
@@ -42,6 +33,13 @@ pub async fn connect(profile: Option<&str>, region: Option<&str>) -> Result<Aws,
     }
     if let Some(r) = region {
         loader = loader.region(aws_config::Region::new(r.to_string()));
+    }
+    if let Some(r) = region {
+        if !is_region(r) {
+            return Err(format!(
+                "--region must be an AWS Region such as eu-west-1, not {r:?}."
+            ));
+        }
     }
     let config = loader.load().await;
     let region = config
@@ -55,12 +53,48 @@ pub async fn connect(profile: Option<&str>, region: Option<&str>) -> Result<Aws,
                 "No AWS Region: set --region, AWS_REGION, or region in ~/.aws/config.".to_string()
             }
         })?;
+    // One from AWS_REGION or the profile is checked too: the SDK would answer a raw
+    // endpoint error ("must be a valid host label") on the first call.
+    if !is_region(&region) {
+        return Err(format!("The AWS Region {region:?} (from AWS_REGION or the profile's region) is not a Region name such as eu-west-1; correct it or set --region."));
+    }
     Ok(Aws {
         ec2: aws_sdk_ec2::Client::new(&config),
         sts: aws_sdk_sts::Client::new(&config),
         ssm: aws_sdk_ssm::Client::new(&config),
         region,
         profile: profile.map(str::to_string),
+    })
+}
+
+/// A Region name as endpoints take it: lowercase letters, digits and inner hyphens
+/// (`eu-west-1`, `us-gov-west-1`, `cn-north-1`).
+fn is_region(r: &str) -> bool {
+    (3..=32).contains(&r.len())
+        && r.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && r.starts_with(|c: char| c.is_ascii_lowercase())
+        && !r.ends_with('-')
+        && !r.contains("--")
+}
+
+/// The profile is one of this machine's: a check of local files only, made before any
+/// network call of a capture.
+pub fn check_profile(profile: Option<&str>) -> Result<(), String> {
+    let Some(p) = profile else {
+        return Ok(());
+    };
+    let known = crate::extcap::aws_profiles::profile_names();
+    if known.iter().any(|k| k == p) {
+        return Ok(());
+    }
+    Err(if known.is_empty() {
+        format!("AWS profile {p:?} is not configured on this machine (no profiles in ~/.aws/config or ~/.aws/credentials); run aws configure --profile {p}.")
+    } else {
+        format!(
+            "AWS profile {p:?} is not in ~/.aws/config or ~/.aws/credentials; choose one of: {}.",
+            known.join(", ")
+        )
     })
 }
 

@@ -74,7 +74,20 @@ where
         other => {
             let detail = format!("{}", DisplayErrorContext(other));
             let lower = detail.to_ascii_lowercase();
-            if lower.contains("sso") && (lower.contains("expired") || lower.contains("refresh")) {
+            let of = match profile {
+                Some(p) => format!(" of profile {p}"),
+                None => String::new(),
+            };
+            if lower.contains("identity resolver timed out") {
+                format!("The AWS credentials{of} did not arrive in time (its credential_process, SSO or role did not answer); run that command by hand or fix it in ~/.aws/config, then start the capture again.")
+            } else if lower.contains("credential_process")
+                || lower.contains("credentialprocess")
+                || lower.contains("external process")
+            {
+                format!("The credential_process{of} did not print AWS credentials (it failed, or printed something other than their JSON); fix the command in ~/.aws/config so that it prints the JSON the AWS CLI documents.")
+            } else if lower.contains("sso")
+                && (lower.contains("expired") || lower.contains("refresh"))
+            {
                 format!("The SSO session has expired; run {login} and start the capture again.")
             } else if lower.contains("no credentials")
                 || lower.contains("credentials provider")
@@ -83,7 +96,7 @@ where
             {
                 "No AWS credentials found; choose a profile with --profile, run aws configure, or set AWS_ACCESS_KEY_ID.".to_string()
             } else {
-                format!("{op} failed: {}.", one_line(&detail))
+                format!("{op} failed: {}.", excerpt(&detail))
             }
         }
     }
@@ -91,4 +104,17 @@ where
 
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// An SDK error chain on one line and at most 200 characters: what an endpoint or a helper
+/// program said can be of any length.
+fn excerpt(detail: &str) -> String {
+    let line: String = one_line(detail)
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect();
+    match line.char_indices().nth(200) {
+        Some((i, _)) => format!("{}…", &line[..i]),
+        None => line,
+    }
 }

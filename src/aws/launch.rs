@@ -88,12 +88,29 @@ pub struct LaunchRequest {
     pub user_data: String,
     /// UDP port of the mirror, open to the VPC's CIDRs.
     pub listen_port: u16,
-    /// TCP port and source CIDR of SSH, for `--connect ssh`.
-    pub ssh: Option<(u16, String)>,
+    /// TCP port and source of SSH, for `--connect ssh`.
+    pub ssh: Option<(u16, SshSource)>,
     /// Give the instance a public IPv4 address (SSH from outside the VPC).
     pub public_ip: bool,
     /// `--connect ssm`: the instance needs an instance profile for its SSM agent.
     pub needs_instance_profile: bool,
+}
+
+/// Where the collector's security group admits SSH from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SshSource {
+    /// `--ssh-allow`: a CIDR the user gave.
+    Cidr(String),
+    /// This machine's public address, asked of checkip.amazonaws.com only after every
+    /// local file, the credentials and the AWS resources were checked: a wrong profile must
+    /// not send the user after a network problem first.
+    ThisMachine,
+}
+
+impl From<&str> for SshSource {
+    fn from(cidr: &str) -> Self {
+        SshSource::Cidr(cidr.to_string())
+    }
 }
 
 /// A collector instance that was launched.
@@ -277,6 +294,16 @@ pub async fn launch(
     };
     let cidrs = vpc_cidrs(aws, vpc).await?;
     check_stop(stop)?;
+    // The last check before anything is created: the only one that asks outside AWS.
+    let ssh = match &req.ssh {
+        None => None,
+        Some((port, SshSource::Cidr(c))) => Some((*port, c.clone())),
+        Some((port, SshSource::ThisMachine)) => {
+            status("Finding this machine's public address");
+            Some((*port, crate::aws::checkip::caller_public_address()?))
+        }
+    };
+    check_stop(stop)?;
 
     status("Creating the collector's security group");
     let token = tags::client_token(&run_id, "sg");
@@ -286,7 +313,7 @@ pub async fn launch(
         .group_name(format!("awsvpc-{run_id}"))
         .description(format!(
             "awsvpc collector of capture {run_id}: VXLAN from the VPC{}",
-            if req.ssh.is_some() {
+            if ssh.is_some() {
                 ", SSH from the capturing machine"
             } else {
                 ""
@@ -327,7 +354,7 @@ pub async fn launch(
         .authorize_security_group_ingress()
         .group_id(&group)
         .ip_permissions(vxlan);
-    if let Some((port, from)) = &req.ssh {
+    if let Some((port, from)) = &ssh {
         ingress = ingress.ip_permissions(
             IpPermission::builder()
                 .ip_protocol("tcp")
@@ -350,8 +377,7 @@ pub async fn launch(
         "security group {group}: UDP {} from {}{}",
         req.listen_port,
         cidrs.join(", "),
-        req.ssh
-            .as_ref()
+        ssh.as_ref()
             .map(|(port, from)| format!("; TCP {port} from {from}"))
             .unwrap_or_default()
     );

@@ -4,7 +4,7 @@
 //! Session Manager to the relay listener its user data started.
 
 use super::DatagramSource;
-use crate::aws::launch::LaunchRequest;
+use crate::aws::launch::{LaunchRequest, SshSource};
 use crate::config::{CaptureConfig, Connect};
 use crate::log_msg;
 use crate::mirror::Mirror;
@@ -43,12 +43,9 @@ fn relay(cfg: &CaptureConfig) -> RelayOptions {
     }
 }
 
-/// What to launch for `cfg`, and how it will be reached. Generates the SSH keys; asks
-/// checkip.amazonaws.com for this machine's address unless `--ssh-allow` gives the source.
-pub fn prepare(
-    cfg: &CaptureConfig,
-    status: &dyn Fn(&str),
-) -> Result<(LaunchRequest, Access), String> {
+/// What to launch for `cfg`, and how it will be reached. Generates the SSH keys; makes no
+/// network call (this machine's public address is asked for just before the launch).
+pub fn prepare(cfg: &CaptureConfig) -> Result<(LaunchRequest, Access), String> {
     let over = cfg.ssh.clone().unwrap_or_default();
     if over.key.is_some() || over.known_hosts.is_some() {
         log_msg!("--ssh-key and --ssh-known-hosts are for a host collector; the temporary collector uses keys generated for this capture");
@@ -57,11 +54,8 @@ pub fn prepare(
         Connect::Ssh => {
             let keys = Arc::new(CollectorKeys::generate()?);
             let from = match &cfg.launch.ssh_allow {
-                Some(c) => c.clone(),
-                None => {
-                    status("Finding this machine's public address");
-                    crate::aws::checkip::caller_public_address()?
-                }
+                Some(c) => SshSource::Cidr(c.clone()),
+                None => SshSource::ThisMachine,
             };
             let ssh = SshSetup {
                 host_private: keys.host_private_openssh().to_string(),

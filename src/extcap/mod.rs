@@ -50,7 +50,8 @@ pub fn run(argv: &[String], out: &mut dyn Write) -> ExitCode {
     let m = Manifest::load();
     match args.step() {
         Step::Interfaces => {
-            let mut listing = m.render_interfaces(VERSION, &help_location(m));
+            let mut listing =
+                m.render_interfaces(VERSION, &crate::help::location().unwrap_or_default());
             if wireshark_4_4_0() {
                 // Still listed, so the user sees why it will not capture.
                 let i = &m.interface;
@@ -159,15 +160,6 @@ fn interface_ok(args: &ExtcapArgs, m: &Manifest) -> bool {
     }
 }
 
-/// The documentation the toolbar's help button opens: the local copy `awsvpc install`
-/// wrote, else the project page.
-fn help_location(m: &Manifest) -> String {
-    match crate::install::help_file() {
-        Some(p) if p.exists() => p.display().to_string(),
-        _ => m.extcap.help_url.clone(),
-    }
-}
-
 /// Values computed at `--extcap-config` time, from local files only.
 fn dynamic_values(from: &str) -> Vec<ArgValue> {
     match from {
@@ -238,8 +230,41 @@ fn aws_reload(args: &ExtcapArgs, option: &str) -> Result<Vec<ArgValue>, String> 
     })
 }
 
+/// A sentence on one line, with any value it quotes cut to 120 characters: an argument of
+/// a megabyte must not become a megabyte-wide error dialog.
 fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    const KEEP: usize = 120;
+    let line = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut out = String::with_capacity(line.len().min(4096));
+    // Alternate outside/inside a "…" quotation as Debug formatting writes it (\" inside).
+    let mut quoted = 0usize;
+    let mut inside = false;
+    let mut escaped = false;
+    for c in line.chars() {
+        if inside && !escaped && c == '"' {
+            if quoted > KEEP {
+                out.push('…');
+            }
+            inside = false;
+            out.push(c);
+            continue;
+        }
+        if inside {
+            escaped = !escaped && c == '\\';
+            quoted += 1;
+            if quoted <= KEEP {
+                out.push(c);
+            }
+            continue;
+        }
+        if c == '"' {
+            inside = true;
+            quoted = 0;
+            escaped = false;
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Status and counters to the toolbar (GUI) and the log (always).
@@ -382,6 +407,12 @@ fn capture(
     if let Some(f) = &cfg.filter {
         crate::filter::CaptureFilter::compile(f)
             .map_err(|e| format!("Invalid capture filter {f:?}: {e}."))?;
+    }
+    // Local files before any network call (a collector's SSH, AWS, the public address): a
+    // wrong profile is named first, at once, even offline.
+    #[cfg(feature = "aws")]
+    if cfg.uses_aws() {
+        crate::aws::client::check_profile(cfg.profile.as_deref())?;
     }
     if cfg.enis.is_empty() && (cfg.profile.is_some() || cfg.region.is_some() || cfg.vpc.is_some()) {
         log_msg!("no --eni: no AWS call is made, so --profile, --region and --vpc are not used");
@@ -538,7 +569,7 @@ fn ephemeral_capture(
 ) -> Result<Ending, String> {
     use crate::collector::launched;
     let status = |s: &str| progress.status(s);
-    let (launch, access) = launched::prepare(&cfg, &status)?;
+    let (launch, access) = launched::prepare(&cfg)?;
     let m = provision_mirror(&cfg, Some(launch), stop.clone(), progress)?;
     cfg.expected_vnis = Some(m.sources.iter().map(|s| s.vni).collect());
     cfg.sources = m.sources.clone();
@@ -667,4 +698,20 @@ fn redact(args: &ExtcapArgs) -> String {
         parts.push(format!("--extcap-capture-filter={f:?}"));
     }
     parts.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn long_quoted_values_are_cut_the_sentence_is_kept() {
+        let v = "a".repeat(100_000);
+        let line = one_line(&format!("--eni must list ENI ids; {v:?} is not one.\n"));
+        assert!(line.len() < 200, "{}", line.len());
+        assert!(line.starts_with("--eni must list ENI ids; \"aaa"));
+        assert!(line.ends_with("a…\" is not one."));
+        let short = "--x must be a port, not \"a \\\" b\".";
+        assert_eq!(one_line(short), short);
+    }
 }

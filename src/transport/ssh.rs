@@ -76,7 +76,10 @@ impl SshSettings {
         .args(["-o", "LogLevel=ERROR"]);
         if let Some(k) = &self.known_hosts {
             c.arg("-o")
-                .arg(format!("UserKnownHostsFile={}", k.display()))
+                .arg(format!(
+                    "UserKnownHostsFile={}",
+                    option_value(&k.to_string_lossy())
+                ))
                 .args(["-o", "GlobalKnownHostsFile=/dev/null"]);
         }
         if let Some(p) = self.port {
@@ -86,7 +89,10 @@ impl SshSettings {
             c.arg("-l").arg(u);
         }
         if let Some(k) = &self.key {
-            c.arg("-i").arg(k).args(["-o", "IdentitiesOnly=yes"]);
+            // ssh expands %-tokens in identity file names, those of -i too.
+            c.arg("-i")
+                .arg(k.to_string_lossy().replace('%', "%%"))
+                .args(["-o", "IdentitiesOnly=yes"]);
         }
         c
     }
@@ -112,7 +118,9 @@ impl SshSettings {
                     Some(("hostname", v)) => e.hostname = v.to_string(),
                     Some(("port", v)) => e.port = v.parse().unwrap_or(e.port),
                     Some(("user", v)) => e.user = v.to_string(),
-                    Some(("userknownhostsfile", v)) => {
+                    // ssh -G prints a list of files space-separated; the user's own file
+                    // name may hold spaces, so it is kept as given.
+                    Some(("userknownhostsfile", v)) if self.known_hosts.is_none() => {
                         e.known_hosts = v.split(' ').next().unwrap_or(v).to_string()
                     }
                     _ => {}
@@ -121,6 +129,26 @@ impl SshSettings {
         }
         e
     }
+}
+
+/// A file name as the value of `ssh -o Key=value`: ssh splits the value into words (a
+/// known_hosts option takes several files) and expands %-tokens, so it is double-quoted
+/// with `\` and `"` escaped and `%` doubled.
+fn option_value(path: &str) -> String {
+    let mut v = String::with_capacity(path.len() + 2);
+    v.push('"');
+    for c in path.chars() {
+        match c {
+            '\\' | '"' => {
+                v.push('\\');
+                v.push(c);
+            }
+            '%' => v.push_str("%%"),
+            c => v.push(c),
+        }
+    }
+    v.push('"');
+    v
 }
 
 #[derive(Debug, Clone)]
@@ -835,6 +863,40 @@ mod tests {
         };
         let lines: Vec<String> = stderr.iter().map(|s| s.to_string()).collect();
         explain_failure(&s, Some(ExitStatus::from_raw(code << 8)), &lines, "")
+    }
+
+    /// The real ssh's own parser (`ssh -G` prints the configuration it would use, after
+    /// its word splitting and %-token expansion, and connects nowhere) reads back exactly
+    /// the known_hosts file given, whatever its name holds.
+    #[test]
+    fn ssh_reads_back_file_names_with_spaces_quotes_and_percent() {
+        if std::process::Command::new("ssh")
+            .arg("-V")
+            .output()
+            .is_err()
+        {
+            return;
+        }
+        let known = r#"/tmp/Zoë's dir/known "hosts" %h\x 100%"#;
+        let s = SshSettings {
+            host: "collector.invalid".into(),
+            known_hosts: Some(known.into()),
+            config: Some("/dev/null".into()),
+            ..Default::default()
+        };
+        let mut c = s.base();
+        c.arg("-G").arg("--").arg(&s.host);
+        let out = c
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let read = text
+            .lines()
+            .find_map(|l| l.strip_prefix("userknownhostsfile "))
+            .unwrap_or_default();
+        assert_eq!(read, known, "{text}");
     }
 
     #[test]
