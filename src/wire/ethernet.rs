@@ -1,8 +1,30 @@
 //! Ethernet II frames, with 802.1Q / 802.1ad tags skipped to reach the L3 header.
 
-use super::{be16, Result, WireError};
+use super::{array, be16, Field, Result, WireError};
 
-pub const HEADER_LEN: usize = 14;
+mod field {
+    use super::Field;
+    pub const DST: Field = 0..6;
+    pub const SRC: Field = 6..12;
+    pub const ETHERTYPE: Field = 12..14;
+    /// A VLAN tag: its TPID sits where the EtherType would, then 2 bytes of TCI.
+    pub const TAG_LEN: usize = 4;
+}
+
+/// Of the IPv4 header, as far as the original length needs it.
+mod ipv4 {
+    use super::Field;
+    pub const TOTAL_LEN: Field = 2..4;
+}
+
+/// Of the IPv6 header, likewise.
+mod ipv6 {
+    use super::Field;
+    pub const PAYLOAD_LEN: Field = 4..6;
+    pub const HEADER_LEN: usize = 40;
+}
+
+pub const HEADER_LEN: usize = field::ETHERTYPE.end;
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
 pub const ETHERTYPE_IPV6: u16 = 0x86dd;
 const ETHERTYPE_VLAN: u16 = 0x8100;
@@ -29,23 +51,23 @@ impl<'a> Frame<'a> {
 
     #[inline]
     pub fn dst(&self) -> MacAddr {
-        mac_at(self.buf, 0)
+        array(self.buf, field::DST)
     }
 
     #[inline]
     pub fn src(&self) -> MacAddr {
-        mac_at(self.buf, 6)
+        array(self.buf, field::SRC)
     }
 
     /// The EtherType after any VLAN tags, and the offset of the L3 header.
     /// `None` when the tags run past the captured bytes.
     #[inline]
     pub fn l3(&self) -> Option<(u16, usize)> {
-        let mut off = 12;
+        let mut off = field::ETHERTYPE.start;
         for _ in 0..=MAX_TAGS {
-            let ty = be16(self.buf.get(off..off + 2)?, 0);
+            let ty = be16(self.buf.get(off..off + 2)?, 0..2);
             match ty {
-                ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_QINQ_OLD => off += 4,
+                ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_QINQ_OLD => off += field::TAG_LEN,
                 _ => return Some((ty, off + 2)),
             }
         }
@@ -59,11 +81,11 @@ impl<'a> Frame<'a> {
         let (ty, off) = self.l3()?;
         let l3 = self.buf.get(off..)?;
         match ty {
-            ETHERTYPE_IPV4 if l3.len() >= 4 && l3[0] >> 4 == 4 => {
-                Some(off + usize::from(be16(l3, 2)))
+            ETHERTYPE_IPV4 if l3.len() >= ipv4::TOTAL_LEN.end && l3[0] >> 4 == 4 => {
+                Some(off + usize::from(be16(l3, ipv4::TOTAL_LEN)))
             }
-            ETHERTYPE_IPV6 if l3.len() >= 6 && l3[0] >> 4 == 6 => {
-                Some(off + 40 + usize::from(be16(l3, 4)))
+            ETHERTYPE_IPV6 if l3.len() >= ipv6::PAYLOAD_LEN.end && l3[0] >> 4 == 6 => {
+                Some(off + ipv6::HEADER_LEN + usize::from(be16(l3, ipv6::PAYLOAD_LEN)))
             }
             _ => None,
         }
@@ -73,13 +95,6 @@ impl<'a> Frame<'a> {
     pub fn as_bytes(&self) -> &'a [u8] {
         self.buf
     }
-}
-
-#[inline]
-fn mac_at(b: &[u8], at: usize) -> MacAddr {
-    let mut m = [0u8; 6];
-    m.copy_from_slice(&b[at..at + 6]);
-    m
 }
 
 pub fn format_mac(m: &MacAddr) -> String {

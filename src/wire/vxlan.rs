@@ -1,10 +1,18 @@
 //! VXLAN (RFC 7348): the encapsulation AWS Traffic Mirroring uses on UDP 4789.
 
-use super::{be32, Result, WireError};
+use super::{be32, Field, Result, WireError};
 
-pub const HEADER_LEN: usize = 8;
 pub const PORT: u16 = 4789;
 const FLAG_I: u8 = 0x08;
+
+mod field {
+    use super::Field;
+    pub const FLAGS: usize = 0;
+    /// The VNI (24 bits) and a reserved byte.
+    pub const VNI_RESERVED: Field = 4..8;
+}
+
+pub const HEADER_LEN: usize = field::VNI_RESERVED.end;
 
 /// A VXLAN header followed by an inner Ethernet frame.
 #[derive(Debug, Clone, Copy)]
@@ -20,20 +28,20 @@ impl<'a> Packet<'a> {
         if buf.len() < HEADER_LEN {
             return Err(WireError::Truncated("VXLAN"));
         }
-        if buf[0] & FLAG_I == 0 {
+        if buf[field::FLAGS] & FLAG_I == 0 {
             return Err(WireError::Malformed("VXLAN I flag not set"));
         }
         Ok(Packet { buf })
     }
 
     pub fn flags(&self) -> u8 {
-        self.buf[0]
+        self.buf[field::FLAGS]
     }
 
     /// The 24-bit VXLAN network identifier: the mirror session's VNI.
     #[inline]
     pub fn vni(&self) -> u32 {
-        be32(self.buf, 4) >> 8
+        be32(self.buf, field::VNI_RESERVED) >> 8
     }
 
     #[inline]
