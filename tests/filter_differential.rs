@@ -7,8 +7,11 @@
 //! The same loop checks narrowing: every frame tcpdump keeps is one AWS mirrors under the
 //! rules `narrow` derives from the filter (the same rules serve both directions).
 
+#[path = "oracle/aws_rules.rs"]
+mod aws_rules;
 mod common;
-use awsvpc::narrow::{aws_mirrors, narrow};
+use aws_rules::aws_mirrors;
+use awsvpc::narrow::{narrow, Action, Cidr, Rule};
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;

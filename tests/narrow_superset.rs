@@ -1,12 +1,15 @@
 //! The superset property of narrowing: for generated filters and frames, every frame
 //! libpcap's compiled filter accepts is mirrored by AWS under the narrowed rules, read by
-//! AWS's documented rule semantics (`narrow::aws_mirrors`), for every rule budget.
+//! AWS's documented rule semantics (`tests/oracle/aws_rules.rs`), for every rule budget.
 //!
 //! Frames are IPv4/IPv6 only: AWS mirrors no other traffic, whatever the rules.
 //! PROPTEST_CASES sets the number of filters (default 3000).
 
 use awsvpc::filter::CaptureFilter;
-use awsvpc::narrow::{aws_mirrors, narrow, Action};
+#[path = "oracle/aws_rules.rs"]
+mod aws_rules;
+use aws_rules::aws_mirrors;
+use awsvpc::narrow::{narrow, Action, Cidr, Rule};
 use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};

@@ -2,7 +2,10 @@
 //! narrowing must never panic, stay within the rule budget and fail only for a budget that
 //! cannot hold one rule per address family. The evaluator reads the rest as a frame.
 #![no_main]
-use awsvpc::narrow::{aws_mirrors, narrow};
+#[path = "../../tests/oracle/aws_rules.rs"]
+mod aws_rules;
+use aws_rules::aws_mirrors;
+use awsvpc::narrow::{narrow, Action, Cidr, Rule};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
