@@ -41,8 +41,25 @@ pub enum Ending {
     SourceFailed(String),
 }
 
+/// The error of a write given up because the capture was stopped while the reader took
+/// nothing: the end is a stop, not a failure.
+#[derive(Debug)]
+pub struct WriteAbandoned;
+
+impl std::fmt::Display for WriteAbandoned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the capture was stopped while Wireshark was not reading its capture pipe")
+    }
+}
+
+impl std::error::Error for WriteAbandoned {}
+
 fn is_reader_gone(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::BrokenPipe
+}
+
+fn is_abandoned(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|e| e.is::<WriteAbandoned>())
 }
 
 /// Runs a capture from `source` into `out` until `stop` is set, the reader goes away or
@@ -160,6 +177,7 @@ pub fn run<W: Write, S: DatagramSource>(
                     match r {
                         Ok(()) => {}
                         Err(e) if is_reader_gone(&e) => return Ok(Ending::ReaderGone),
+                        Err(e) if is_abandoned(&e) => return Ok(Ending::Stopped),
                         Err(e) => return Err(e),
                     }
                     if first_packet && counters.packets.load(Ordering::Relaxed) > 0 {
@@ -194,7 +212,7 @@ pub fn run<W: Write, S: DatagramSource>(
         .write_statistics(start)
         .and_then(|_| pipeline.sink.flush());
     if let Err(e) = final_stats {
-        if !is_reader_gone(&e) {
+        if !is_reader_gone(&e) && !is_abandoned(&e) {
             log_info!("could not write the final statistics: {e}");
         }
     }

@@ -9,8 +9,11 @@ mod common;
 use common::*;
 use std::io::Read;
 use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 /// The bound on every stop here: far above what is measured, far below Wireshark's 30 s
@@ -30,6 +33,7 @@ fn free_udp_port() -> u16 {
 struct Awsvpc {
     child: Child,
     log: PathBuf,
+    port: u16,
 }
 
 impl Awsvpc {
@@ -48,7 +52,7 @@ impl Awsvpc {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        Awsvpc { child, log }
+        Awsvpc { child, log, port }
     }
 
     fn log(&self) -> String {
@@ -259,4 +263,143 @@ fn sigterm_before_wireshark_opens_the_control_pipes_exits_zero() {
     eprintln!("exited {took:?} after SIGTERM with nobody reading control-out");
     assert!(status.success(), "{status:?}");
     assert!(a.stderr().is_empty());
+}
+
+/// Sends mirror datagrams to `port` as fast as loopback takes them until `stop`.
+fn flood(port: u16, vnis: u32, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let frame = udp_frame([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 9, &[0x5a; 950]);
+        let datagrams: Vec<Vec<u8>> = (1..=vnis).map(|v| vxlan(v, &frame)).collect();
+        let mut sent = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            for d in &datagrams {
+                let _ = tx.send_to(d, ("127.0.0.1", port));
+                sent += 1;
+            }
+        }
+        sent
+    })
+}
+
+/// The drop count of awsvpc's last counters line, once it is not zero.
+fn drops_counted(log: &str) -> Option<String> {
+    log.lines()
+        .rev()
+        .find(|l| l.contains(" dropped") && !l.contains("· 0 dropped"))
+        .map(str::to_string)
+}
+
+#[test]
+fn sigterm_with_a_reader_that_takes_nothing_under_a_flood() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    mkfifo(&fifo);
+    // The reader takes the section header, then nothing, and keeps its end open.
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let p = fifo.clone();
+    let reader = std::thread::spawn(move || {
+        let mut f = std::fs::File::open(p).unwrap();
+        let mut head = [0u8; 4];
+        f.read_exact(&mut head).unwrap();
+        let _ = done_rx.recv();
+        drop(f);
+    });
+    let mut a = Awsvpc::start(&fifo, dir.path(), &[]);
+    a.wait_log("listening on");
+    let stop_flood = Arc::new(AtomicBool::new(false));
+    let sender = flood(a.port, 1, stop_flood.clone());
+    // Drops are counted only once the writer is blocked on the full pipe.
+    let line = wait_for(Duration::from_secs(60), "drops to be counted", || {
+        drops_counted(&a.log())
+    });
+    eprintln!("writer blocked: {line}");
+    let t = Instant::now();
+    kill(a.child.id(), libc::SIGTERM);
+    let (status, took) = a.exit_within(t, BOUND, "SIGTERM");
+    stop_flood.store(true, Ordering::Relaxed);
+    let sent = sender.join().unwrap();
+    eprintln!("exited {took:?} after SIGTERM, the reader taking nothing, {sent} datagrams sent");
+    let _ = done_tx.send(());
+    reader.join().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(a.stderr().is_empty());
+    let log = a.log();
+    assert!(log.contains("capture ended (Stopped)"), "{log}");
+    assert!(
+        log.contains("datagrams received"),
+        "statistics logged: {log}"
+    );
+    assert!(
+        log.contains("did not read the capture pipe"),
+        "the lost final statistics are logged: {log}"
+    );
+}
+
+/// Bytes waiting in the pipe `f` reads from, and the pipe's size.
+fn pipe_fill(f: &std::fs::File) -> (usize, usize) {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD and F_GETPIPE_SZ on a descriptor the test owns.
+    let size = unsafe {
+        libc::ioctl(f.as_raw_fd(), libc::FIONREAD, &mut n);
+        libc::fcntl(f.as_raw_fd(), libc::F_GETPIPE_SZ)
+    };
+    (n.max(0) as usize, size.max(0) as usize)
+}
+
+#[test]
+fn sigterm_with_a_toolbar_that_reads_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fifo, cin, cout) = (
+        dir.path().join("fifo"),
+        dir.path().join("cin"),
+        dir.path().join("cout"),
+    );
+    for p in [&fifo, &cin, &cout] {
+        mkfifo(p);
+    }
+    let reader = fifo_reader(&fifo);
+    let (c_in, c_out) = (cin.clone(), cout.clone());
+    // As the GUI does: control-out read-only and non-blocking, control-in a blocking
+    // write-only open.
+    let gui = std::thread::spawn(move || {
+        use std::os::unix::fs::OpenOptionsExt;
+        let from_extcap = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(c_out)
+            .unwrap();
+        let to_extcap = std::fs::OpenOptions::new().write(true).open(c_in).unwrap();
+        (from_extcap, to_extcap)
+    });
+    let mut a = Awsvpc::start(
+        &fifo,
+        dir.path(),
+        &[
+            os("--extcap-control-in"),
+            cin.as_os_str(),
+            os("--extcap-control-out"),
+            cout.as_os_str(),
+        ],
+    );
+    let (from_extcap, _to_extcap) = gui.join().unwrap();
+    a.wait_log("listening on");
+    // Each new VNI is a new source, and each new source a log line for the toolbar's logger:
+    // enough of them fill the control pipe nobody reads.
+    let stop_flood = Arc::new(AtomicBool::new(false));
+    let sender = flood(a.port, 4000, stop_flood.clone());
+    wait_for(Duration::from_secs(60), "control-out to fill", || {
+        let (queued, size) = pipe_fill(&from_extcap);
+        (size > 0 && queued + 4096 >= size).then_some(())
+    });
+    let t = Instant::now();
+    kill(a.child.id(), libc::SIGTERM);
+    let (status, took) = a.exit_within(t, BOUND, "SIGTERM");
+    stop_flood.store(true, Ordering::Relaxed);
+    sender.join().unwrap();
+    eprintln!("exited {took:?} after SIGTERM with control-out full");
+    assert!(status.success(), "{status:?}");
+    assert!(a.stderr().is_empty());
+    assert!(a.log().contains("capture ended (Stopped)"));
+    assert!(!read_pcapng(&reader.join().unwrap()).frames.is_empty());
 }

@@ -3,16 +3,20 @@
 //! instead of hanging.
 //!
 //! Only a fifo is accepted (and `-`, stdout, for manual runs): any other path is refused
-//! before it is opened, and nothing is ever created or truncated. The open waits for a
-//! reader in slices that look at the stop flag. The same opens serve the control pipes.
+//! before it is opened, and nothing is ever created or truncated. No wait for Wireshark
+//! outlasts a stop: the open waits for a reader in slices that look at the stop flag, and
+//! the writer's descriptor is non-blocking, so a reader that stops reading holds the exit
+//! for at most [`STOP_GRACE`]. The same opens serve the control pipes.
 
-use crate::log_info;
+use crate::capture::WriteAbandoned;
 use crate::sys::{self, NotAPipe};
+use crate::{log_info, log_msg};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use crate::sys::widen_pipe;
@@ -21,11 +25,71 @@ pub use crate::sys::widen_pipe;
 const BUFFER: usize = 1 << 20;
 /// How often a wait for Wireshark's end of a pipe looks at the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(20);
+/// A write to a full pipe waits in slices of this, looking at the stop flag in between.
+const WRITE_SLICE: Duration = Duration::from_millis(50);
+/// After a stop, how long a write still waits for a reader that takes nothing (for the
+/// drained batches and the final statistics) before what is left is dropped.
+pub const STOP_GRACE: Duration = Duration::from_secs(1);
 /// What ends the sentence refusing `--fifo`.
 const FIFO_FIX: &str =
     "pass the fifo Wireshark created (mkfifo one for a manual run, or use --fifo - for stdout).";
 
-pub type FifoWriter = BufWriter<Box<dyn Write + Send>>;
+pub type FifoWriter = BufWriter<PipeOut>;
+
+/// The capture pipe's writer, under the [`BufWriter`]: straight `write`s while the pipe
+/// takes them; only when it is full, `poll` until it has room, the reader leaves, or a stop
+/// has waited [`STOP_GRACE`].
+pub struct PipeOut {
+    out: Out,
+    stop: Arc<AtomicBool>,
+    give_up_at: Option<Instant>,
+    abandoned: bool,
+}
+
+enum Out {
+    /// `--fifo -`: left blocking, since the descriptor may be shared (a terminal).
+    Stdout(io::Stdout),
+    Fifo(File),
+}
+
+impl Write for PipeOut {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let f = match &mut self.out {
+            Out::Stdout(s) => return s.write(buf),
+            Out::Fifo(f) => f,
+        };
+        loop {
+            if self.abandoned {
+                return Err(io::Error::other(WriteAbandoned));
+            }
+            match f.write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                r => return r,
+            }
+            if self.stop.load(Ordering::Relaxed) {
+                let at = *self
+                    .give_up_at
+                    .get_or_insert_with(|| Instant::now() + STOP_GRACE);
+                if Instant::now() >= at {
+                    self.abandoned = true;
+                    log_msg!(
+                        "Wireshark did not read the capture pipe for {} s after the stop; what was not written yet is dropped, the final statistics with it",
+                        STOP_GRACE.as_secs()
+                    );
+                    continue;
+                }
+            }
+            sys::wait_writable(f.as_raw_fd(), WRITE_SLICE);
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.out {
+            Out::Stdout(s) => s.flush(),
+            Out::Fifo(_) => Ok(()),
+        }
+    }
+}
 
 /// The sentence refusing `path`, given as `option`, because of `why`.
 fn refusal(option: &str, path: &str, why: NotAPipe, fix: &str) -> String {
@@ -126,22 +190,27 @@ impl Fifo {
     /// Opens the fifo for writing (`-` is stdout, for manual runs) once Wireshark has the
     /// read end open, which it does before starting the extcap. False when `stop` was set
     /// while waiting for it.
-    pub fn open(&mut self, stop: &AtomicBool) -> Result<bool, String> {
+    pub fn open(&mut self, stop: &Arc<AtomicBool>) -> Result<bool, String> {
         let Some(path) = &self.path else {
             return Ok(true);
         };
-        let out: Box<dyn Write + Send> = if path == "-" {
+        let out = if path == "-" {
             widen_pipe(1);
-            Box::new(io::stdout())
+            Out::Stdout(io::stdout())
         } else {
             match open_writer("--fifo", path, FIFO_FIX, stop)? {
                 Some(f) => {
-                    sys::set_blocking(&f).map_err(|e| format!("Cannot use --fifo {path}: {e}."))?;
                     widen_pipe(f.as_raw_fd());
-                    Box::new(f)
+                    Out::Fifo(f)
                 }
                 None => return Ok(false),
             }
+        };
+        let out = PipeOut {
+            out,
+            stop: stop.clone(),
+            give_up_at: None,
+            abandoned: false,
         };
         self.writer = Some(BufWriter::with_capacity(BUFFER, out));
         self.opened = true;
