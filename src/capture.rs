@@ -41,6 +41,16 @@ pub enum Ending {
     SourceFailed(String),
 }
 
+/// How often the writer asks the output whether its reader left, when no write would tell.
+const READER_PROBE: Duration = Duration::from_millis(250);
+
+/// Where a capture writes: Wireshark's fifo.
+pub trait Output: Write + Send {
+    /// Whether the reader closed its end. A write notices that by itself (`EPIPE`); this is
+    /// for when nothing is written: an idle mirror, or datagrams the filter drops.
+    fn reader_gone(&self) -> bool;
+}
+
 /// The error of a write given up because the capture was stopped while the reader took
 /// nothing: the end is a stop, not a failure.
 #[derive(Debug)]
@@ -64,7 +74,7 @@ fn is_abandoned(e: &io::Error) -> bool {
 
 /// Runs a capture from `source` into `out` until `stop` is set, the reader goes away or
 /// the source fails.
-pub fn run<W: Write, S: DatagramSource>(
+pub fn run<W: Output, S: DatagramSource>(
     cfg: &CaptureConfig,
     source: S,
     out: W,
@@ -166,9 +176,16 @@ pub fn run<W: Write, S: DatagramSource>(
                 }
             }
         });
+        let mut probed = Instant::now();
         let ending = (|| loop {
             if stop.load(Ordering::Relaxed) {
                 return Ok(Ending::Stopped);
+            }
+            if probed.elapsed() >= READER_PROBE {
+                probed = Instant::now();
+                if pipeline.sink.get_ref().reader_gone() {
+                    return Ok(Ending::ReaderGone);
+                }
             }
             match full_rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(batch) => {

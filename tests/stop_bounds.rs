@@ -203,6 +203,57 @@ fn control_pipes_that_are_not_fifos_are_refused_and_left_untouched() {
     assert!(reader.join().unwrap().is_empty(), "fifo opened and closed");
 }
 
+/// Wireshark closes the fifo while nothing is written: no datagram arrives (an idle
+/// mirror), or datagrams keep arriving and the capture filter drops every one.
+fn closed_fifo_ends_the_capture(filtered: bool) -> Duration {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    mkfifo(&fifo);
+    let p = fifo.clone();
+    let opened = std::thread::spawn(move || std::fs::File::open(p).unwrap());
+    let filter: &[&std::ffi::OsStr] = if filtered {
+        &[os("--extcap-capture-filter"), os("udp port 1")]
+    } else {
+        &[]
+    };
+    let mut a = Awsvpc::start(&fifo, dir.path(), filter);
+    let mut f = opened.join().unwrap();
+    let mut magic = [0u8; 4];
+    f.read_exact(&mut magic).unwrap();
+    assert_eq!(magic, [0x0a, 0x0d, 0x0d, 0x0a], "pcapng section header");
+    a.wait_log("listening on");
+    let stop_flood = Arc::new(AtomicBool::new(false));
+    let sender = filtered.then(|| flood(a.port, 1, stop_flood.clone()));
+    if filtered {
+        // Its interface is declared (written); every frame after that is filtered out.
+        a.wait_log("new mirror source");
+    }
+    let t = Instant::now();
+    drop(f); // Wireshark went away.
+    let (status, took) = a.exit_within(t, BOUND, "the fifo closed");
+    stop_flood.store(true, Ordering::Relaxed);
+    if let Some(s) = sender {
+        s.join().unwrap();
+    }
+    assert!(status.success(), "{status:?}");
+    assert!(a.stderr().is_empty());
+    let log = a.log();
+    assert!(log.contains("capture ended (ReaderGone)"), "{log}");
+    assert!(
+        log.contains("datagrams received"),
+        "statistics logged: {log}"
+    );
+    took
+}
+
+#[test]
+fn closed_fifo_ends_a_capture_that_writes_nothing() {
+    let idle = closed_fifo_ends_the_capture(false);
+    eprintln!("idle capture ended {idle:?} after the fifo closed");
+    let filtered = closed_fifo_ends_the_capture(true);
+    eprintln!("capture filtering every datagram ended {filtered:?} after the fifo closed");
+}
+
 #[test]
 fn sigterm_before_anybody_opens_the_fifo_exits_zero() {
     let dir = tempfile::tempdir().unwrap();

@@ -8,7 +8,7 @@
 //! the writer's descriptor is non-blocking, so a reader that stops reading holds the exit
 //! for at most [`STOP_GRACE`]. The same opens serve the control pipes.
 
-use crate::capture::WriteAbandoned;
+use crate::capture::{Output, WriteAbandoned};
 use crate::sys::{self, NotAPipe};
 use crate::{log_info, log_msg};
 use std::fs::File;
@@ -88,6 +88,16 @@ impl Write for PipeOut {
             Out::Stdout(s) => s.flush(),
             Out::Fifo(_) => Ok(()),
         }
+    }
+}
+
+impl Output for FifoWriter {
+    fn reader_gone(&self) -> bool {
+        let fd = match &self.get_ref().out {
+            Out::Stdout(s) => s.as_raw_fd(),
+            Out::Fifo(f) => f.as_raw_fd(),
+        };
+        sys::reader_gone(fd)
     }
 }
 
