@@ -76,7 +76,7 @@ fn is_abandoned(e: &io::Error) -> bool {
 /// the source fails.
 pub fn run<W: Output, S: DatagramSource>(
     cfg: &CaptureConfig,
-    source: S,
+    mut source: S,
     out: W,
     stop: Arc<AtomicBool>,
     progress: &(dyn Progress + Sync),
@@ -103,6 +103,7 @@ pub fn run<W: Output, S: DatagramSource>(
         let _ = free_tx.send(Box::new(Batch::new()));
     }
     let recycle = free_tx.clone();
+    source.watch_stop(stop.clone());
     let described = source.describe();
     progress.status(&format!("{described}; waiting for mirrored packets"));
     log_msg!(
@@ -147,6 +148,11 @@ pub fn run<W: Output, S: DatagramSource>(
                                 .queue_drops
                                 .fetch_add(n as u64, Ordering::Relaxed);
                         }
+                    }
+                    // A source's wait that gave way to the stop: not a failure.
+                    Err(e) if rx_stop.load(Ordering::Relaxed) => {
+                        log_info!("receiving ended by the stop: {e}");
+                        break;
                     }
                     Err(e) => {
                         log_msg!("receiving failed: {e}");

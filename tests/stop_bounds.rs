@@ -6,6 +6,7 @@
 //! printed (`-- --nocapture`).
 
 mod common;
+use common::sshd::Sshd;
 use common::*;
 use std::io::Read;
 use std::net::UdpSocket;
@@ -37,14 +38,32 @@ struct Awsvpc {
 }
 
 impl Awsvpc {
+    /// With the local collector on a free loopback port.
     fn start(fifo: &Path, dir: &Path, extra: &[&std::ffi::OsStr]) -> Awsvpc {
-        let log = dir.join("awsvpc.log");
         let port = free_udp_port();
-        let child = Command::new(bin())
+        let mut c = Command::new(bin());
+        c.args(["--collector", "local"]);
+        Self::spawn(c, fifo, dir, port, extra)
+    }
+
+    /// `c` (the binary with its collector arguments), listening on 127.0.0.1:`port`.
+    fn spawn(
+        mut c: Command,
+        fifo: &Path,
+        dir: &Path,
+        port: u16,
+        extra: &[&std::ffi::OsStr],
+    ) -> Awsvpc {
+        let log = dir.join("awsvpc.log");
+        let child = c
             .args(["--capture", "--extcap-interface", "awsvpc", "--fifo"])
             .arg(fifo)
-            .args(["--collector", "local", "--listen-addr", "127.0.0.1"])
-            .args(["--listen-port", &port.to_string()])
+            .args([
+                "--listen-addr",
+                "127.0.0.1",
+                "--listen-port",
+                &port.to_string(),
+            ])
             .args(["--log-level", "debug", "--log-file"])
             .arg(&log)
             .args(extra)
@@ -453,4 +472,68 @@ fn sigterm_with_a_toolbar_that_reads_nothing() {
     assert!(a.stderr().is_empty());
     assert!(a.log().contains("capture ended (Stopped)"));
     assert!(!read_pcapng(&reader.join().unwrap()).frames.is_empty());
+}
+
+/// The pids of processes named `name` whose command line contains `pattern`.
+fn pids(name: &str, pattern: &str) -> Vec<u32> {
+    let o = run(Command::new("pgrep").args(["-f", pattern]));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == name)
+        })
+        .collect()
+}
+
+/// Processes the test froze, killed however it ends (a frozen relay outlives its session).
+struct Frozen(Vec<u32>);
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            kill(*p, libc::SIGKILL);
+        }
+    }
+}
+
+/// `--collector host` over SSH: the tunnel goes silent, and SIGTERM comes while the
+/// reconnect waits for a relay that cannot bind the port yet (the frozen one holds it).
+#[test]
+fn sigterm_during_an_ssh_reconnect() {
+    if !system_ready(&["ssh", "ssh-keygen", "/usr/sbin/sshd", "python3"], true) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start(dir.path(), None, "");
+    let fifo = dir.path().join("fifo");
+    mkfifo(&fifo);
+    let reader = fifo_reader(&fifo);
+    let port = free_udp_port();
+    let mut c = Command::new(bin());
+    c.args(sshd.args())
+        .env("AWSVPC_SSH_CONFIG", &sshd.ssh_config);
+    let mut a = Awsvpc::spawn(c, &fifo, dir.path(), port, &[]);
+    a.wait_log("relay running on 127.0.0.1");
+    // Freeze the ssh client and the relay: the tunnel goes silent, and the relay keeps the
+    // UDP port, so the reconnect's relay waits for it.
+    let relay = pids("python3", &format!("python3 - --port {port} "));
+    assert_eq!(relay.len(), 1, "one relay: {relay:?}");
+    let o = run(Command::new("pgrep").args(["-P", &a.child.id().to_string(), "ssh"]));
+    let ssh: u32 = String::from_utf8_lossy(&o.stdout)
+        .trim()
+        .parse()
+        .expect("one ssh child");
+    let _frozen = Frozen(vec![relay[0], ssh]);
+    kill(relay[0], libc::SIGSTOP);
+    kill(ssh, libc::SIGSTOP);
+    a.wait_log("reconnecting once");
+    let t = Instant::now();
+    kill(a.child.id(), libc::SIGTERM);
+    let (status, took) = a.exit_within(t, BOUND, "SIGTERM during the reconnect");
+    eprintln!("exited {took:?} after SIGTERM during an SSH reconnect");
+    assert!(status.success(), "{status:?}");
+    assert!(a.stderr().is_empty());
+    assert!(a.log().contains("capture ended (Stopped)"));
+    assert!(!reader.join().unwrap().is_empty(), "the section header");
 }
