@@ -1,9 +1,9 @@
 //! Stops that stop, and pipes that are pipes (issue 19): a capture ends within a bound when
-//! Wireshark closes the fifo on an idle mirror, when SIGTERM comes before anybody opened the
-//! fifo or a control pipe, and when SIGTERM comes while the reader takes nothing under a
-//! flood; `--fifo` and the control pipes accept only a fifo and never create, truncate or
-//! write anything else. The bounds are generous correctness bounds; the times measured are
-//! printed (`-- --nocapture`).
+//! Wireshark closes the fifo while nothing is written, when SIGTERM comes before anybody
+//! opened the fifo or a control pipe, while the fifo's reader (or the toolbar) takes nothing
+//! under a flood, or while a lost SSH tunnel reconnects; `--fifo` and the control pipes accept
+//! only a fifo and never create, truncate or write anything else. The bounds are generous
+//! correctness bounds; the times measured are printed (`-- --nocapture`).
 
 mod common;
 use common::sshd::Sshd;
@@ -159,6 +159,11 @@ fn fifo_that_is_not_a_fifo_is_refused_and_left_untouched() {
     let (status, err) = refused(dir.path(), dir.path(), &[]);
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(err.contains("is a directory, not a fifo"), "{err}");
+
+    let (status, err) = refused(Path::new("/dev/null"), dir.path(), &[]);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.contains("is a character device, not a fifo"), "{err}");
     eprintln!("refused: {}", err.trim());
 }
 
