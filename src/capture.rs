@@ -41,15 +41,42 @@ pub enum Ending {
     SourceFailed(String),
 }
 
+/// How often the writer asks the output whether its reader left, when no write would tell.
+const READER_PROBE: Duration = Duration::from_millis(250);
+
+/// Where a capture writes: Wireshark's fifo.
+pub trait Output: Write + Send {
+    /// Whether the reader closed its end. A write notices that by itself (`EPIPE`); this is
+    /// for when nothing is written: an idle mirror, or datagrams the filter drops.
+    fn reader_gone(&self) -> bool;
+}
+
+/// The error of a write given up because the capture was stopped while the reader took
+/// nothing: the end is a stop, not a failure.
+#[derive(Debug)]
+pub struct WriteAbandoned;
+
+impl std::fmt::Display for WriteAbandoned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the capture was stopped while Wireshark was not reading its capture pipe")
+    }
+}
+
+impl std::error::Error for WriteAbandoned {}
+
 fn is_reader_gone(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::BrokenPipe
 }
 
+fn is_abandoned(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|e| e.is::<WriteAbandoned>())
+}
+
 /// Runs a capture from `source` into `out` until `stop` is set, the reader goes away or
 /// the source fails.
-pub fn run<W: Write, S: DatagramSource>(
+pub fn run<W: Output, S: DatagramSource>(
     cfg: &CaptureConfig,
-    source: S,
+    mut source: S,
     out: W,
     stop: Arc<AtomicBool>,
     progress: &(dyn Progress + Sync),
@@ -76,6 +103,7 @@ pub fn run<W: Write, S: DatagramSource>(
         let _ = free_tx.send(Box::new(Batch::new()));
     }
     let recycle = free_tx.clone();
+    source.watch_stop(stop.clone());
     let described = source.describe();
     progress.status(&format!("{described}; waiting for mirrored packets"));
     log_msg!(
@@ -121,6 +149,11 @@ pub fn run<W: Write, S: DatagramSource>(
                                 .fetch_add(n as u64, Ordering::Relaxed);
                         }
                     }
+                    // A source's wait that gave way to the stop: not a failure.
+                    Err(e) if rx_stop.load(Ordering::Relaxed) => {
+                        log_info!("receiving ended by the stop: {e}");
+                        break;
+                    }
                     Err(e) => {
                         log_msg!("receiving failed: {e}");
                         *failure.lock().unwrap() = Some(e.to_string());
@@ -149,9 +182,16 @@ pub fn run<W: Write, S: DatagramSource>(
                 }
             }
         });
+        let mut probed = Instant::now();
         let ending = (|| loop {
             if stop.load(Ordering::Relaxed) {
                 return Ok(Ending::Stopped);
+            }
+            if probed.elapsed() >= READER_PROBE {
+                probed = Instant::now();
+                if pipeline.sink.get_ref().reader_gone() {
+                    return Ok(Ending::ReaderGone);
+                }
             }
             match full_rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(batch) => {
@@ -160,6 +200,7 @@ pub fn run<W: Write, S: DatagramSource>(
                     match r {
                         Ok(()) => {}
                         Err(e) if is_reader_gone(&e) => return Ok(Ending::ReaderGone),
+                        Err(e) if is_abandoned(&e) => return Ok(Ending::Stopped),
                         Err(e) => return Err(e),
                     }
                     if first_packet && counters.packets.load(Ordering::Relaxed) > 0 {
@@ -194,7 +235,7 @@ pub fn run<W: Write, S: DatagramSource>(
         .write_statistics(start)
         .and_then(|_| pipeline.sink.flush());
     if let Err(e) = final_stats {
-        if !is_reader_gone(&e) {
+        if !is_reader_gone(&e) && !is_abandoned(&e) {
             log_info!("could not write the final statistics: {e}");
         }
     }

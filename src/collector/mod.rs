@@ -12,6 +12,8 @@ pub mod ssm_host;
 
 pub use local::Batch;
 use std::io;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 /// A source of mirror datagrams for the capture's receive thread.
 pub trait DatagramSource: Send {
@@ -24,6 +26,9 @@ pub trait DatagramSource: Send {
     fn drops(&self) -> u64;
     /// What the status bar says while waiting for the first packet.
     fn describe(&self) -> String;
+    /// The capture's stop flag, given before the first batch, so that a long wait of the
+    /// source's own (a reconnect) gives way to a stop.
+    fn watch_stop(&mut self, _stop: Arc<AtomicBool>) {}
 }
 
 /// A source chosen at run time (e.g. a launched collector's SSH or SSM stream).
@@ -38,5 +43,9 @@ impl<S: DatagramSource + ?Sized> DatagramSource for Box<S> {
 
     fn describe(&self) -> String {
         (**self).describe()
+    }
+
+    fn watch_stop(&mut self, stop: Arc<AtomicBool>) {
+        (**self).watch_stop(stop)
     }
 }

@@ -1,29 +1,186 @@
 //! Wireshark's capture fifo. dumpcap waits without a timeout for the first bytes, so every
 //! exit path must have opened it: a failure opens and closes it so tshark reports the error
 //! instead of hanging.
+//!
+//! Only a fifo is accepted (and `-`, stdout, for manual runs): any other path is refused
+//! before it is opened, and nothing is ever created or truncated. No wait for Wireshark
+//! outlasts a stop: the open waits for a reader in slices that look at the stop flag, and
+//! the writer's descriptor is non-blocking, so a reader that stops reading holds the exit
+//! for at most [`STOP_GRACE`]. The same opens serve the control pipes.
 
-use std::fs::{File, OpenOptions};
+use crate::capture::{Output, WriteAbandoned};
+use crate::sys::{self, NotAPipe};
+use crate::{log_info, log_msg};
+use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+pub use crate::sys::widen_pipe;
 
 /// Big enough for a batch of jumbo frames; flushed after every batch.
 const BUFFER: usize = 1 << 20;
-/// The pipe capacity asked for (Linux's default `pipe-max-size`, allowed without privilege).
-const PIPE_SIZE: i32 = 1 << 20;
+/// How often a wait for Wireshark's end of a pipe looks at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(20);
+/// A write to a full pipe waits in slices of this, looking at the stop flag in between.
+const WRITE_SLICE: Duration = Duration::from_millis(50);
+/// After a stop, how long a write still waits for a reader that takes nothing (for the
+/// drained batches and the final statistics) before what is left is dropped.
+pub const STOP_GRACE: Duration = Duration::from_secs(1);
+/// What ends the sentence refusing `--fifo`.
+const FIFO_FIX: &str =
+    "pass the fifo Wireshark created (mkfifo one for a manual run, or use --fifo - for stdout).";
 
-/// Grows a pipe from Linux's default 64 KiB (1.5 ms at 40k full-size frames/s) to 1 MiB, so
-/// that a reader's short pause (Wireshark redrawing, a scheduler hiccup) is absorbed instead
-/// of stalling the chain back to the collector's socket, where it becomes loss. Best effort:
-/// not a pipe, or a limit, leaves it as it is.
-pub fn widen_pipe(fd: std::os::unix::io::RawFd) {
-    // SAFETY: fcntl on a descriptor the caller owns; no memory is passed.
-    unsafe {
-        libc::fcntl(fd, libc::F_SETPIPE_SZ, PIPE_SIZE);
+pub type FifoWriter = BufWriter<PipeOut>;
+
+/// The capture pipe's writer, under the [`BufWriter`]: straight `write`s while the pipe
+/// takes them; only when it is full, `poll` until it has room, the reader leaves, or a stop
+/// has waited [`STOP_GRACE`].
+pub struct PipeOut {
+    out: Out,
+    stop: Arc<AtomicBool>,
+    give_up_at: Option<Instant>,
+    abandoned: bool,
+}
+
+enum Out {
+    /// `--fifo -`: left blocking, since the descriptor may be shared (a terminal).
+    Stdout(io::Stdout),
+    Fifo(File),
+}
+
+impl Write for PipeOut {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let f = match &mut self.out {
+            Out::Stdout(s) => return s.write(buf),
+            Out::Fifo(f) => f,
+        };
+        loop {
+            if self.abandoned {
+                return Err(io::Error::other(WriteAbandoned));
+            }
+            match f.write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                r => return r,
+            }
+            if self.stop.load(Ordering::Relaxed) {
+                let at = *self
+                    .give_up_at
+                    .get_or_insert_with(|| Instant::now() + STOP_GRACE);
+                if Instant::now() >= at {
+                    self.abandoned = true;
+                    log_msg!(
+                        "Wireshark did not read the capture pipe for {} s after the stop; what was not written yet is dropped, the final statistics with it",
+                        STOP_GRACE.as_secs()
+                    );
+                    continue;
+                }
+            }
+            sys::wait_writable(f.as_raw_fd(), WRITE_SLICE);
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.out {
+            Out::Stdout(s) => s.flush(),
+            Out::Fifo(_) => Ok(()),
+        }
     }
 }
 
-pub type FifoWriter = BufWriter<Box<dyn Write + Send>>;
+impl Output for FifoWriter {
+    fn reader_gone(&self) -> bool {
+        let fd = match &self.get_ref().out {
+            Out::Stdout(s) => s.as_raw_fd(),
+            Out::Fifo(f) => f.as_raw_fd(),
+        };
+        sys::reader_gone(fd)
+    }
+}
+
+/// The sentence refusing `path`, given as `option`, because of `why`.
+fn refusal(option: &str, path: &str, why: NotAPipe, fix: &str) -> String {
+    match why {
+        NotAPipe::Other(_) => format!("{option} {path} {why}, so awsvpc left it untouched; {fix}"),
+        _ => format!("{option} {path} {why}; {fix}"),
+    }
+}
+
+fn checked(option: &str, path: &str, f: File, fix: &str) -> Result<File, String> {
+    match sys::opened_not_a_pipe(&f) {
+        None => Ok(f),
+        Some(why) => Err(refusal(option, path, why, fix)),
+    }
+}
+
+/// Opens the pipe `path` (given as `option`) for writing once a reader has it open, waiting
+/// for one until `stop` is set (`Ok(None)`). The descriptor is non-blocking. Anything but a
+/// fifo is refused with the sentence ending in `fix`.
+pub fn open_writer(
+    option: &str,
+    path: &str,
+    fix: &str,
+    stop: &AtomicBool,
+) -> Result<Option<File>, String> {
+    if let Some(why) = sys::not_a_pipe(Path::new(path)) {
+        return Err(refusal(option, path, why, fix));
+    }
+    let mut told = false;
+    loop {
+        match sys::open_write_nonblocking(Path::new(path)) {
+            Ok(Some(f)) => return checked(option, path, f, fix).map(Some),
+            Ok(None) => {}
+            Err(e) => return Err(format!("Cannot open {option} {path}: {e}.")),
+        }
+        if stop.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        if !told {
+            told = true;
+            log_info!("waiting for Wireshark to open {option} {path} for reading");
+        }
+        std::thread::sleep(STOP_POLL);
+    }
+}
+
+/// Opens the pipe `path` (given as `option`) for reading once a writer has it open, waiting
+/// for one until `stop` is set (`Ok(None)`). The open blocks on a thread of its own: a
+/// non-blocking one would succeed at once and read end-of-file before Wireshark connects.
+pub fn open_reader(
+    option: &str,
+    path: &str,
+    fix: &str,
+    stop: &AtomicBool,
+) -> Result<Option<File>, String> {
+    if let Some(why) = sys::not_a_pipe(Path::new(path)) {
+        return Err(refusal(option, path, why, fix));
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = path.to_string();
+    std::thread::Builder::new()
+        .name("open-reader".into())
+        .spawn(move || {
+            let _ = tx.send(File::open(p));
+        })
+        .map_err(|e| format!("Cannot open {option} {path}: {e}."))?;
+    let mut told = false;
+    loop {
+        match rx.recv_timeout(STOP_POLL) {
+            Ok(Ok(f)) => return checked(option, path, f, fix).map(Some),
+            Ok(Err(e)) => return Err(format!("Cannot open {option} {path}: {e}.")),
+            // Given up: the thread stays in open() until the process exits.
+            Err(_) if stop.load(Ordering::Relaxed) => return Ok(None),
+            Err(_) => {}
+        }
+        if !told {
+            told = true;
+            log_info!("waiting for Wireshark to open {option} {path} for writing");
+        }
+    }
+}
 
 pub struct Fifo {
     path: Option<String>,
@@ -40,27 +197,34 @@ impl Fifo {
         }
     }
 
-    /// Opens the fifo for writing (`-` is stdout, for manual runs). Blocks until Wireshark
-    /// has the read end open, which it does before starting the extcap.
-    pub fn open(&mut self) -> io::Result<()> {
+    /// Opens the fifo for writing (`-` is stdout, for manual runs) once Wireshark has the
+    /// read end open, which it does before starting the extcap. False when `stop` was set
+    /// while waiting for it.
+    pub fn open(&mut self, stop: &Arc<AtomicBool>) -> Result<bool, String> {
         let Some(path) = &self.path else {
-            return Ok(());
+            return Ok(true);
         };
-        let w: Box<dyn Write + Send> = if path == "-" {
+        let out = if path == "-" {
             widen_pipe(1);
-            Box::new(io::stdout())
+            Out::Stdout(io::stdout())
         } else {
-            let f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(path)?;
-            widen_pipe(std::os::unix::io::AsRawFd::as_raw_fd(&f));
-            Box::new(f)
+            match open_writer("--fifo", path, FIFO_FIX, stop)? {
+                Some(f) => {
+                    widen_pipe(f.as_raw_fd());
+                    Out::Fifo(f)
+                }
+                None => return Ok(false),
+            }
         };
-        self.writer = Some(BufWriter::with_capacity(BUFFER, w));
+        let out = PipeOut {
+            out,
+            stop: stop.clone(),
+            give_up_at: None,
+            abandoned: false,
+        };
+        self.writer = Some(BufWriter::with_capacity(BUFFER, out));
         self.opened = true;
-        Ok(())
+        Ok(true)
     }
 
     pub fn take_writer(&mut self) -> Option<FifoWriter> {
@@ -74,31 +238,36 @@ impl Fifo {
             let _ = w.flush();
             return;
         }
+        self.touch(Duration::from_secs(5));
+    }
+
+    /// After a stop before the fifo was opened: open and close it if a reader is there
+    /// already, so that it sees the end, without waiting for one.
+    pub fn close_after_stop(&mut self) {
+        self.touch(Duration::ZERO);
+    }
+
+    /// Opens the fifo and closes it at once, waiting at most `limit` for a reader. Anything
+    /// that is not a fifo is left alone: never created, truncated or opened.
+    fn touch(&mut self, limit: Duration) {
         if self.opened {
             return;
         }
         let Some(path) = self.path.clone() else {
             return;
         };
-        if path == "-" {
+        if path == "-" || sys::not_a_pipe(Path::new(&path)).is_some() {
             return;
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + limit;
         loop {
-            match OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_NONBLOCK)
-                .open(&path)
-            {
-                Ok(f) => {
-                    drop::<File>(f);
+            match sys::open_write_nonblocking(Path::new(&path)) {
+                Ok(Some(f)) => {
+                    drop(f);
                     return;
                 }
-                // ENXIO: no reader yet.
-                Err(e) if e.raw_os_error() == Some(libc::ENXIO) && Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(_) => return,
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(STOP_POLL),
+                _ => return,
             }
         }
     }

@@ -378,10 +378,21 @@ fn capture(
 
     // Control pipes before anything slow: the GUI blocks until control-in is opened.
     let stats_requested = Arc::new(AtomicBool::new(false));
-    let control = open_control(args, m, stats_requested.clone())?;
+    let control = match open_control(args, m, stats_requested.clone(), &stop)? {
+        ControlPipes::Absent => None,
+        ControlPipes::Open(c) => Some(c),
+        ControlPipes::Stopped => {
+            log_msg!("stopped before Wireshark opened the control pipes");
+            fifo.close_after_stop();
+            return Ok(Ending::Stopped);
+        }
+    };
     control_out.clone_from(&control);
-    fifo.open()
-        .map_err(|e| format!("Cannot open Wireshark's capture pipe: {e}."))?;
+    if !fifo.open(&stop)? {
+        // Like a stop while connecting to a collector: nothing was started, nothing to report.
+        log_msg!("stopped before Wireshark opened the capture pipe");
+        return Ok(Ending::Stopped);
+    }
     log_setup?;
     log_msg!("awsvpc {VERSION} capture starting (argv: {})", redact(args));
     if wireshark_4_4_0() {
@@ -641,21 +652,38 @@ fn provision_mirror(
 #[cfg(not(feature = "aws"))]
 const NO_AWS: &str = "This awsvpc was built without AWS support (cargo feature \"aws\"); clear --eni to capture with the local collector, or install a full build.";
 
-/// Opens `--extcap-control-in` then `--extcap-control-out` when Wireshark passed them.
+/// The toolbar's pipes, when Wireshark passed them.
+enum ControlPipes {
+    Absent,
+    Open(ControlSender),
+    /// A stop came while waiting for Wireshark to open them.
+    Stopped,
+}
+
+/// What ends the sentence refusing a control pipe.
+const CONTROL_FIX: &str = "pass the control pipes Wireshark created, or leave out --extcap-control-in and --extcap-control-out.";
+
+/// Opens `--extcap-control-in` then `--extcap-control-out` when Wireshark passed them. Each
+/// must be a fifo; the waits for Wireshark's ends give way to a stop.
 fn open_control(
     args: &ExtcapArgs,
     m: &Manifest,
     stats_requested: Arc<AtomicBool>,
-) -> Result<Option<ControlSender>, String> {
+    stop: &AtomicBool,
+) -> Result<ControlPipes, String> {
     let (Some(cin), Some(cout)) = (&args.control_in, &args.control_out) else {
-        return Ok(None);
+        return Ok(ControlPipes::Absent);
     };
-    let input = std::fs::File::open(cin)
-        .map_err(|e| format!("Cannot open Wireshark's control pipe {cin}: {e}."))?;
-    let output = std::fs::OpenOptions::new()
-        .write(true)
-        .open(cout)
-        .map_err(|e| format!("Cannot open Wireshark's control pipe {cout}: {e}."))?;
+    let Some(input) = fifo::open_reader("--extcap-control-in", cin, CONTROL_FIX, stop)? else {
+        return Ok(ControlPipes::Stopped);
+    };
+    let Some(output) = fifo::open_writer("--extcap-control-out", cout, CONTROL_FIX, stop)? else {
+        return Ok(ControlPipes::Stopped);
+    };
+    // The sender's thread may block on a GUI that does not read: nothing waits for it but
+    // the final flush, which is bounded.
+    crate::sys::set_blocking(&output)
+        .map_err(|e| format!("Cannot use --extcap-control-out {cout}: {e}."))?;
     let sender = ControlSender::spawn(output);
     if let Some(n) = m.control_number("logger") {
         crate::log::attach_control(sender.clone(), n);
@@ -683,7 +711,7 @@ fn open_control(
                 }
             }
         });
-    Ok(Some(sender))
+    Ok(ControlPipes::Open(sender))
 }
 
 /// The argv for the log, without pipe paths' noise and with nothing secret in it (awsvpc

@@ -432,6 +432,8 @@ pub struct SshCollector {
     drops_now: u32,
     last_seen: Instant,
     reconnected_at: Option<Instant>,
+    /// The capture's stop flag, for the reconnect's wait.
+    stop: Option<Arc<AtomicBool>>,
 }
 
 /// How a read of the stream ended.
@@ -483,21 +485,28 @@ impl SshCollector {
             drops_now: 0,
             last_seen: Instant::now(),
             reconnected_at: None,
+            stop: None,
         };
-        match c.start(status, Some(stop)) {
+        match c.start(status, Some(stop), false) {
             Ok(()) => Ok(Some(c)),
             Err(_) if stop.load(Ordering::Relaxed) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    fn start(&mut self, status: &dyn Fn(&str), stop: Option<&AtomicBool>) -> Result<(), String> {
+    /// `again`: a reconnect to a collector already up.
+    fn start(
+        &mut self,
+        status: &dyn Fn(&str),
+        stop: Option<&AtomicBool>,
+        again: bool,
+    ) -> Result<(), String> {
         let host = self.target.name().to_string();
         status(&format!(
             "Connecting to {host} over SSH and starting the relay"
         ));
         self.decoder.reset();
-        let session = self.target.spawn(&self.relay, stop.is_none())?;
+        let session = self.target.spawn(&self.relay, again)?;
         let fd = session.fd();
         self.session = Some(session);
         let mut told = Instant::now();
@@ -632,11 +641,15 @@ impl SshCollector {
         self.reconnected_at = Some(Instant::now());
         // The lost relay keeps the port until its write watchdog (10 s) notices.
         self.relay.bind_wait_s = 15;
-        match self.start(status, None) {
+        let stop = self.stop.clone();
+        match self.start(status, stop.as_deref(), true) {
             Ok(()) => {
                 status(&format!("Reconnected to {host}; capturing"));
                 Ok(())
             }
+            Err(_) if stop.is_some_and(|s| s.load(Ordering::Relaxed)) => Err(io::Error::other(
+                format!("stopped while reconnecting to {host}"),
+            )),
             Err(e) => Err(io::Error::other(format!(
                 "The SSH tunnel to {host} was lost ({why}) and reconnecting failed: {}",
                 e.trim_end_matches('.').to_string() + "."
@@ -693,6 +706,10 @@ impl DatagramSource for SshCollector {
 
     fn drops(&self) -> u64 {
         self.drops_before + u64::from(self.drops_now)
+    }
+
+    fn watch_stop(&mut self, stop: Arc<AtomicBool>) {
+        self.stop = Some(stop);
     }
 
     fn describe(&self) -> String {

@@ -17,6 +17,7 @@ use crate::transport::{RECONNECT_GRACE, SILENCE};
 use crate::{log_info, log_msg};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What one session carries at most (bytes per second), for the status bar.
@@ -84,6 +85,8 @@ pub struct SsmCollector {
     meter: Meter,
     /// Channel counters of earlier sessions.
     stats_before: ChannelStats,
+    /// The capture's stop flag, for the reconnect's waits.
+    stop: Option<Arc<AtomicBool>>,
 }
 
 /// How reading the session failed.
@@ -132,8 +135,9 @@ impl SsmCollector {
                 bytes_at: 0,
             },
             stats_before: ChannelStats::default(),
+            stop: None,
         };
-        match c.start(status, Some(stop)) {
+        match c.start(status, Some(stop), false) {
             Ok(true) => Ok(Some(c)),
             Ok(false) => Ok(None),
             Err(_) if stop.load(Ordering::Relaxed) => Ok(None),
@@ -165,15 +169,20 @@ impl SsmCollector {
         self.session_id.as_deref()
     }
 
-    /// `Ok(false)`: stopped. A reconnect (no `stop`) waits at most [`START_LIMIT`] for the
-    /// agent: the capture's receive thread is blocked meanwhile.
-    fn start(&mut self, status: &dyn Fn(&str), stop: Option<&AtomicBool>) -> Result<bool, String> {
+    /// `Ok(false)`: stopped. A reconnect (`again`) waits at most [`START_LIMIT`] for the
+    /// agent: the capture's receive thread is blocked meanwhile, until a stop.
+    fn start(
+        &mut self,
+        status: &dyn Fn(&str),
+        stop: Option<&AtomicBool>,
+        again: bool,
+    ) -> Result<bool, String> {
         let id = self.settings.instance_id.clone();
         status(&format!("Checking the SSM agent on {id}"));
-        let online_wait = if stop.is_some() {
-            self.settings.online_wait
-        } else {
+        let online_wait = if again {
             self.settings.online_wait.min(START_LIMIT)
+        } else {
+            self.settings.online_wait
         };
         let Some(agent) =
             self.control
@@ -395,8 +404,15 @@ impl SsmCollector {
         self.drops_before += u64::from(self.drops_now);
         self.drops_now = 0;
         self.reconnected_at = Some(Instant::now());
-        match self.start(status, None) {
-            Ok(_) => {
+        let stop = self.stop.clone();
+        match self.start(status, stop.as_deref(), true) {
+            Ok(false) => Err(io::Error::other(format!(
+                "stopped while reconnecting to {id}"
+            ))),
+            Err(_) if stop.is_some_and(|s| s.load(Ordering::Relaxed)) => Err(io::Error::other(
+                format!("stopped while reconnecting to {id}"),
+            )),
+            Ok(true) => {
                 status(&format!("Reconnected to {id} over SSM; capturing"));
                 Ok(())
             }
@@ -464,6 +480,10 @@ impl DatagramSource for SsmCollector {
 
     fn drops(&self) -> u64 {
         self.drops_before + u64::from(self.drops_now)
+    }
+
+    fn watch_stop(&mut self, stop: Arc<AtomicBool>) {
+        self.stop = Some(stop);
     }
 
     fn describe(&self) -> String {

@@ -1,0 +1,211 @@
+//! Fifos: `stat`/`fstat` for the kind check, `O_NONBLOCK` opens, `poll` for room and for a
+//! reader that closed its end, `fcntl` for the pipe size and the blocking mode.
+
+use std::fs::{File, FileType, OpenOptions};
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::Path;
+use std::time::Duration;
+
+/// The pipe capacity asked for (Linux's default `pipe-max-size`, allowed without privilege).
+const PIPE_SIZE: i32 = 1 << 20;
+
+/// Why a path cannot be one of Wireshark's pipes.
+#[derive(Debug)]
+pub enum NotAPipe {
+    Missing,
+    /// It exists and is something else ("a regular file").
+    Other(&'static str),
+    Unexaminable(io::Error),
+}
+
+impl std::fmt::Display for NotAPipe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotAPipe::Missing => write!(f, "does not exist"),
+            NotAPipe::Other(kind) => write!(f, "is {kind}, not a fifo"),
+            NotAPipe::Unexaminable(e) => write!(f, "cannot be examined ({e})"),
+        }
+    }
+}
+
+/// Why `path` cannot be one of Wireshark's pipes, or `None` when it is a fifo. Looked at
+/// before opening, so that nothing else is ever opened, let alone created or truncated.
+pub fn not_a_pipe(path: &Path) -> Option<NotAPipe> {
+    match std::fs::metadata(path) {
+        Ok(m) => kind_problem(m.file_type()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Some(NotAPipe::Missing),
+        Err(e) => Some(NotAPipe::Unexaminable(e)),
+    }
+}
+
+/// The same check on an opened file (`fstat`): the path may have been replaced between the
+/// check and the open.
+pub fn opened_not_a_pipe(f: &File) -> Option<NotAPipe> {
+    match f.metadata() {
+        Ok(m) => kind_problem(m.file_type()),
+        Err(e) => Some(NotAPipe::Unexaminable(e)),
+    }
+}
+
+fn kind_problem(t: FileType) -> Option<NotAPipe> {
+    let kind = if t.is_fifo() {
+        return None;
+    } else if t.is_file() {
+        "a regular file"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "a file of another kind"
+    };
+    Some(NotAPipe::Other(kind))
+}
+
+/// Opens `path` for writing without blocking, without `O_CREAT` or `O_TRUNC`. `Ok(None)`
+/// while nobody has the read end open (`ENXIO`). The descriptor stays non-blocking.
+pub fn open_write_nonblocking(path: &Path) -> io::Result<Option<File>> {
+    match OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+    {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Makes writes to `f` block again (for a writer that may wait without harm).
+pub fn set_blocking(f: &File) -> io::Result<()> {
+    let fd = f.as_raw_fd();
+    // SAFETY: fcntl on a descriptor `f` owns; no memory is passed.
+    let r = unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 {
+            flags
+        } else {
+            libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK)
+        }
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Waits at most `limit` until `fd` takes more bytes or its reader has gone (either way the
+/// next write says which). Returns early on a signal.
+pub fn wait_writable(fd: RawFd, limit: Duration) {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe {
+        libc::poll(&mut p, 1, limit.as_millis().min(i32::MAX as u128) as i32);
+    }
+}
+
+/// Whether the reader of the pipe `fd` writes to has closed its end: on Linux, `poll` on a
+/// pipe's write end reports `POLLERR` then (and a terminal that hung up `POLLHUP`). Does not
+/// wait; false for anything that is not a pipe.
+pub fn reader_gone(fd: RawFd) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents & (libc::POLLERR | libc::POLLHUP) != 0
+}
+
+/// Grows a pipe from Linux's default 64 KiB (1.5 ms at 40k full-size frames/s) to 1 MiB, so
+/// that a reader's short pause (Wireshark redrawing, a scheduler hiccup) is absorbed instead
+/// of stalling the chain back to the collector's socket, where it becomes loss. Best effort:
+/// not a pipe, or a limit, leaves it as it is.
+pub fn widen_pipe(fd: RawFd) {
+    // SAFETY: fcntl on a descriptor the caller owns; no memory is passed.
+    unsafe {
+        libc::fcntl(fd, libc::F_SETPIPE_SZ, PIPE_SIZE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::time::Instant;
+
+    fn fifo(dir: &Path) -> std::path::PathBuf {
+        let p = dir.join("fifo");
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        p
+    }
+
+    #[test]
+    fn only_a_fifo_is_a_pipe_and_nothing_is_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"keep").unwrap();
+        let missing = dir.path().join("missing");
+        let why = |p: &Path| not_a_pipe(p).map(|w| w.to_string());
+        assert_eq!(why(&file).as_deref(), Some("is a regular file, not a fifo"));
+        assert_eq!(
+            why(dir.path()).as_deref(),
+            Some("is a directory, not a fifo")
+        );
+        assert_eq!(why(&missing).as_deref(), Some("does not exist"));
+        assert!(why(&fifo(dir.path())).is_none());
+        // The open itself never creates or truncates either.
+        assert!(open_write_nonblocking(&missing).is_err());
+        assert!(!missing.exists());
+        let f = open_write_nonblocking(&file).unwrap().unwrap();
+        assert!(opened_not_a_pipe(&f).is_some());
+        assert_eq!(std::fs::read(&file).unwrap(), b"keep");
+    }
+
+    #[test]
+    fn a_fifo_without_reader_does_not_block_and_a_closed_reader_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = fifo(dir.path());
+        assert!(open_write_nonblocking(&p).unwrap().is_none(), "ENXIO");
+        let reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&p)
+            .unwrap();
+        let mut w = open_write_nonblocking(&p).unwrap().unwrap();
+        assert!(opened_not_a_pipe(&w).is_none());
+        assert!(!reader_gone(w.as_raw_fd()));
+        // Full: a write would block, and waiting is bounded.
+        let chunk = [0u8; 65536];
+        let full = loop {
+            if let Err(e) = w.write(&chunk) {
+                break e;
+            }
+        };
+        assert_eq!(full.kind(), io::ErrorKind::WouldBlock);
+        let t = Instant::now();
+        wait_writable(w.as_raw_fd(), Duration::from_millis(50));
+        assert!(t.elapsed() < Duration::from_secs(5));
+        drop(reader);
+        assert!(reader_gone(w.as_raw_fd()));
+        wait_writable(w.as_raw_fd(), Duration::from_secs(30));
+        assert_eq!(
+            w.write(&chunk).unwrap_err().kind(),
+            io::ErrorKind::BrokenPipe
+        );
+    }
+}
