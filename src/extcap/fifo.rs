@@ -5,6 +5,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Big enough for a batch of jumbo frames; flushed after every batch.
@@ -26,13 +27,14 @@ pub fn widen_pipe(fd: std::os::unix::io::RawFd) {
 pub type FifoWriter = BufWriter<Box<dyn Write + Send>>;
 
 pub struct Fifo {
-    path: Option<String>,
+    /// A path, not a String: a fifo path that is not UTF-8 must still be opened and closed.
+    path: Option<PathBuf>,
     writer: Option<FifoWriter>,
     opened: bool,
 }
 
 impl Fifo {
-    pub fn new(path: Option<String>) -> Self {
+    pub fn new(path: Option<PathBuf>) -> Self {
         Fifo {
             path,
             writer: None,
@@ -46,7 +48,7 @@ impl Fifo {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        let w: Box<dyn Write + Send> = if path == "-" {
+        let w: Box<dyn Write + Send> = if path.as_os_str() == "-" {
             widen_pipe(1);
             Box::new(io::stdout())
         } else {
@@ -80,7 +82,7 @@ impl Fifo {
         let Some(path) = self.path.clone() else {
             return;
         };
-        if path == "-" {
+        if path.as_os_str() == "-" {
             return;
         }
         let deadline = Instant::now() + Duration::from_secs(5);
