@@ -21,6 +21,7 @@ const OPERATION_TIMEOUT: Duration = Duration::from_secs(20);
 /// Builds the clients. Fails with one sentence when the profile does not exist or no
 /// region can be found; credentials are resolved on the first call.
 pub async fn connect(profile: Option<&str>, region: Option<&str>) -> Result<Aws, String> {
+    crate::extcap::aws_profiles::check_shared_files()?;
     if let Some(p) = profile {
         let known = crate::extcap::aws_profiles::profile_names();
         if !known.iter().any(|k| k == p) {
