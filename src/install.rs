@@ -81,9 +81,39 @@ pub fn install(dir: Option<&Path>, symlink: bool) -> Result<String, String> {
     };
     let me = std::env::current_exe().map_err(|e| format!("Cannot find the awsvpc binary: {e}."))?;
     let me = me.canonicalize().unwrap_or(me);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("Cannot create {}: {e}.", dir.display()))?;
+    if let Ok(m) = std::fs::metadata(&dir) {
+        if !m.is_dir() {
+            return Err(format!(
+                "{} is a {}, not a folder; name the extcap folder with --dir.",
+                dir.display(),
+                crate::files::kind(&m.file_type())
+            ));
+        }
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        format!(
+            "Cannot create {}: {e}; name a folder you can write to with --dir.",
+            dir.display()
+        )
+    })?;
     let target = dir.join(binary_name());
-    if target.exists() || target.is_symlink() {
+    if let Ok(m) = std::fs::symlink_metadata(&target) {
+        if m.is_dir() {
+            return Err(format!(
+                "{} is a folder, not awsvpc; remove it or install into another folder with --dir.",
+                target.display()
+            ));
+        }
+        // The installed binary (or a hard link to it) running `install` again: removing it
+        // would leave nothing to copy. A symlink to it is only a link, and is replaced.
+        if !m.file_type().is_symlink() && crate::files::same_file_paths(&me, &target) {
+            write_help();
+            return Ok(format!(
+                "awsvpc {} is already installed at {} (it is the binary that ran this).",
+                env!("CARGO_PKG_VERSION"),
+                target.display()
+            ));
+        }
         std::fs::remove_file(&target)
             .map_err(|e| format!("Cannot replace {}: {e}.", target.display()))?;
     }
@@ -102,12 +132,7 @@ pub fn install(dir: Option<&Path>, symlink: bool) -> Result<String, String> {
             let _ = std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755));
         }
     }
-    if let Some(h) = help_file() {
-        if let Some(parent) = h.parent() {
-            let _ = std::fs::create_dir_all(parent);
-        }
-        let _ = std::fs::write(&h, HELP);
-    }
+    write_help();
     let found = match version {
         Some((a, b)) => format!("Wireshark {a}.{b}"),
         None => "no Wireshark on PATH (assumed 4.2 or later)".to_string(),
@@ -118,6 +143,26 @@ pub fn install(dir: Option<&Path>, symlink: bool) -> Result<String, String> {
         target.display(),
         if symlink { format!(" -> {}", me.display()) } else { String::new() }
     ))
+}
+
+/// Best effort: the help button falls back to the project page. Written beside and renamed
+/// into place, so a fifo or device found there is replaced, never written into (a fifo
+/// would block the install).
+fn write_help() {
+    let Some(h) = help_file() else { return };
+    if let Some(parent) = h.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let target = crate::files::Output::Replace {
+        path: h.clone(),
+        keep: None,
+    };
+    if let Ok(mut w) = crate::files::Writing::start(&target, &h.display().to_string()) {
+        use std::io::Write;
+        if w.file.write_all(HELP.as_bytes()).is_ok() {
+            let _ = w.commit();
+        }
+    }
 }
 
 /// Removes awsvpc from every personal extcap folder it may be in.
@@ -135,7 +180,8 @@ pub fn uninstall(dir: Option<&Path>) -> Result<String, String> {
     let mut removed = Vec::new();
     for d in dirs {
         let t = d.join(binary_name());
-        if t.exists() || t.is_symlink() {
+        // A folder of that name is not awsvpc.
+        if std::fs::symlink_metadata(&t).is_ok_and(|m| !m.is_dir()) {
             std::fs::remove_file(&t).map_err(|e| format!("Cannot remove {}: {e}.", t.display()))?;
             removed.push(t.display().to_string());
         }
