@@ -40,12 +40,24 @@ pub fn page_path() -> Option<PathBuf> {
     Some(base.join("awsvpc").join("awsvpc.html"))
 }
 
-/// Writes the page (install, and the first query call after an upgrade or a copy by hand).
-pub fn write_page(path: &Path) -> std::io::Result<()> {
+/// Writes the page (install, and the first query call after an upgrade or a copy by hand):
+/// to a file beside it, renamed into place, so a fifo or device found there is replaced,
+/// never written into (a fifo would block the call).
+pub fn write_page(path: &Path) -> Result<(), String> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("Cannot create {}: {e}.", dir.display()))?;
     }
-    std::fs::write(path, html())
+    let target = crate::files::Output::Replace {
+        path: path.to_path_buf(),
+        keep: None,
+    };
+    let mut w = crate::files::Writing::start(&target, &path.display().to_string())?;
+    use std::io::Write;
+    w.file
+        .write_all(html().as_bytes())
+        .map_err(|e| format!("Cannot write {}: {e}.", path.display()))?;
+    w.commit()
 }
 
 /// The `help=` value: a `file:` URL of this version's page, written first if it is missing
@@ -53,8 +65,11 @@ pub fn write_page(path: &Path) -> std::io::Result<()> {
 /// then the Help button has nothing to open, which beats a page that is not there.
 pub fn location() -> Option<String> {
     let path = page_path()?;
-    let current = std::fs::read_to_string(&path)
-        .is_ok_and(|t| t.contains(&format!("<title>awsvpc {} ", env!("CARGO_PKG_VERSION"))));
+    // Read only as a small regular file: a fifo or /dev/zero there must not hang the call.
+    let current = crate::files::read_small_file(&path, 4 << 20)
+        .ok()
+        .flatten()
+        .is_some_and(|t| t.contains(&format!("<title>awsvpc {} ", env!("CARGO_PKG_VERSION"))));
     if !current {
         write_page(&path).ok()?;
     }

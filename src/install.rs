@@ -70,9 +70,39 @@ pub fn install(dir: Option<&Path>, symlink: bool) -> Result<String, String> {
     };
     let me = std::env::current_exe().map_err(|e| format!("Cannot find the awsvpc binary: {e}."))?;
     let me = me.canonicalize().unwrap_or(me);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("Cannot create {}: {e}.", dir.display()))?;
+    if let Ok(m) = std::fs::metadata(&dir) {
+        if !m.is_dir() {
+            return Err(format!(
+                "{} is a {}, not a folder; name the extcap folder with --dir.",
+                dir.display(),
+                crate::files::kind(&m.file_type())
+            ));
+        }
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        format!(
+            "Cannot create {}: {e}; name a folder you can write to with --dir.",
+            dir.display()
+        )
+    })?;
     let target = dir.join(binary_name());
-    if target.exists() || target.is_symlink() {
+    if let Ok(m) = std::fs::symlink_metadata(&target) {
+        if m.is_dir() {
+            return Err(format!(
+                "{} is a folder, not awsvpc; remove it or install into another folder with --dir.",
+                target.display()
+            ));
+        }
+        // The installed binary (or a hard link to it) running `install` again: removing it
+        // would leave nothing to copy. A symlink to it is only a link, and is replaced.
+        if !m.file_type().is_symlink() && crate::files::same_file_paths(&me, &target) {
+            let _ = write_help();
+            return Ok(format!(
+                "awsvpc {} is already installed at {} (it is the binary that ran this).",
+                env!("CARGO_PKG_VERSION"),
+                target.display()
+            ));
+        }
         std::fs::remove_file(&target)
             .map_err(|e| format!("Cannot replace {}: {e}.", target.display()))?;
     }
@@ -91,14 +121,7 @@ pub fn install(dir: Option<&Path>, symlink: bool) -> Result<String, String> {
             let _ = std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755));
         }
     }
-    // The page the toolbar's Help button opens.
-    let help = match crate::help::page_path() {
-        Some(h) => match crate::help::write_page(&h) {
-            Ok(()) => format!("\nHelp (the toolbar's Help button): {}", h.display()),
-            Err(e) => format!("\nCould not write the help page {} ({e}).", h.display()),
-        },
-        None => String::new(),
-    };
+    let help = write_help();
     let found = match version {
         Some((a, b)) => format!("Wireshark {a}.{b}"),
         None => "no Wireshark on PATH (assumed 4.2 or later)".to_string(),
@@ -109,6 +132,17 @@ pub fn install(dir: Option<&Path>, symlink: bool) -> Result<String, String> {
         target.display(),
         if symlink { format!(" -> {}", me.display()) } else { String::new() }
     ))
+}
+
+/// The page the toolbar's Help button opens, and a line saying where it went.
+fn write_help() -> String {
+    match crate::help::page_path() {
+        Some(h) => match crate::help::write_page(&h) {
+            Ok(()) => format!("\nHelp (the toolbar's Help button): {}", h.display()),
+            Err(e) => format!("\nCould not write the help page {} ({e}).", h.display()),
+        },
+        None => String::new(),
+    }
 }
 
 /// Removes awsvpc from every personal extcap folder it may be in.
@@ -126,7 +160,8 @@ pub fn uninstall(dir: Option<&Path>) -> Result<String, String> {
     let mut removed = Vec::new();
     for d in dirs {
         let t = d.join(binary_name());
-        if t.exists() || t.is_symlink() {
+        // A folder of that name is not awsvpc.
+        if std::fs::symlink_metadata(&t).is_ok_and(|m| !m.is_dir()) {
             std::fs::remove_file(&t).map_err(|e| format!("Cannot remove {}: {e}.", t.display()))?;
             removed.push(t.display().to_string());
         }

@@ -11,6 +11,7 @@ pub mod collector;
 pub mod config;
 pub mod decap;
 pub mod extcap;
+pub mod files;
 pub mod filter;
 pub mod help;
 pub mod install;

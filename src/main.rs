@@ -1,5 +1,6 @@
-use awsvpc::{extcap, install, offline, sources};
+use awsvpc::{extcap, files, install, offline, sources};
 use clap::{Parser, Subcommand};
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -35,15 +36,15 @@ enum Cmd {
     /// dependency order. Untagged resources are never touched.
     Cleanup {
         #[arg(long)]
-        profile: Option<String>,
+        profile: Option<OsString>,
         #[arg(long)]
-        region: Option<String>,
+        region: Option<OsString>,
         /// Only this capture's resources.
         #[arg(long)]
-        run_id: Option<String>,
+        run_id: Option<OsString>,
         /// Only captures started longer ago than this (e.g. 30m, 2h, 7d).
-        #[arg(long, value_parser = parse_age)]
-        older_than: Option<std::time::Duration>,
+        #[arg(long)]
+        older_than: Option<OsString>,
         /// Also resources other people's captures created (default: only yours).
         #[arg(long)]
         all_users: bool,
@@ -65,18 +66,22 @@ enum Cmd {
         ssm: bool,
     },
     /// Decapsulate a capture taken on a mirror target into pcapng, one interface per source.
+    #[command(
+        after_help = "Exit status: 0 when the whole capture was decapsulated; 1 when nothing was written (the reason on stderr); 2 when the capture is cut short or damaged part-way: the packets before the damage were decapsulated and written, and stderr says after which packet."
+    )]
     Decap {
         /// pcap or pcapng from the mirror target (e.g. tcpdump -w m.pcap udp port 4789).
         input: PathBuf,
-        /// Output pcapng file ("-" for stdout).
+        /// Output pcapng file ("-" for stdout). A file is replaced only when the decap
+        /// succeeds and keeps its mode; a fifo or character device is written as it is.
         #[arg(short = 'w', long = "write")]
         output: PathBuf,
         /// A mirror source: VNI=ENI[,MAC] (repeatable). The MAC gives direction flags.
         #[arg(long = "source", value_name = "VNI=ENI[,MAC]")]
-        sources: Vec<String>,
+        sources: Vec<OsString>,
         /// Keep only inner frames matching this libpcap filter.
         #[arg(long)]
-        filter: Option<String>,
+        filter: Option<OsString>,
         /// UDP port of the VXLAN (repeatable; default 4789).
         #[arg(long = "port")]
         ports: Vec<u16>,
@@ -94,12 +99,18 @@ fn main() -> ExitCode {
 }
 
 fn run() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    if extcap::args::is_extcap_call(&argv) {
-        return extcap::run(&argv, &mut std::io::stdout().lock());
+    // args_os: std::env::args panics on an argument that is not UTF-8.
+    let argv: Vec<OsString> = std::env::args_os().skip(1).collect();
+    // Option names are ASCII, so a lossy copy tells an extcap call; run_os checks values.
+    let names: Vec<String> = argv
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if extcap::args::is_extcap_call(&names) {
+        return extcap::run_os(&argv, &mut std::io::stdout().lock());
     }
-    let cli = Cli::parse();
-    let result = match cli.command {
+    let cli = Cli::parse_from(std::env::args_os());
+    let result: Result<String, String> = match cli.command {
         Cmd::Install { dir, symlink } => install::install(dir.as_deref(), symlink),
         Cmd::Uninstall { dir } => install::uninstall(dir.as_deref()),
         #[cfg(feature = "aws")]
@@ -125,7 +136,7 @@ fn run() -> ExitCode {
             filter,
             ports,
             snaplen,
-        } => decap_command(&input, &output, &srcs, filter, ports, snaplen),
+        } => return decap_main(&input, &output, srcs, filter, ports, snaplen),
         #[cfg(feature = "aws")]
         Cmd::Cleanup {
             profile,
@@ -134,7 +145,19 @@ fn run() -> ExitCode {
             older_than,
             all_users,
             dry_run,
-        } => cleanup_command(profile, region, run_id, older_than, all_users, dry_run),
+        } => (|| {
+            let older_than = utf8_opt("--older-than", older_than)?
+                .map(|a| parse_age(&a))
+                .transpose()?;
+            cleanup_command(
+                utf8_opt("--profile", profile)?,
+                utf8_opt("--region", region)?,
+                utf8_opt("--run-id", run_id)?,
+                older_than,
+                all_users,
+                dry_run,
+            )
+        })(),
     };
     match result {
         Ok(msg) => {
@@ -184,17 +207,18 @@ fn example_user_data(ssm: bool) -> Result<String, String> {
 fn parse_age(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
     let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("{s:?} is not an age such as 30m, 2h or 7d"))?;
+    let bad = || format!("--older-than {s:?} is not an age such as 30m, 2h or 7d.");
+    let n: u64 = n.parse().map_err(|_| bad())?;
     let secs = match unit {
         "s" => 1,
         "m" | "" => 60,
         "h" => 3600,
         "d" => 86_400,
-        _ => return Err(format!("{s:?} is not an age such as 30m, 2h or 7d")),
+        _ => return Err(bad()),
     };
-    Ok(std::time::Duration::from_secs(n * secs))
+    n.checked_mul(secs)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(bad)
 }
 
 #[cfg(feature = "aws")]
@@ -276,49 +300,116 @@ fn cleanup_command(
     })
 }
 
+/// A text argument as a String, or the sentence saying it is not UTF-8.
+fn utf8(name: &str, v: OsString) -> Result<String, String> {
+    v.into_string().map_err(|v| {
+        format!(
+            "The value of {name} is not valid UTF-8 (read as {:?}); give it as UTF-8 text.",
+            v.to_string_lossy()
+        )
+    })
+}
+
+fn utf8_opt(name: &str, v: Option<OsString>) -> Result<Option<String>, String> {
+    v.map(|v| utf8(name, v)).transpose()
+}
+
+/// Exit status of a decap that wrote the packets before damage in its input (documented in
+/// `awsvpc decap --help` and the README).
+const PARTIAL_OUTPUT: u8 = 2;
+
+/// `awsvpc decap`: the summary on stdout (stderr with `-w -`), a refusal or a warning on
+/// stderr.
+fn decap_main(
+    input: &std::path::Path,
+    output: &std::path::Path,
+    srcs: Vec<OsString>,
+    filter: Option<OsString>,
+    ports: Vec<u16>,
+    snaplen: Option<u32>,
+) -> ExitCode {
+    match decap_command(input, output, srcs, filter, ports, snaplen) {
+        Ok((summary, warning)) => {
+            // With "-w -" stdout is the capture; the summary goes where it cannot corrupt it.
+            if output.as_os_str() == "-" {
+                eprintln!("{summary}");
+            } else {
+                println!("{summary}");
+            }
+            match warning {
+                Some(w) => {
+                    eprintln!("awsvpc: {w}");
+                    ExitCode::from(PARTIAL_OUTPUT)
+                }
+                None => ExitCode::SUCCESS,
+            }
+        }
+        Err(e) => {
+            eprintln!("awsvpc: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The summary, and the warning when the input was damaged part-way.
 fn decap_command(
     input: &std::path::Path,
     output: &std::path::Path,
-    srcs: &[String],
-    filter: Option<String>,
+    srcs: Vec<OsString>,
+    filter: Option<OsString>,
     ports: Vec<u16>,
     snaplen: Option<u32>,
-) -> Result<String, String> {
+) -> Result<(String, Option<String>), String> {
+    let srcs = srcs
+        .into_iter()
+        .map(|s| utf8("--source", s))
+        .collect::<Result<Vec<_>, _>>()?;
     let sources =
         sources::parse_source_map(&srcs.join(";")).map_err(|e| format!("--source: {e}."))?;
     let opts = offline::Options {
         sources,
-        filter,
+        filter: utf8_opt("--filter", filter)?,
         ports: if ports.is_empty() { vec![4789] } else { ports },
         snaplen: snaplen.filter(|s| *s > 0),
     };
     let name = input.display().to_string();
-    let file = std::fs::File::open(input).map_err(|e| format!("Cannot read {name}: {e}."))?;
-    let report = if output.as_os_str() == "-" {
-        offline::decap(file, std::io::stdout().lock(), &opts, &name)?
-    } else {
-        let tmp = output.with_extension("awsvpc-partial");
-        let out = std::fs::File::create(&tmp)
-            .map_err(|e| format!("Cannot write {}: {e}.", tmp.display()))?;
-        let r = offline::decap(file, std::io::BufWriter::new(out), &opts, &name);
-        match r {
-            Ok(r) => {
-                std::fs::rename(&tmp, output)
-                    .map_err(|e| format!("Cannot write {}: {e}.", output.display()))?;
-                r
-            }
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e);
-            }
+    let shown = output.display().to_string();
+    // Both checked before the input is opened, which waits for a writer when it is a fifo.
+    let in_meta = files::check_input(input)?;
+    let target = files::output_for(output, input, &in_meta)?;
+    let file = files::open_input(input)?;
+    // A write error (a full disk, /dev/full) names the output and the way out.
+    let named = |e: String| {
+        match e.strip_prefix("Cannot write the output: ") {
+        Some(why) => format!(
+            "Cannot write {}: {}; check that it can take the output (free space, a reader) or choose another path with -w.",
+            if output.as_os_str() == "-" {
+                "stdout"
+            } else {
+                &shown
+            },
+            why.trim_end_matches('.')
+        ),
+        None => e,
+    }
+    };
+    let report = match &target {
+        files::Output::Stdout => {
+            offline::decap(file, std::io::stdout().lock(), &opts, &name).map_err(named)?
+        }
+        t => {
+            let w = files::Writing::start(t, &shown)?;
+            let r = offline::decap(file, std::io::BufWriter::new(&w.file), &opts, &name)
+                .map_err(named)?;
+            w.commit()?;
+            r
         }
     };
-    // With "-w -" stdout is the capture; the summary goes where it cannot corrupt it.
-    let summary = report.summary(&output.display().to_string());
-    if output.as_os_str() == "-" {
-        eprintln!("{summary}");
-        Ok(String::new())
-    } else {
-        Ok(summary)
-    }
+    let warning = report.damaged.as_ref().map(|why| {
+        format!(
+            "{name} is cut short or damaged after packet {n} ({why}); the {n} packets before it were decapsulated into {shown} and the rest of the file was skipped.",
+            n = report.packets_read
+        )
+    });
+    Ok((report.summary(&shown), warning))
 }

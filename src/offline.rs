@@ -33,6 +33,9 @@ pub struct Report {
     pub malformed: u64,
     pub filtered: u64,
     pub interfaces: Vec<(String, u64, u64, u64)>,
+    /// Why the input ended early (a truncated last record, damage): the packets before it
+    /// were decapsulated and written.
+    pub damaged: Option<String>,
 }
 
 impl Report {
@@ -159,7 +162,13 @@ pub fn decap<R: Read, W: Write>(
             // if_tsresol (microseconds when absent).
             let mut ifaces: Vec<(DataLink, u8)> = Vec::new();
             while let Some(block) = r.next_block() {
-                let block = block.map_err(|e| format!("{name} is damaged after packet {}: {e}.", report.packets_read))?;
+                let block = match block {
+                    Ok(b) => b,
+                    Err(e) => {
+                        report.damaged = Some(e.to_string());
+                        break;
+                    }
+                };
                 match block {
                     Block::SectionHeader(_) => ifaces.clear(),
                     Block::InterfaceDescription(idb) => {
@@ -191,7 +200,13 @@ pub fn decap<R: Read, W: Write>(
             let mut r = PcapReader::new(chained).map_err(|e| format!("{name} is not a readable pcap file: {e}."))?;
             let link = DataLink::from(r.header.linktype);
             while let Some(rec) = r.next_record() {
-                let rec = rec.map_err(|e| format!("{name} is damaged after packet {}: {e}.", report.packets_read))?;
+                let rec = match rec {
+                    Ok(rec) => rec,
+                    Err(e) => {
+                        report.damaged = Some(e.to_string());
+                        break;
+                    }
+                };
                 handle(&mut report, link, rec.timestamp, rec.data)?;
             }
         }
@@ -203,6 +218,20 @@ pub fn decap<R: Read, W: Write>(
         }
     }
     p.publish();
+    // A capture cut short (a killed tcpdump) is common: what came before the damage is kept,
+    // unless nothing usable did.
+    if let Some(why) = &report.damaged {
+        if p.counters
+            .datagrams
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 0
+        {
+            return Err(format!(
+                "{name} is damaged after packet {} ({why}), and holds no mirror traffic before that; capture again on the mirror target.",
+                report.packets_read
+            ));
+        }
+    }
     p.write_statistics(Duration::ZERO)
         .map_err(|e| format!("Cannot write the output: {e}."))?;
     p.sink

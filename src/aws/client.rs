@@ -21,6 +21,7 @@ const OPERATION_TIMEOUT: Duration = Duration::from_secs(20);
 /// Builds the clients. Fails with one sentence when the profile does not exist or no
 /// region can be found; credentials are resolved on the first call.
 pub async fn connect(profile: Option<&str>, region: Option<&str>) -> Result<Aws, String> {
+    crate::extcap::aws_profiles::check_shared_files()?;
     check_profile(profile)?;
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
         TimeoutConfig::builder()

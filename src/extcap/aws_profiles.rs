@@ -61,11 +61,37 @@ fn upsert(v: &mut Vec<(String, Option<String>)>, name: &str) -> usize {
 }
 
 fn local_profiles() -> Vec<(String, Option<String>)> {
+    // Only a regular file of sane size: a link to /dev/zero, or a fifo nobody writes, must
+    // not hang the configuration call or fill memory. Such a file is left out of the list;
+    // a capture that would use it refuses with the sentence (check_shared_files).
     let read = |p: Option<PathBuf>| {
-        p.and_then(|p| std::fs::read_to_string(p).ok())
-            .unwrap_or_default()
+        crate::files::read_small_file(&p?, crate::files::MAX_CONFIG_FILE)
+            .ok()
+            .flatten()
     };
-    profiles_from(&read(config_path()), &read(credentials_path()))
+    profiles_from(
+        &read(config_path()).unwrap_or_default(),
+        &read(credentials_path()).unwrap_or_default(),
+    )
+}
+
+/// The files the AWS SDK reads for a profile (shared config, credentials, the SSO token
+/// cache) pass awsvpc's own checks before it is invoked: the SDK would read a link to
+/// /dev/zero until memory ran out, or wait forever on a fifo.
+pub fn check_shared_files() -> Result<(), String> {
+    use crate::files::{check_small_file, MAX_CONFIG_FILE};
+    for p in [config_path(), credentials_path()].into_iter().flatten() {
+        check_small_file(&p, MAX_CONFIG_FILE)?;
+    }
+    if let Some(cache) = home().map(|h| h.join(".aws/sso/cache")) {
+        for entry in std::fs::read_dir(cache).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.extension().is_some_and(|e| e == "json") {
+                check_small_file(&p, MAX_CONFIG_FILE)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Names of the profiles configured on this machine.

@@ -14,7 +14,7 @@ use crate::{log_info, log_msg};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::os::fd::AsRawFd;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -183,13 +183,14 @@ pub fn open_reader(
 }
 
 pub struct Fifo {
-    path: Option<String>,
+    /// A path, not a String: a fifo path that is not UTF-8 must still be opened and closed.
+    path: Option<PathBuf>,
     writer: Option<FifoWriter>,
     opened: bool,
 }
 
 impl Fifo {
-    pub fn new(path: Option<String>) -> Self {
+    pub fn new(path: Option<PathBuf>) -> Self {
         Fifo {
             path,
             writer: None,
@@ -204,7 +205,7 @@ impl Fifo {
         let Some(path) = &self.path else {
             return Ok(true);
         };
-        let out = if path == "-" {
+        let out = if path.as_os_str() == "-" {
             widen_pipe(1);
             Out::Stdout(io::stdout())
         } else {
@@ -256,7 +257,7 @@ impl Fifo {
         let Some(path) = self.path.clone() else {
             return;
         };
-        if path == "-" || sys::not_a_pipe(Path::new(&path)).is_some() {
+        if path.as_os_str() == "-" || sys::not_a_pipe(&path).is_some() {
             return;
         }
         let deadline = Instant::now() + limit;

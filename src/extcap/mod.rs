@@ -18,7 +18,9 @@ use crate::transport::ssh::{SshCollector, SshSettings};
 use crate::{log_debug, log_info, log_msg};
 use args::{ExtcapArgs, Kind, Step};
 use control::{Command, ControlSender};
+use std::ffi::{OsStr, OsString};
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -42,6 +44,85 @@ pub fn option_kind(manifest: &Manifest) -> impl Fn(&str) -> Option<Kind> + '_ {
 pub fn parse_argv(argv: &[String]) -> ExtcapArgs {
     let m = Manifest::load();
     args::parse(argv.iter().cloned(), &option_kind(m))
+}
+
+/// Runs one extcap call from the process's own arguments. Wireshark passes UTF-8; an
+/// argument that is not is refused with one sentence naming it, as each call refuses bad
+/// input: a capture by the fatal path (fifo opened and closed, exit 1), a filter
+/// validation by the reason on stdout, another query by a line on stderr and exit 1.
+pub fn run_os(argv: &[OsString], out: &mut dyn Write) -> ExitCode {
+    let Some(bad) = argv.iter().position(|a| a.to_str().is_none()) else {
+        let argv: Vec<String> = argv
+            .iter()
+            .filter_map(|a| a.to_str())
+            .map(String::from)
+            .collect();
+        return run(&argv, out);
+    };
+    let lossy: Vec<String> = argv
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let why = not_utf8(&lossy, bad);
+    // Parsed with every bad argument emptied, so none of them is used (a log file named
+    // with replacement characters, say) while the call's shape is kept.
+    let emptied: Vec<String> = argv
+        .iter()
+        .zip(&lossy)
+        .map(|(raw, l)| match raw.to_str() {
+            Some(s) => s.to_string(),
+            None => match l.split_once('=') {
+                Some((name, _)) if l.starts_with("--") && name.is_ascii() => format!("{name}="),
+                _ => String::new(),
+            },
+        })
+        .collect();
+    let args = parse_argv(&emptied);
+    match args.step() {
+        Step::Capture => capture_step(&args, raw_fifo(argv), Some(why)),
+        Step::ValidateFilter(_) => {
+            let _ = writeln!(out, "{why}");
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("{why}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The sentence for argument `i`, named by its option.
+fn not_utf8(lossy: &[String], i: usize) -> String {
+    let a = &lossy[i];
+    let what = match a.strip_prefix("--").map(|b| b.split_once('=')) {
+        Some(Some((name, _))) if name.is_ascii() => format!("The value of --{name}"),
+        Some(_) => format!("The argument {a:?}"),
+        None => match i.checked_sub(1).map(|p| &lossy[p]) {
+            Some(prev) if prev.starts_with("--") && !prev.contains('=') && prev.is_ascii() => {
+                format!("The value of {prev}")
+            }
+            _ => format!("The argument {a:?}"),
+        },
+    };
+    format!("{what} is not valid UTF-8 (read as {a:?}); set it again as UTF-8 text.")
+}
+
+/// `--fifo`'s value as given, UTF-8 or not: even then it must be opened and closed.
+fn raw_fifo(argv: &[OsString]) -> Option<PathBuf> {
+    let mut fifo = None;
+    for (i, a) in argv.iter().enumerate() {
+        let b = a.as_encoded_bytes();
+        if b == b"--fifo" {
+            fifo = argv.get(i + 1).map(PathBuf::from);
+        } else if let Some(v) = b.strip_prefix(b"--fifo=") {
+            // SAFETY: split right after the ASCII "--fifo=", a valid UTF-8 prefix, as
+            // from_encoded_bytes_unchecked allows.
+            fifo = Some(PathBuf::from(unsafe {
+                OsStr::from_encoded_bytes_unchecked(v)
+            }));
+        }
+    }
+    fifo
 }
 
 /// Runs one extcap call. Query output goes to `out` (stdout in production).
@@ -94,7 +175,7 @@ pub fn run(argv: &[String], out: &mut dyn Write) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Step::Capture => capture_step(&args),
+        Step::Capture => capture_step(&args, args.fifo.as_ref().map(PathBuf::from), None),
         Step::None => {
             let _ = writeln!(
                 out,
@@ -331,10 +412,11 @@ impl Progress for ToolbarProgress {
     }
 }
 
-fn capture_step(args: &ExtcapArgs) -> ExitCode {
-    let mut fifo = fifo::Fifo::new(args.fifo.clone());
+/// A capture; `refused` is a reason found before it started, reported by the fatal path.
+fn capture_step(args: &ExtcapArgs, fifo: Option<PathBuf>, refused: Option<String>) -> ExitCode {
+    let mut fifo = fifo::Fifo::new(fifo);
     let mut control = None;
-    let result = capture(args, &mut fifo, &mut control);
+    let result = capture(args, &mut fifo, &mut control, refused);
     let code = match result {
         Ok(_) => ExitCode::SUCCESS,
         Err(message) => {
@@ -359,6 +441,7 @@ fn capture(
     args: &ExtcapArgs,
     fifo: &mut fifo::Fifo,
     control_out: &mut Option<ControlSender>,
+    refused: Option<String>,
 ) -> Result<Ending, String> {
     let m = Manifest::load();
     let stop = Arc::new(AtomicBool::new(false));
@@ -394,6 +477,9 @@ fn capture(
         return Ok(Ending::Stopped);
     }
     log_setup?;
+    if let Some(why) = refused {
+        return Err(why);
+    }
     log_msg!("awsvpc {VERSION} capture starting (argv: {})", redact(args));
     if wireshark_4_4_0() {
         return Err(WIRESHARK_4_4_0.into());
