@@ -4,3 +4,4 @@
 mod children;
 
 pub use children::end_children;
+pub mod guardian;
