@@ -539,13 +539,15 @@ fn leak_matrix_signals_at_every_provisioning_step() {
                     .args(["--log-level", "debug", "--log-file"])
                     .arg(&log)
                     .env("AWSVPC_TEST_HOLD_AFTER", step)
-                    // Without the guardian (tests/guardian.rs): KILL must leave what it
-                    // made for the last line of defence, `awsvpc cleanup --run-id`.
-                    .env("AWSVPC_TEST_NO_GUARDIAN", "1")
                     .env("AWSVPC_SSH_CONFIG", &sshd.ssh_config)
                     .stdout(Stdio::null())
                     .stderr(Stdio::piped());
                 aws_env(&mut c, imds_port, &state);
+                if sig == libc::SIGKILL {
+                    // Without the guardian (tests/guardian.rs): KILL must leave what it
+                    // made for the last line of defence, `awsvpc cleanup --run-id`.
+                    c.env("AWSVPC_TEST_NO_GUARDIAN", "1");
+                }
                 let mut child = c.spawn().unwrap();
                 wait_for(Duration::from_secs(60), "the hold point", || {
                     let l = std::fs::read_to_string(&log).unwrap_or_default();
