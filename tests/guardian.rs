@@ -450,6 +450,16 @@ fn guard_by_hand(lab: &Lab, ledger: &Path, log: &Path, input: &[u8], env: &[(&st
     .success()
 }
 
+/// (name, ledger, bytes on the pipe, environment, the log line says, exit success)
+type Case<'a> = (
+    &'a str,
+    PathBuf,
+    &'a [u8],
+    Vec<(&'a str, &'a str)>,
+    &'a str,
+    bool,
+);
+
 #[test]
 fn junk_a_missing_ledger_or_an_unreachable_aws_ends_the_guardian_with_one_line() {
     if !ready(&["ip", "tc", "python3"]) {
@@ -477,7 +487,7 @@ fn junk_a_missing_ledger_or_an_unreachable_aws_ends_the_guardian_with_one_line()
     let before = in_netns(&lab.col, leftovers);
     assert_eq!(before.len(), 3, "session, filter, target: {before:?}");
     let w = lab.work.path();
-    let cases: [(&str, PathBuf, &[u8], Vec<(&str, &str)>, &str, bool); 4] = [
+    let cases: [Case; 4] = [
         (
             "junk",
             ledger.clone(),
