@@ -52,6 +52,16 @@ enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// The guardian of a capture (started by awsvpc itself): removes the run if the
+    /// capture dies before its own teardown.
+    #[cfg(feature = "aws")]
+    #[command(hide = true)]
+    Guard {
+        #[arg(long)]
+        ledger: PathBuf,
+        #[arg(long)]
+        log_file: Option<String>,
+    },
     /// Print the relay that runs on remote collectors (python3, stdlib only), exactly as
     /// awsvpc sends it, so it can be reviewed.
     RelaySource {
@@ -106,6 +116,11 @@ fn run() -> ExitCode {
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
+    // Wireshark 5.0 after a forced kill: this flag alone, no interface, no options.
+    #[cfg(feature = "aws")]
+    if names.iter().any(|a| a == "--extcap-cleanup-postkill") {
+        return awsvpc::aws::guardian::postkill();
+    }
     if extcap::args::is_extcap_call(&names) {
         return extcap::run_os(&argv, &mut std::io::stdout().lock());
     }
@@ -137,6 +152,10 @@ fn run() -> ExitCode {
             ports,
             snaplen,
         } => return decap_main(&input, &output, srcs, filter, ports, snaplen),
+        #[cfg(feature = "aws")]
+        Cmd::Guard { ledger, log_file } => {
+            return awsvpc::aws::guardian::guard(&ledger, log_file.as_deref())
+        }
         #[cfg(feature = "aws")]
         Cmd::Cleanup {
             profile,
@@ -230,7 +249,7 @@ fn cleanup_command(
     all_users: bool,
     dry_run: bool,
 ) -> Result<String, String> {
-    use awsvpc::aws::{cleanup, client, ledger, teardown};
+    use awsvpc::aws::{cleanup, client, ledger};
     let rt = client::runtime()?;
     rt.block_on(async {
         let aws = client::connect(profile.as_deref(), region.as_deref()).await?;
@@ -241,53 +260,35 @@ fn cleanup_command(
             expired_only: false,
             created_by: (!all_users).then(|| me.clone()),
         };
-        let found = cleanup::find(&aws, &sel).await?;
-        let listing: Vec<String> = found
+        // Cleanup is not bound by Wireshark's kill window: give in-use waits more time.
+        let r = cleanup::remove(
+            &aws,
+            &sel,
+            dry_run,
+            std::time::Duration::from_secs(300),
+            &ledger::state_dir(),
+        )
+        .await?;
+        let listing: Vec<String> = r
+            .found
             .iter()
             .map(|f| format!("  {:?} {} (run {})", f.kind, f.id, f.run_id))
             .collect();
-        if found.is_empty() {
-            return Ok(format!(
-                "Nothing to remove in {}: no awsvpc resources match.",
-                aws.region
-            ));
-        }
-        if dry_run {
-            return Ok(format!(
-                "Would remove {} resources in {}:\n{}",
-                found.len(),
-                aws.region,
-                listing.join("\n")
-            ));
-        }
-        let mut l = cleanup::ledger_of(&found, &aws.region);
-        // Cleanup is not bound by Wireshark's kill window: give in-use waits more time.
-        let report = teardown::teardown(
-            &aws,
-            &mut l,
-            std::time::Duration::from_secs(300),
-            teardown::Groups::Wait,
-        )
-        .await;
-        // Ledgers of runs that are now fully gone are finished too.
-        for mut led in ledger::Ledger::all_in(&ledger::state_dir()) {
-            if sel.run_id.as_ref().is_none_or(|r| *r == led.run_id) && led.region == aws.region {
-                let remaining: Vec<usize> = (0..led.entries.len())
-                    .filter(|i| {
-                        let e = &led.entries[*i];
-                        !e.deleted
-                            && e.id.as_ref().is_some_and(|id| !report.removed.contains(id))
-                            && found.iter().any(|f| Some(&f.id) == e.id.as_ref())
-                    })
-                    .collect();
-                if remaining.is_empty() {
-                    for i in 0..led.entries.len() {
-                        let _ = led.mark_deleted(i);
-                    }
-                    let _ = led.finish();
-                }
-            }
-        }
+        let Some(report) = r.report else {
+            return Ok(if r.found.is_empty() {
+                format!(
+                    "Nothing to remove in {}: no awsvpc resources match.",
+                    aws.region
+                )
+            } else {
+                format!(
+                    "Would remove {} resources in {}:\n{}",
+                    r.found.len(),
+                    aws.region,
+                    listing.join("\n")
+                )
+            });
+        };
         match report.sentence(run_id.as_deref().unwrap_or("<id>")) {
             Some(s) => Err(format!("Removed {} resources. {s}", report.removed.len())),
             None => Ok(format!(

@@ -266,6 +266,8 @@ impl Mirror {
             )
         })?;
         log_msg!("run {run_id}: ledger {}", ledger.path().display());
+        // Before the first create call: from here a killed awsvpc leaves nothing.
+        crate::aws::guardian::start(&ledger, cfg.log_file.as_deref());
         let mut req = Request {
             enis: cfg.enis.clone(),
             vpc: cfg.vpc.clone(),
@@ -357,6 +359,7 @@ impl Mirror {
                     teardown::Groups::Defer,
                 ));
                 finish_in_background(&ledger, &report.deferred);
+                crate::sys::guardian::done();
                 Err(match report.sentence(&run_id) {
                     Some(left) => format!("{e} {left}"),
                     None => e,
@@ -426,6 +429,8 @@ impl Mirror {
             teardown::Groups::Defer,
         ));
         finish_in_background(&self.ledger, &report.deferred);
+        // What this teardown could not remove its sentence names; the guardian stands down.
+        crate::sys::guardian::done();
         log_msg!(
             "teardown of run {}: removed {}",
             self.ledger.run_id,

@@ -210,6 +210,53 @@ pub fn ledger_of(found: &[Found], region: &str) -> Ledger {
     l
 }
 
+/// What [`remove`] found and, unless it was a dry run, what its teardown did.
+pub struct Removal {
+    pub found: Vec<Found>,
+    pub report: Option<super::teardown::Report>,
+}
+
+/// `awsvpc cleanup`'s work, shared with the guardian: select by tag, remove in dependency
+/// order (sessions first) within `limit`, waiting for security groups, then finish the
+/// ledgers in `state` of runs that are now fully gone. Only what `sel` selects (tagged,
+/// and with `--run-id` tagged with that run) is ever touched.
+pub async fn remove(
+    aws: &Aws,
+    sel: &Selection,
+    dry_run: bool,
+    limit: Duration,
+    state: &std::path::Path,
+) -> Result<Removal, String> {
+    let found = find(aws, sel).await?;
+    if found.is_empty() || dry_run {
+        return Ok(Removal {
+            found,
+            report: None,
+        });
+    }
+    let mut l = ledger_of(&found, &aws.region);
+    let report = super::teardown::teardown(aws, &mut l, limit, super::teardown::Groups::Wait).await;
+    for mut led in Ledger::all_in(state) {
+        if sel.run_id.as_ref().is_none_or(|r| *r == led.run_id) && led.region == aws.region {
+            let remaining = led.entries.iter().any(|e| {
+                !e.deleted
+                    && e.id.as_ref().is_some_and(|id| !report.removed.contains(id))
+                    && found.iter().any(|f| Some(&f.id) == e.id.as_ref())
+            });
+            if !remaining {
+                for i in 0..led.entries.len() {
+                    let _ = led.mark_deleted(i);
+                }
+                let _ = led.finish();
+            }
+        }
+    }
+    Ok(Removal {
+        found,
+        report: Some(report),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

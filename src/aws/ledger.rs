@@ -51,6 +51,10 @@ pub struct Ledger {
     pub region: String,
     pub created_by: String,
     pub started: String,
+    /// The capture process, so `--extcap-cleanup-postkill` can tell a dead run from a live
+    /// one (absent in ledgers of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
     pub entries: Vec<Entry>,
     #[serde(skip)]
     path: PathBuf,
@@ -86,6 +90,7 @@ impl Ledger {
             region: region.to_string(),
             created_by: created_by.to_string(),
             started: super::tags::rfc3339(std::time::SystemTime::now()),
+            pid: Some(std::process::id()),
             entries: Vec::new(),
             path: dir.join(format!("{run_id}.json")),
         };
@@ -101,6 +106,7 @@ impl Ledger {
             region: region.to_string(),
             created_by: String::new(),
             started: String::new(),
+            pid: None,
             entries: Vec::new(),
             path: PathBuf::new(),
         }

@@ -6,6 +6,7 @@ pub mod cleanup;
 pub mod client;
 pub mod discovery;
 pub mod errors;
+pub mod guardian;
 pub mod launch;
 pub mod ledger;
 pub mod provision;

@@ -14,7 +14,7 @@ use crate::{log_info, log_msg};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -102,14 +102,15 @@ impl Output for FifoWriter {
 }
 
 /// The sentence refusing `path`, given as `option`, because of `why`.
-fn refusal(option: &str, path: &str, why: NotAPipe, fix: &str) -> String {
+fn refusal(option: &str, path: &Path, why: NotAPipe, fix: &str) -> String {
+    let shown = path.display();
     match why {
-        NotAPipe::Other(_) => format!("{option} {path} {why}, so awsvpc left it untouched; {fix}"),
-        _ => format!("{option} {path} {why}; {fix}"),
+        NotAPipe::Other(_) => format!("{option} {shown} {why}, so awsvpc left it untouched; {fix}"),
+        _ => format!("{option} {shown} {why}; {fix}"),
     }
 }
 
-fn checked(option: &str, path: &str, f: File, fix: &str) -> Result<File, String> {
+fn checked(option: &str, path: &Path, f: File, fix: &str) -> Result<File, String> {
     match sys::opened_not_a_pipe(&f) {
         None => Ok(f),
         Some(why) => Err(refusal(option, path, why, fix)),
@@ -121,26 +122,27 @@ fn checked(option: &str, path: &str, f: File, fix: &str) -> Result<File, String>
 /// fifo is refused with the sentence ending in `fix`.
 pub fn open_writer(
     option: &str,
-    path: &str,
+    path: &Path,
     fix: &str,
     stop: &AtomicBool,
 ) -> Result<Option<File>, String> {
-    if let Some(why) = sys::not_a_pipe(Path::new(path)) {
+    let shown = path.display();
+    if let Some(why) = sys::not_a_pipe(path) {
         return Err(refusal(option, path, why, fix));
     }
     let mut told = false;
     loop {
-        match sys::open_write_nonblocking(Path::new(path)) {
+        match sys::open_write_nonblocking(path) {
             Ok(Some(f)) => return checked(option, path, f, fix).map(Some),
             Ok(None) => {}
-            Err(e) => return Err(format!("Cannot open {option} {path}: {e}.")),
+            Err(e) => return Err(format!("Cannot open {option} {shown}: {e}.")),
         }
         if stop.load(Ordering::Relaxed) {
             return Ok(None);
         }
         if !told {
             told = true;
-            log_info!("waiting for Wireshark to open {option} {path} for reading");
+            log_info!("waiting for Wireshark to open {option} {shown} for reading");
         }
         std::thread::sleep(STOP_POLL);
     }
@@ -151,33 +153,34 @@ pub fn open_writer(
 /// non-blocking one would succeed at once and read end-of-file before Wireshark connects.
 pub fn open_reader(
     option: &str,
-    path: &str,
+    path: &Path,
     fix: &str,
     stop: &AtomicBool,
 ) -> Result<Option<File>, String> {
-    if let Some(why) = sys::not_a_pipe(Path::new(path)) {
+    let shown = path.display();
+    if let Some(why) = sys::not_a_pipe(path) {
         return Err(refusal(option, path, why, fix));
     }
     let (tx, rx) = std::sync::mpsc::channel();
-    let p = path.to_string();
+    let p = path.to_path_buf();
     std::thread::Builder::new()
         .name("open-reader".into())
         .spawn(move || {
             let _ = tx.send(File::open(p));
         })
-        .map_err(|e| format!("Cannot open {option} {path}: {e}."))?;
+        .map_err(|e| format!("Cannot open {option} {shown}: {e}."))?;
     let mut told = false;
     loop {
         match rx.recv_timeout(STOP_POLL) {
             Ok(Ok(f)) => return checked(option, path, f, fix).map(Some),
-            Ok(Err(e)) => return Err(format!("Cannot open {option} {path}: {e}.")),
+            Ok(Err(e)) => return Err(format!("Cannot open {option} {shown}: {e}.")),
             // Given up: the thread stays in open() until the process exits.
             Err(_) if stop.load(Ordering::Relaxed) => return Ok(None),
             Err(_) => {}
         }
         if !told {
             told = true;
-            log_info!("waiting for Wireshark to open {option} {path} for writing");
+            log_info!("waiting for Wireshark to open {option} {shown} for writing");
         }
     }
 }
@@ -262,7 +265,7 @@ impl Fifo {
         }
         let deadline = Instant::now() + limit;
         loop {
-            match sys::open_write_nonblocking(Path::new(&path)) {
+            match sys::open_write_nonblocking(&path) {
                 Ok(Some(f)) => {
                     drop(f);
                     return;

@@ -760,10 +760,22 @@ fn open_control(
     let (Some(cin), Some(cout)) = (&args.control_in, &args.control_out) else {
         return Ok(ControlPipes::Absent);
     };
-    let Some(input) = fifo::open_reader("--extcap-control-in", cin, CONTROL_FIX, stop)? else {
+    let Some(input) = fifo::open_reader(
+        "--extcap-control-in",
+        std::path::Path::new(cin),
+        CONTROL_FIX,
+        stop,
+    )?
+    else {
         return Ok(ControlPipes::Stopped);
     };
-    let Some(output) = fifo::open_writer("--extcap-control-out", cout, CONTROL_FIX, stop)? else {
+    let Some(output) = fifo::open_writer(
+        "--extcap-control-out",
+        std::path::Path::new(cout),
+        CONTROL_FIX,
+        stop,
+    )?
+    else {
         return Ok(ControlPipes::Stopped);
     };
     // The sender's thread may block on a GUI that does not read: nothing waits for it but

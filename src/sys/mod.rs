@@ -9,5 +9,6 @@ mod children;
 mod unix;
 
 pub use children::end_children;
+pub mod guardian;
 #[cfg(unix)]
 pub use unix::*;

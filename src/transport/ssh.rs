@@ -191,6 +191,8 @@ impl Process {
                 format!("Cannot start ssh: {e}.")
             }
         })?;
+        // If awsvpc is killed, its guardian ends this ssh.
+        crate::sys::guardian::watch_child(child.id());
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let tail = stderr.clone();
         let err = child.stderr.take().expect("piped");

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+#[cfg(feature = "aws")]
+pub mod aws_lab;
 pub mod ports;
 pub mod sshd;
 #[cfg(feature = "aws")]
