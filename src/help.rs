@@ -60,11 +60,15 @@ pub fn write_page(path: &Path) -> Result<(), String> {
     w.commit()
 }
 
-/// The `help=` value: a `file:` URL of this version's page, written first if it is missing
-/// or from another version. `None` when no page can exist (no home folder, read-only disk):
-/// then the Help button has nothing to open, which beats a page that is not there.
+/// The `help=` value: the absolute path of this version's page, written first if it is
+/// missing or from another version. A path, not a `file:` URL: Wireshark's toolbar Help
+/// button refuses the `file` scheme (interface_toolbar.cpp, onHelpButtonPressed) but hands
+/// a bare path to the desktop's opener, and so does the options dialog's Help. `None` when
+/// no page can exist (no home folder, a read-only disk) or its path would break the
+/// sentence (a brace or a control character): then no Help rather than a broken one.
 pub fn location() -> Option<String> {
     let path = page_path()?;
+    let text = help_value(&path)?;
     // Read only as a small regular file: a fifo or /dev/zero there must not hang the call.
     let current = crate::files::read_small_file(&path, 4 << 20)
         .ok()
@@ -73,27 +77,14 @@ pub fn location() -> Option<String> {
     if !current {
         write_page(&path).ok()?;
     }
-    Some(file_url(&path))
+    Some(text)
 }
 
-/// A `file:` URL: `/` separators, a leading `/` before a drive letter, and every byte outside
-/// the unreserved set percent-encoded, so spaces, non-ASCII names and the sentence's own `{}`
-/// cannot break Wireshark's parser.
-pub fn file_url(path: &Path) -> String {
-    let text = path.to_string_lossy().replace('\\', "/");
-    let mut url = String::from("file://");
-    if !text.starts_with('/') {
-        url.push('/');
-    }
-    for b in text.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' | b':' => {
-                url.push(b as char)
-            }
-            _ => url.push_str(&format!("%{b:02X}")),
-        }
-    }
-    url
+/// The path as a `help=` value: `/` separators, and refused when the extcap sentence could
+/// not carry it.
+fn help_value(path: &Path) -> Option<String> {
+    let text = path.to_str()?.replace('\\', "/");
+    (!text.contains(['{', '}']) && !text.chars().any(char::is_control)).then_some(text)
 }
 
 #[cfg(test)]
@@ -101,15 +92,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_survive_spaces_braces_and_drive_letters() {
+    fn help_values_keep_spaces_refuse_braces_use_slashes() {
+        let p = "/home/Zoë M/.local/share/awsvpc/awsvpc.html";
+        assert_eq!(help_value(Path::new(p)).as_deref(), Some(p));
         assert_eq!(
-            file_url(Path::new("/home/Zoë M/.local/share/awsvpc/awsvpc.html")),
-            "file:///home/Zo%C3%AB%20M/.local/share/awsvpc/awsvpc.html"
+            help_value(Path::new(r"C:\Users\Zoë\awsvpc.html")).as_deref(),
+            Some("C:/Users/Zoë/awsvpc.html")
         );
-        assert_eq!(
-            file_url(Path::new(r"C:\Users\a {b}\awsvpc.html")),
-            "file:///C:/Users/a%20%7Bb%7D/awsvpc.html"
-        );
+        assert_eq!(help_value(Path::new("/home/a{b}/awsvpc.html")), None);
     }
 
     #[test]

@@ -10,7 +10,7 @@
 #      initialized" (Wireshark passed the control pipes and sent Initialized), runs
 #      `netns.sh traffic`, waits for counters with packets, screenshots the window, presses
 #      the toolbar's counters button (awsvpc must log "statistics:"), its Help button (the
-#      desktop's opener, a recorder on PATH, must get a file: URL of awsvpc's page), its
+#      desktop's opener, a recorder on PATH, must get the path of awsvpc's page), its
 #      Log button and screenshots the log dialog, clicks the main toolbar's
 #      Stop button, waits for awsvpc's "capture ended" and for Wireshark's "Capture
 #      stopped", screenshots again, then ends Wireshark with SIGTERM;
@@ -278,10 +278,10 @@ written=$(grep -F 'capture ended' "$AWS_LOG" | grep -oE '[0-9]+ packets \(' | gr
 for f in awsvpc-gui capturing stopped; do
     [[ -s $ART/$f.png ]] || die "screenshot $ART/$f.png missing"
 done
-# Help opened a file: URL of a page on this disk: awsvpc's own README, this version.
-help_url=$(head -n 1 "$ART/help-opened")
-[[ $help_url == file://* ]] || die "the Help button opened $help_url, not a local file"
-help_path=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.unquote(urllib.parse.urlparse(sys.argv[1]).path))' "$help_url")
+# Help opened a page on this disk (Wireshark's toolbar hands xdg-open the path as given;
+# it refuses file: URLs): awsvpc's own README, this version.
+help_path=$(head -n 1 "$ART/help-opened")
+[[ $help_path == /* && -f $help_path ]] || die "the Help button opened '$help_path', not a local file"
 grep -qF '<title>awsvpc ' "$help_path" || die "the Help page $help_path is not awsvpc's documentation"
 log "capture file: $npk packets (awsvpc wrote ${written:-?})"
 echo "screenshot: $ART/awsvpc-gui.png"
