@@ -309,11 +309,10 @@ fn kill_at_every_provisioning_step_leaves_nothing_without_cleanup() {
                     .any(|x| x.contains("removed") && x.contains(" resources of run")),
                 "{case}: the guardian logged what it removed: {lines:?}"
             );
-            if mode == "host" {
-                assert!(
-                    lines.iter().any(|x| x.contains("ended 1 child process")),
-                    "{case}: {lines:?}"
-                );
+            // The ssh is gone (waited for above). Who ended it is a race: the guardian, or
+            // ssh itself on SIGPIPE once its reader was killed; the log says which.
+            if mode == "host" && !lines.iter().any(|x| x.contains("ended 1 child process")) {
+                eprintln!("{case}: the capture's ssh ended on its own before the guardian looked");
             }
             times.push(gone);
             report.push(format!(
