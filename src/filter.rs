@@ -1,27 +1,12 @@
 //! Capture filters in libpcap syntax, compiled by libpcap itself and applied to the
-//! decapsulated Ethernet frames (dumpcap does not filter pipes, so awsvpc must).
+//! decapsulated Ethernet frames (dumpcap does not filter pipes, so awsvpc must). How
+//! libpcap is reached differs by OS: `crate::sys::bpf`.
 
-use pcap::{BpfProgram, Capture, Linktype};
-
-/// libpcap's `struct bpf_insn`; `pcap::BpfInstruction` is a transparent wrapper of it.
-#[repr(C)]
-struct BpfInsn {
-    code: u16,
-    jt: u8,
-    jf: u8,
-    k: u32,
-}
-
-#[link(name = "pcap")]
-extern "C" {
-    // libpcap's interpreter; unlike pcap_offline_filter it takes the wire length separately,
-    // so `greater`/`less` see a truncated frame's original length.
-    fn bpf_filter(pc: *const BpfInsn, p: *const u8, wirelen: u32, buflen: u32) -> u32;
-}
+use crate::sys::bpf::Program;
 
 pub struct CaptureFilter {
     expression: String,
-    program: BpfProgram,
+    program: Program,
 }
 
 impl std::fmt::Debug for CaptureFilter {
@@ -30,20 +15,11 @@ impl std::fmt::Debug for CaptureFilter {
     }
 }
 
-// The compiled program is plain immutable data owned by this value.
-unsafe impl Send for CaptureFilter {}
-
 impl CaptureFilter {
-    /// Compiles `expression` for Ethernet frames. The error is libpcap's own explanation.
+    /// Compiles `expression` for Ethernet frames. The error is libpcap's own explanation
+    /// (or, where libpcap is missing, the sentence saying how to get it).
     pub fn compile(expression: &str) -> Result<Self, String> {
-        let dead = Capture::dead(Linktype::ETHERNET).map_err(|e| e.to_string())?;
-        let program = dead.compile(expression, true).map_err(|e| match e {
-            pcap::Error::PcapError(m) => m,
-            other => other.to_string(),
-        })?;
-        if program.get_instructions().is_empty() {
-            return Err("libpcap produced an empty program".into());
-        }
+        let program = Program::compile(expression)?;
         Ok(CaptureFilter {
             expression: expression.to_string(),
             program,
@@ -57,18 +33,7 @@ impl CaptureFilter {
     /// True when the frame passes. `wire_len` is the frame's original length.
     #[inline]
     pub fn matches(&self, frame: &[u8], wire_len: usize) -> bool {
-        let insns = self.program.get_instructions();
-        // SAFETY: BpfInstruction is repr(transparent) over libpcap's bpf_insn, which BpfInsn
-        // mirrors; the program is non-empty and validated by pcap_compile; libpcap's
-        // interpreter bounds every load by `buflen`.
-        unsafe {
-            bpf_filter(
-                insns.as_ptr() as *const BpfInsn,
-                frame.as_ptr(),
-                wire_len.max(frame.len()).min(u32::MAX as usize) as u32,
-                frame.len().min(u32::MAX as usize) as u32,
-            ) != 0
-        }
+        self.program.matches(frame, wire_len)
     }
 }
 

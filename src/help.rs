@@ -25,18 +25,7 @@ pub fn html() -> String {
 
 /// Where the page lives for this user: the per-user data folder of the OS.
 pub fn page_path() -> Option<PathBuf> {
-    let env = |k: &str| {
-        std::env::var_os(k)
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-    };
-    let base = if cfg!(windows) {
-        env("LOCALAPPDATA").or_else(|| env("APPDATA"))?
-    } else if cfg!(target_os = "macos") {
-        env("HOME")?.join("Library/Application Support")
-    } else {
-        env("XDG_DATA_HOME").or_else(|| env("HOME").map(|h| h.join(".local/share")))?
-    };
+    let base = crate::sys::dirs::data_base()?;
     Some(base.join("awsvpc").join("awsvpc.html"))
 }
 

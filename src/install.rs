@@ -5,13 +5,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn home() -> Option<PathBuf> {
-    std::env::var_os("HOME").map(PathBuf::from)
+    crate::sys::dirs::home()
 }
 
 /// Wireshark's `major.minor`, from `tshark --version` or `wireshark --version`.
 pub fn wireshark_version() -> Option<(u32, u32)> {
-    for prog in ["tshark", "wireshark"] {
-        let Ok(out) = Command::new(prog).arg("--version").output() else {
+    let on_path = ["tshark", "wireshark"].map(PathBuf::from);
+    for prog in on_path
+        .into_iter()
+        .chain(crate::sys::dirs::wireshark_programs())
+    {
+        let Ok(out) = Command::new(&prog).arg("--version").output() else {
             continue;
         };
         let text = String::from_utf8_lossy(&out.stdout);
@@ -32,9 +36,8 @@ pub fn wireshark_version() -> Option<(u32, u32)> {
 /// The personal extcap folder of a given Wireshark version (4.0: the config folder;
 /// 4.1 and later: `~/.local/lib/wireshark/extcap`).
 pub fn personal_extcap_dir(version: Option<(u32, u32)>) -> Option<PathBuf> {
-    if cfg!(windows) {
-        return std::env::var_os("APPDATA")
-            .map(|a| PathBuf::from(a).join("Wireshark").join("extcap"));
+    if let Some(appdata) = crate::sys::dirs::windows_appdata() {
+        return Some(appdata.join("Wireshark").join("extcap"));
     }
     let home = home()?;
     match version {

@@ -6,6 +6,7 @@
 
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod batch;
 pub mod capture;
 pub mod collector;
 pub mod config;

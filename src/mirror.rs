@@ -150,18 +150,7 @@ fn finish_in_background(ledger: &Ledger, deferred: &[String]) {
     c.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: setsid is async-signal-safe and touches only the child.
-        unsafe {
-            c.pre_exec(|| {
-                libc::setsid();
-                Ok(())
-            });
-        }
-    }
-    match c.spawn() {
+    match crate::sys::spawn_detached(&mut c) {
         Ok(child) => log_msg!(
             "{} will be removed once the collector has terminated, by awsvpc cleanup --run-id {run} (pid {})",
             deferred.join(", "),

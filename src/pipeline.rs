@@ -1,7 +1,7 @@
 //! The per-datagram path shared by live captures, `awsvpc decap` and the benchmark:
 //! decapsulate, route to the source's interface, filter, truncate, write.
 
-use crate::collector::local::Batch;
+use crate::batch::Batch;
 use crate::decap::{self, Direction};
 use crate::filter::CaptureFilter;
 use crate::log_debug;

@@ -61,16 +61,12 @@ pub struct Ledger {
 }
 
 /// The folder holding ledgers: `$AWSVPC_STATE_DIR`, else `$XDG_STATE_HOME/awsvpc/runs`,
-/// else `~/.local/state/awsvpc/runs`.
+/// else `~/.local/state/awsvpc/runs` (Windows: `%LOCALAPPDATA%\awsvpc\runs`).
 pub fn state_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("AWSVPC_STATE_DIR") {
         return PathBuf::from(d);
     }
-    let base = std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-        .unwrap_or_else(std::env::temp_dir);
+    let base = crate::sys::dirs::state_base().unwrap_or_else(std::env::temp_dir);
     base.join("awsvpc").join("runs")
 }
 

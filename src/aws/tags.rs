@@ -15,9 +15,9 @@ pub const LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
 /// A run id: UTC time plus randomness, sortable and safe in tags, tokens and file names.
 pub fn new_run_id() -> String {
-    let mut r = [0u8; 4];
-    let _ = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut r));
+    // The OS's randomness on every OS (uuid's v4 takes it from getrandom).
+    let u = uuid::Uuid::new_v4();
+    let r = &u.as_bytes()[..4];
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();

@@ -5,7 +5,7 @@ use crate::manifest::ArgValue;
 use std::path::PathBuf;
 
 fn home() -> Option<PathBuf> {
-    std::env::var_os("HOME").map(PathBuf::from)
+    crate::sys::dirs::home()
 }
 
 fn config_path() -> Option<PathBuf> {

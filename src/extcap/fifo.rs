@@ -13,7 +13,6 @@ use crate::sys::{self, NotAPipe};
 use crate::{log_info, log_msg};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -79,7 +78,7 @@ impl Write for PipeOut {
                     continue;
                 }
             }
-            sys::wait_writable(f.as_raw_fd(), WRITE_SLICE);
+            sys::wait_writable(f, WRITE_SLICE);
         }
     }
 
@@ -93,11 +92,10 @@ impl Write for PipeOut {
 
 impl Output for FifoWriter {
     fn reader_gone(&self) -> bool {
-        let fd = match &self.get_ref().out {
-            Out::Stdout(s) => s.as_raw_fd(),
-            Out::Fifo(f) => f.as_raw_fd(),
-        };
-        sys::reader_gone(fd)
+        match &self.get_ref().out {
+            Out::Stdout(s) => sys::reader_gone(s),
+            Out::Fifo(f) => sys::reader_gone(f),
+        }
     }
 }
 
@@ -115,6 +113,15 @@ fn checked(option: &str, path: &Path, f: File, fix: &str) -> Result<File, String
         None => Ok(f),
         Some(why) => Err(refusal(option, path, why, fix)),
     }
+}
+
+/// The sentence for an open that failed: a pipe that is not there (a Windows named pipe is
+/// found missing only by connecting to it) is refused like any missing path.
+fn open_failed(option: &str, path: &Path, e: io::Error, fix: &str) -> String {
+    if e.kind() == io::ErrorKind::NotFound {
+        return refusal(option, path, NotAPipe::Missing, fix);
+    }
+    format!("Cannot open {option} {}: {e}.", path.display())
 }
 
 /// Opens the pipe `path` (given as `option`) for writing once a reader has it open, waiting
@@ -135,7 +142,7 @@ pub fn open_writer(
         match sys::open_write_nonblocking(path) {
             Ok(Some(f)) => return checked(option, path, f, fix).map(Some),
             Ok(None) => {}
-            Err(e) => return Err(format!("Cannot open {option} {shown}: {e}.")),
+            Err(e) => return Err(open_failed(option, path, e, fix)),
         }
         if stop.load(Ordering::Relaxed) {
             return Ok(None);
@@ -166,14 +173,14 @@ pub fn open_reader(
     std::thread::Builder::new()
         .name("open-reader".into())
         .spawn(move || {
-            let _ = tx.send(File::open(p));
+            let _ = tx.send(sys::open_read_waiting(&p));
         })
         .map_err(|e| format!("Cannot open {option} {shown}: {e}."))?;
     let mut told = false;
     loop {
         match rx.recv_timeout(STOP_POLL) {
             Ok(Ok(f)) => return checked(option, path, f, fix).map(Some),
-            Ok(Err(e)) => return Err(format!("Cannot open {option} {shown}: {e}.")),
+            Ok(Err(e)) => return Err(open_failed(option, path, e, fix)),
             // Given up: the thread stays in open() until the process exits.
             Err(_) if stop.load(Ordering::Relaxed) => return Ok(None),
             Err(_) => {}
@@ -209,12 +216,13 @@ impl Fifo {
             return Ok(true);
         };
         let out = if path.as_os_str() == "-" {
-            widen_pipe(1);
-            Out::Stdout(io::stdout())
+            let out = io::stdout();
+            widen_pipe(&out);
+            Out::Stdout(out)
         } else {
             match open_writer("--fifo", path, FIFO_FIX, stop)? {
                 Some(f) => {
-                    widen_pipe(f.as_raw_fd());
+                    widen_pipe(&f);
                     Out::Fifo(f)
                 }
                 None => return Ok(false),

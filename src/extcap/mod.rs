@@ -445,11 +445,7 @@ fn capture(
 ) -> Result<Ending, String> {
     let m = Manifest::load();
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGHUP,
-    ] {
+    for &sig in crate::sys::STOP_SIGNALS {
         // A second signal while stopping ends the process at once.
         let _ = signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone());
         let _ = signal_hook::flag::register(sig, stop.clone());

@@ -15,32 +15,9 @@ use std::sync::Mutex;
 #[path = "guardian_unix.rs"]
 mod platform;
 
-/// Windows: not yet (a process created outside Wireshark's job object, with an inherited
-/// anonymous pipe, is the same design). Every call says "not supported"; awsvpc then
-/// captures without a guardian and says so in the log.
-#[cfg(not(unix))]
-mod platform {
-    use std::ffi::OsString;
-    use std::io;
-    use std::path::Path;
-
-    pub fn spawn_detached(_exe: &Path, _args: &[OsString]) -> io::Result<(u32, io::PipeWriter)> {
-        Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "the guardian is not supported on this OS yet",
-        ))
-    }
-    pub fn close_inherited_fds() {}
-    pub fn session_of(_pid: u32) -> Option<i32> {
-        None
-    }
-    pub fn alive(_pid: u32) -> bool {
-        true
-    }
-    pub fn end(_pid: u32, _sid: i32, _grace: std::time::Duration) -> bool {
-        false
-    }
-}
+#[cfg(windows)]
+#[path = "guardian_windows.rs"]
+mod platform;
 
 pub use platform::{alive, close_inherited_fds};
 

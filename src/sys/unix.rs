@@ -1,34 +1,17 @@
-//! Fifos: `stat`/`fstat` for the kind check, `O_NONBLOCK` opens, `poll` for room and for a
+//! Wireshark's pipes on Unix, which are fifos: `stat`/`fstat` for the kind check, `O_NONBLOCK` opens, `poll` for room and for a
 //! reader that closed its end, `fcntl` for the pipe size and the blocking mode.
 
+use super::NotAPipe;
 use std::fs::{File, FileType, OpenOptions};
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::Duration;
 
 /// The pipe capacity asked for (Linux's default `pipe-max-size`, allowed without privilege).
+#[cfg(target_os = "linux")]
 const PIPE_SIZE: i32 = 1 << 20;
-
-/// Why a path cannot be one of Wireshark's pipes.
-#[derive(Debug)]
-pub enum NotAPipe {
-    Missing,
-    /// It exists and is something else ("a regular file").
-    Other(&'static str),
-    Unexaminable(io::Error),
-}
-
-impl std::fmt::Display for NotAPipe {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            NotAPipe::Missing => write!(f, "does not exist"),
-            NotAPipe::Other(kind) => write!(f, "is {kind}, not a fifo"),
-            NotAPipe::Unexaminable(e) => write!(f, "cannot be examined ({e})"),
-        }
-    }
-}
 
 /// Why `path` cannot be one of Wireshark's pipes, or `None` when it is a fifo. Looked at
 /// before opening, so that nothing else is ever opened, let alone created or truncated.
@@ -49,6 +32,12 @@ pub fn opened_not_a_pipe(f: &File) -> Option<NotAPipe> {
     }
 }
 
+/// What a Unix pipe is called in sentences.
+pub const PIPE_KIND: &str = "a fifo";
+
+/// The signals that stop a capture: Wireshark's SIGTERM, a terminal's Ctrl-C and hang-up.
+pub const STOP_SIGNALS: &[i32] = &[libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+
 fn kind_problem(t: FileType) -> Option<NotAPipe> {
     let kind = if t.is_fifo() {
         return None;
@@ -66,6 +55,24 @@ fn kind_problem(t: FileType) -> Option<NotAPipe> {
         "a file of another kind"
     };
     Some(NotAPipe::Other(kind))
+}
+
+/// Opens `path` for reading, waiting until a writer has it open (a fifo's open blocks
+/// until then; the caller runs this on a thread of its own).
+pub fn open_read_waiting(path: &Path) -> io::Result<File> {
+    File::open(path)
+}
+
+/// Sets a pipe's descriptor non-blocking (a child's stdout read by a polling loop).
+pub fn set_nonblocking(p: &impl AsFd) {
+    let fd = p.as_fd().as_raw_fd();
+    // SAFETY: fcntl on a descriptor the caller owns; no memory is passed.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
+    }
 }
 
 /// Opens `path` for writing without blocking, without `O_CREAT` or `O_TRUNC`. `Ok(None)`
@@ -103,9 +110,9 @@ pub fn set_blocking(f: &File) -> io::Result<()> {
 
 /// Waits at most `limit` until `fd` takes more bytes or its reader has gone (either way the
 /// next write says which). Returns early on a signal.
-pub fn wait_writable(fd: RawFd, limit: Duration) {
+pub fn wait_writable(p: &impl AsFd, limit: Duration) {
     let mut p = libc::pollfd {
-        fd,
+        fd: p.as_fd().as_raw_fd(),
         events: libc::POLLOUT,
         revents: 0,
     };
@@ -118,9 +125,9 @@ pub fn wait_writable(fd: RawFd, limit: Duration) {
 /// Whether the reader of the pipe `fd` writes to has closed its end: on Linux, `poll` on a
 /// pipe's write end reports `POLLERR` then (and a terminal that hung up `POLLHUP`). Does not
 /// wait; false for anything that is not a pipe.
-pub fn reader_gone(fd: RawFd) -> bool {
+pub fn reader_gone(p: &impl AsFd) -> bool {
     let mut p = libc::pollfd {
-        fd,
+        fd: p.as_fd().as_raw_fd(),
         events: 0,
         revents: 0,
     };
@@ -133,12 +140,34 @@ pub fn reader_gone(fd: RawFd) -> bool {
 /// that a reader's short pause (Wireshark redrawing, a scheduler hiccup) is absorbed instead
 /// of stalling the chain back to the collector's socket, where it becomes loss. Best effort:
 /// not a pipe, or a limit, leaves it as it is.
-pub fn widen_pipe(fd: RawFd) {
+pub fn widen_pipe(p: &impl AsFd) {
+    // macOS has no way to resize a pipe; its fifos grow to 64 KiB on their own.
+    #[cfg(target_os = "linux")]
     // SAFETY: fcntl on a descriptor the caller owns; no memory is passed.
     unsafe {
-        libc::fcntl(fd, libc::F_SETPIPE_SZ, PIPE_SIZE);
+        libc::fcntl(p.as_fd().as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE);
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = p;
 }
+
+/// Starts `c` in a session of its own, so that a signal to Wireshark's process group or to
+/// awsvpc does not reach it.
+pub fn spawn_detached(c: &mut std::process::Command) -> io::Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe and changes only the child.
+    unsafe {
+        c.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    c.spawn()
+}
+
+/// On Unix a child that must not outlive awsvpc is ended at exit (`end_children`) and, if
+/// awsvpc is killed, by the guardian; nothing to do at spawn.
+pub fn bind_child(_child: &std::process::Child) {}
 
 #[cfg(test)]
 mod tests {
@@ -188,7 +217,7 @@ mod tests {
             .unwrap();
         let mut w = open_write_nonblocking(&p).unwrap().unwrap();
         assert!(opened_not_a_pipe(&w).is_none());
-        assert!(!reader_gone(w.as_raw_fd()));
+        assert!(!reader_gone(&w));
         // Full: a write would block, and waiting is bounded.
         let chunk = [0u8; 65536];
         let full = loop {
@@ -198,11 +227,11 @@ mod tests {
         };
         assert_eq!(full.kind(), io::ErrorKind::WouldBlock);
         let t = Instant::now();
-        wait_writable(w.as_raw_fd(), Duration::from_millis(50));
+        wait_writable(&w, Duration::from_millis(50));
         assert!(t.elapsed() < Duration::from_secs(5));
         drop(reader);
-        assert!(reader_gone(w.as_raw_fd()));
-        wait_writable(w.as_raw_fd(), Duration::from_secs(30));
+        assert!(reader_gone(&w));
+        wait_writable(&w, Duration::from_secs(30));
         assert_eq!(
             w.write(&chunk).unwrap_err().kind(),
             io::ErrorKind::BrokenPipe

@@ -193,6 +193,7 @@ impl Process {
         })?;
         // If awsvpc is killed, its guardian ends this ssh.
         crate::sys::guardian::watch_child(child.id());
+        crate::sys::bind_child(&child);
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let tail = stderr.clone();
         let err = child.stderr.take().expect("piped");
@@ -220,7 +221,7 @@ impl Process {
         }
         let stdout = child.stdout.take().expect("piped");
         set_nonblocking(stdout.as_raw_fd());
-        crate::extcap::fifo::widen_pipe(stdout.as_raw_fd());
+        crate::sys::widen_pipe(&stdout);
         Ok(Process {
             child,
             stdout,

@@ -1,0 +1,3 @@
+#!/bin/sh
+# ar for the Apple targets (see zig-cc.sh).
+exec python3 -m ziglang ar "$@"

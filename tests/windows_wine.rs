@@ -1,0 +1,297 @@
+//! awsvpc.exe, linked with mingw-w64, run under Wine exactly as Wireshark for Windows runs
+//! it: the query calls and a reload, `decap` of every real capture, and a live capture
+//! into named pipes that a Windows peer (`examples/wine_pipe_peer.rs`) creates the way
+//! extcap.c does and ends with `TerminateProcess`. Every output is compared with the Linux
+//! build's, byte for byte. `scripts/cross.sh` builds both .exe files; CI runs it first.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// The folder holding awsvpc.exe and the peer (`AWSVPC_WINDOWS_DIR`, as scripts/cross.sh
+/// prints it). Absent: the tests are skipped, except where system tests must run.
+fn windows_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("AWSVPC_WINDOWS_DIR").map(PathBuf::from);
+    match dir {
+        Some(d) if d.join("awsvpc.exe").is_file() => Some(d),
+        _ if must_run_system_tests() => {
+            panic!("AWSVPC_WINDOWS_DIR must name the folder with awsvpc.exe (bash scripts/cross.sh builds it)")
+        }
+        _ => None,
+    }
+}
+
+/// One Wine prefix for the whole test binary: making one takes seconds.
+fn prefix() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| {
+        let d = tempfile::Builder::new()
+            .prefix("awsvpc-wine")
+            .tempdir()
+            .unwrap()
+            .keep();
+        let o = wine(&d)
+            .args(["cmd", "/c", "exit"])
+            .output()
+            .expect("run wine");
+        assert!(
+            o.status.success(),
+            "wine prefix: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        d
+    })
+}
+
+fn wine(prefix: &Path) -> Command {
+    let mut c = Command::new("wine");
+    c.env("WINEPREFIX", prefix)
+        .env("WINEDEBUG", "-all")
+        // No Gecko or Mono installer dialogs, no display.
+        .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
+        .env_remove("DISPLAY");
+    c
+}
+
+/// A Linux path as Wine's Z: drive names it.
+fn z(p: &Path) -> String {
+    format!("Z:{}", p.display()).replace('/', "\\")
+}
+
+fn awsvpc_exe(dir: &Path) -> Command {
+    let mut c = wine(prefix());
+    c.arg(dir.join("awsvpc.exe"));
+    c
+}
+
+/// Lines of a query call's answer, with the Help page's path (per-OS data folder) cut.
+fn comparable(out: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .map(|l| match l.find("{help=") {
+            Some(i) => format!("{}{{help=…}}", &l[..i]),
+            None => l.to_string(),
+        })
+        .collect()
+}
+
+#[test]
+fn query_calls_and_a_reload_answer_as_on_linux() {
+    let Some(dir) = windows_dir() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("config");
+    std::fs::write(
+        &config,
+        "[default]\nregion = eu-west-1\n[profile lab]\nregion = us-east-2\n",
+    )
+    .unwrap();
+    let calls: [&[&str]; 5] = [
+        &["--extcap-interfaces"],
+        &["--extcap-interfaces", "--extcap-version=4.4"],
+        &["--extcap-dlts", "--extcap-interface", "awsvpc"],
+        &["--extcap-config", "--extcap-interface", "awsvpc"],
+        &[
+            "--extcap-config",
+            "--extcap-interface",
+            "awsvpc",
+            "--extcap-reload-option",
+            "region",
+        ],
+    ];
+    for args in calls {
+        let linux = run(Command::new(bin())
+            .args(args)
+            .env("AWS_CONFIG_FILE", &config)
+            .env("AWS_SHARED_CREDENTIALS_FILE", tmp.path().join("none")));
+        let win = run(awsvpc_exe(&dir)
+            .args(args)
+            .env("AWS_CONFIG_FILE", z(&config))
+            .env("AWS_SHARED_CREDENTIALS_FILE", z(&tmp.path().join("none"))));
+        assert!(
+            win.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&win.stderr)
+        );
+        assert!(
+            win.stderr.is_empty(),
+            "{args:?} wrote to stderr: {}",
+            String::from_utf8_lossy(&win.stderr)
+        );
+        assert_eq!(
+            comparable(&win.stdout),
+            comparable(&linux.stdout),
+            "{args:?}"
+        );
+        assert!(!linux.stdout.is_empty());
+    }
+}
+
+#[test]
+fn decap_of_every_real_capture_equals_linux_byte_for_byte() {
+    let Some(dir) = windows_dir() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut n = 0;
+    for e in std::fs::read_dir(testdata("")).unwrap() {
+        let input = e.unwrap().path();
+        if !input.to_string_lossy().ends_with(".pcap") {
+            continue;
+        }
+        let name = input.file_name().unwrap().to_string_lossy().into_owned();
+        let (lin, win) = (
+            tmp.path().join(format!("{name}.linux")),
+            tmp.path().join(format!("{name}.win")),
+        );
+        let l = run(Command::new(bin())
+            .arg("decap")
+            .arg(&input)
+            .arg("-w")
+            .arg(&lin));
+        let w = run(awsvpc_exe(&dir).args(["decap", &z(&input), "-w", &z(&win)]));
+        assert_eq!(
+            w.status.code(),
+            l.status.code(),
+            "{name}: {}",
+            String::from_utf8_lossy(&w.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&w.stdout),
+            String::from_utf8_lossy(&l.stdout),
+            "{name}"
+        );
+        let (lb, wb) = (std::fs::read(&lin).unwrap(), std::fs::read(&win).unwrap());
+        assert!(!lb.is_empty());
+        assert!(
+            lb == wb,
+            "{name}: the Windows pcapng differs from the Linux one"
+        );
+        n += 1;
+    }
+    assert!(n >= 4, "every capture in ../shared/testdata ({n})");
+}
+
+#[test]
+fn a_filter_without_npcap_is_refused_in_one_sentence() {
+    let Some(dir) = windows_dir() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let input = testdata("vxlan-small.pcap");
+    // Wine's own wpcap.dll is a stub (no pcap_open_dead): as a machine without Npcap.
+    let w = run(awsvpc_exe(&dir).args([
+        "decap",
+        &z(&input),
+        "-w",
+        &z(&tmp.path().join("o")),
+        "--filter",
+        "udp",
+    ]));
+    let err = String::from_utf8_lossy(&w.stderr);
+    assert!(!w.status.success());
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("install Npcap"), "{err}");
+}
+
+/// The VXLAN datagrams (UDP payloads to port 4789) of a capture.
+fn vxlan_payloads(path: &Path) -> Vec<Vec<u8>> {
+    read_capture_frames(path)
+        .into_iter()
+        .filter_map(|f| {
+            let p = etherparse::SlicedPacket::from_ethernet(&f).ok()?;
+            match p.transport? {
+                etherparse::TransportSlice::Udp(u) if u.destination_port() == 4789 => {
+                    Some(u.payload().to_vec())
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+fn port_bound(port: u16) -> bool {
+    let hex = format!(":{port:04X} ");
+    std::fs::read_to_string("/proc/net/udp").is_ok_and(|t| t.contains(&hex))
+}
+
+#[test]
+fn a_live_capture_into_named_pipes_equals_linux_and_stops_by_terminate_process() {
+    let Some(dir) = windows_dir() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let input = testdata("aws-mirror-real.pcap");
+    let datagrams = vxlan_payloads(&input);
+    assert_eq!(datagrams.len(), 100);
+    // The Linux reference: the same datagrams through the same pipeline.
+    let lin = tmp.path().join("linux.pcapng");
+    let source = "5569041=eni-0abc,02:85:69:c2:ab:02";
+    let l = run(Command::new(bin())
+        .arg("decap")
+        .arg(&input)
+        .arg("-w")
+        .arg(&lin)
+        .args(["--source", source]));
+    assert!(l.status.success());
+    let want: Vec<Vec<u8>> = read_pcapng(&std::fs::read(&lin).unwrap())
+        .frames
+        .into_iter()
+        .map(|f| f.3)
+        .collect();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = tmp.path().join("win.pcapng");
+    let log = tmp.path().join("awsvpc.log");
+    let peer = wine(prefix())
+        .arg(dir.join("wine_pipe_peer.exe"))
+        .args([&z(&out), &want.len().to_string(), "120"])
+        .arg(dir.join("awsvpc.exe"))
+        .args([
+            "--capture",
+            "--extcap-interface",
+            "awsvpc",
+            "--collector",
+            "local",
+        ])
+        .args([
+            "--listen-addr",
+            "127.0.0.1",
+            "--listen-port",
+            &port.to_string(),
+            "--source",
+            source,
+        ])
+        .args(["--loglevel", "debug", "--log-file", &z(&log)])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(60), "awsvpc.exe listening", || {
+        port_bound(port).then_some(())
+    });
+    let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for d in &datagrams {
+        tx.send_to(d, ("127.0.0.1", port)).unwrap();
+    }
+    let o = peer.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        said.contains(&format!("packets={}", want.len())) && said.contains("exit=None"),
+        "ended by TerminateProcess after every packet: {said}"
+    );
+    let got: Vec<Vec<u8>> = read_pcapng(&std::fs::read(&out).unwrap())
+        .frames
+        .into_iter()
+        .map(|f| f.3)
+        .collect();
+    assert_eq!(got.len(), want.len());
+    assert!(
+        got == want,
+        "the frames through the named pipe equal the Linux pipeline's"
+    );
+}
