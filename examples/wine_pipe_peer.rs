@@ -158,8 +158,8 @@ mod win {
         if exited.is_none() {
             // SAFETY: the child's process handle, owned by `child`.
             unsafe { TerminateProcess(child.as_raw_handle() as HANDLE, 1) };
-            let _ = child.wait();
         }
+        let _ = child.wait();
         std::fs::write(out, &*data.lock().unwrap()).expect("write the capture");
         println!(
             "packets={} exit={:?}",

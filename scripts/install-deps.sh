@@ -9,6 +9,7 @@ packages=(
   iproute2 iputils-ping curl dnsutils python3      # namespace testbed and its traffic
   openssh-server openssh-client procps             # the SSH collector tests (real sshd)
   wireshark-qt xvfb xauth imagemagick              # the GUI check under Xvfb
+  gcc-mingw-w64-x86-64 nasm wine wine64            # awsvpc.exe (mingw-w64; aws-lc's assembly) run under Wine
   python3-yaml python3-jsonschema python3-jinja2   # cloud-init's schema check of the collector's
   python3-configobj python3-requests python3-netifaces python3-oauthlib python3-jsonpatch python3-serial
 )

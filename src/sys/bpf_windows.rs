@@ -51,27 +51,17 @@ fn load() -> Result<Wpcap, String> {
     }
     .map_err(|_| NO_NPCAP.to_string())?;
     let lib = libloading::Library::from(lib);
-    // SAFETY: the signatures are libpcap's (pcap/pcap.h, pcap/bpf.h).
+    // SAFETY: the signatures are libpcap's (pcap/pcap.h, pcap/bpf.h); the pointers stay
+    // valid while `lib` is loaded, which is for the process's life.
     unsafe {
-        let get = |name: &[u8]| lib.get::<*const c_void>(name).map(|s| *s);
-        let ptrs = (
-            get(b"pcap_open_dead\0"),
-            get(b"pcap_compile\0"),
-            get(b"pcap_geterr\0"),
-            get(b"pcap_freecode\0"),
-            get(b"pcap_close\0"),
-            get(b"bpf_filter\0"),
-        );
-        let (Ok(a), Ok(b), Ok(c), Ok(d), Ok(e), Ok(f)) = ptrs else {
-            return Err(NO_NPCAP.to_string());
-        };
+        let missing = |_| NO_NPCAP.to_string();
         Ok(Wpcap {
-            open_dead: std::mem::transmute::<*const c_void, _>(a),
-            compile: std::mem::transmute::<*const c_void, _>(b),
-            geterr: std::mem::transmute::<*const c_void, _>(c),
-            freecode: std::mem::transmute::<*const c_void, _>(d),
-            close: std::mem::transmute::<*const c_void, _>(e),
-            filter: std::mem::transmute::<*const c_void, _>(f),
+            open_dead: *lib.get(b"pcap_open_dead\0").map_err(missing)?,
+            compile: *lib.get(b"pcap_compile\0").map_err(missing)?,
+            geterr: *lib.get(b"pcap_geterr\0").map_err(missing)?,
+            freecode: *lib.get(b"pcap_freecode\0").map_err(missing)?,
+            close: *lib.get(b"pcap_close\0").map_err(missing)?,
+            filter: *lib.get(b"bpf_filter\0").map_err(missing)?,
             _lib: lib,
         })
     }
