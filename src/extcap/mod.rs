@@ -192,39 +192,12 @@ pub const WIRESHARK_4_4_0: &str = "Wireshark 4.4.0 is not supported: it ignores 
 /// Whether the Wireshark or tshark that runs this extcap is 4.4.0, which ignores extcap
 /// options given on the command line (Wireshark issue 20054, fixed in 4.4.1). Wireshark
 /// passes only `--extcap-version=4.4`, and only to `--extcap-interfaces`, so the patch
-/// level is read from the caller itself: on Linux the libwireshark it has mapped is
+/// level is read from the caller itself (`sys::caller_library`): on Linux the libwireshark it has mapped is
 /// `libwireshark.so.18.0.<patch>` (18 is 4.4's library version). The parent is asked first,
 /// then up to three more ancestors (a wrapper script); unknown means supported.
 pub fn wireshark_4_4_0() -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: getppid has no preconditions.
-        let mut pid = unsafe { libc::getppid() };
-        for _ in 0..4 {
-            if pid <= 1 {
-                break;
-            }
-            let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
-                break;
-            };
-            let mut libwireshark = maps
-                .lines()
-                .filter_map(|l| l.rsplit('/').next())
-                .filter(|name| name.starts_with("libwireshark.so."));
-            if let Some(name) = libwireshark.next() {
-                return name.trim_end() == "libwireshark.so.18.0.0";
-            }
-            // /proc/PID/stat: "pid (comm) state ppid …"; comm may hold spaces and ')'.
-            pid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    s.rsplit_once(')')
-                        .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok())
-                })
-                .unwrap_or(0);
-        }
-    }
-    false
+    crate::sys::caller_library("libwireshark.so.")
+        .is_some_and(|name| name == "libwireshark.so.18.0.0")
 }
 
 fn interface_ok(args: &ExtcapArgs, m: &Manifest) -> bool {

@@ -12,8 +12,42 @@ pub fn end_children(grace: Duration) -> usize {
     imp::end_descendants_of(std::process::id() as i32, grace)
 }
 
+/// The file name starting with `prefix` among the libraries the nearest of this process's
+/// ancestors has mapped (the parent first, then up to three more: a wrapper script), e.g.
+/// `libwireshark.so.18.0.0`. Linux only (`/proc/PID/maps`); `None` elsewhere.
+pub fn caller_library(prefix: &str) -> Option<String> {
+    imp::caller_library(prefix)
+}
+
 #[cfg(target_os = "linux")]
 mod imp {
+    pub fn caller_library(prefix: &str) -> Option<String> {
+        // SAFETY: getppid has no preconditions.
+        let mut pid = unsafe { libc::getppid() };
+        for _ in 0..4 {
+            if pid <= 1 {
+                break;
+            }
+            let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+            let found = maps
+                .lines()
+                .filter_map(|l| l.rsplit('/').next())
+                .find(|name| name.starts_with(prefix));
+            if let Some(name) = found {
+                return Some(name.trim_end().to_string());
+            }
+            // /proc/PID/stat: "pid (comm) state ppid …"; comm may hold spaces and ')'.
+            pid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(')')
+                        .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok())
+                })
+                .unwrap_or(0);
+        }
+        None
+    }
+
     use std::time::{Duration, Instant};
 
     /// (pid, parent pid, session id, state) of every process, from /proc.
@@ -85,6 +119,10 @@ mod imp {
 
     /// No process table to walk without a platform API; the guardian (and on Windows a
     /// job object) is where children are bounded there.
+    pub fn caller_library(_prefix: &str) -> Option<String> {
+        None
+    }
+
     pub fn end_descendants_of(_root: i32, _grace: Duration) -> usize {
         0
     }

@@ -73,3 +73,23 @@ pub fn wireshark_programs() -> Vec<PathBuf> {
         Vec::new()
     }
 }
+
+/// The system OpenSSH client: on Windows the one Windows ships (an optional feature of
+/// Windows 10/11, in `System32\OpenSSH`), else `ssh` on PATH.
+pub fn system_ssh() -> PathBuf {
+    if cfg!(windows) {
+        let root = env("SystemRoot").unwrap_or_else(|| PathBuf::from(r"C:\Windows"));
+        let shipped = root.join(r"System32\OpenSSH\ssh.exe");
+        if shipped.is_file() {
+            return shipped;
+        }
+    }
+    PathBuf::from("ssh")
+}
+
+/// What to do when no ssh client is found, for the sentence that says so.
+pub const SSH_INSTALL_HINT: &str = if cfg!(windows) {
+    "add Windows' OpenSSH Client (Settings, Optional features)"
+} else {
+    "install OpenSSH's client"
+};

@@ -25,9 +25,10 @@ mod unix;
 mod windows;
 // Also built for tests on Linux, so that its test runs on this machine.
 #[cfg(any(not(target_os = "linux"), test))]
+#[cfg_attr(target_os = "linux", allow(dead_code))]
 mod udp_portable;
 
-pub use children::end_children;
+pub use children::{caller_library, end_children};
 #[cfg(unix)]
 pub use unix::*;
 #[cfg(windows)]

@@ -38,10 +38,6 @@ impl UdpReceiver {
         Ok((UdpReceiver { sock, drops: 0 }, rcvbuf))
     }
 
-    pub fn socket(&self) -> &UdpSocket {
-        &self.sock
-    }
-
     /// Datagrams the kernel dropped because the socket buffer was full, since bind.
     pub fn drops(&self) -> u64 {
         u64::from(self.drops)

@@ -34,10 +34,6 @@ impl UdpReceiver {
         Ok((UdpReceiver { sock, spill }, rcvbuf))
     }
 
-    pub fn socket(&self) -> &UdpSocket {
-        &self.sock
-    }
-
     pub fn drops(&self) -> u64 {
         0
     }
