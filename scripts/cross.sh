@@ -5,7 +5,7 @@
 #   test peer linked with mingw-w64 (aws-lc-sys's C and assembly: mingw gcc and nasm).
 # - macOS (aarch64 and x86_64): clippy with no warnings; zig's clang (PyPI's ziglang) is
 #   the C compiler for aws-lc-sys. A macOS binary links only on a Mac (frameworks).
-# Prints the line AWSVPC_WINDOWS_DIR=… that tests/windows_wine.rs reads.
+# Prints the line AWSVPC_WINDOWS_DIR=… that tests/windows_wine.rs and tests/packaging.rs read.
 # Needs scripts/install-deps.sh's packages (mingw-w64, nasm, wine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,8 +16,13 @@ python3 -m ziglang version >/dev/null 2>&1 || pip install --quiet ziglang
 win_target="${AWSVPC_WIN_TARGET_DIR:-$HOME/.cache/awsvpc-target-win}"
 apple_target="${AWSVPC_APPLE_TARGET_DIR:-$HOME/.cache/awsvpc-target-apple}"
 t0=$SECONDS
-CARGO_TARGET_DIR="$win_target" cargo clippy --quiet --locked --target x86_64-pc-windows-gnu --lib --bins --examples -- -D warnings
-CARGO_TARGET_DIR="$win_target" cargo build --quiet --locked --target x86_64-pc-windows-gnu --bin awsvpc --example wine_pipe_peer
+# --lib --bins only: a test target would pull in the dev-dependencies, whose features
+# (the SDK's test-util) would then be built into awsvpc.exe too.
+CARGO_TARGET_DIR="$win_target" cargo clippy --quiet --locked --target x86_64-pc-windows-gnu --lib --bins -- -D warnings
+CARGO_TARGET_DIR="$win_target" cargo build --quiet --locked --target x86_64-pc-windows-gnu --bin awsvpc
+# The Wine tests' stand-in for Wireshark for Windows, a crate of its own (windows-sys only).
+CARGO_TARGET_DIR="$win_target/wine-peer" cargo build --quiet --locked --target x86_64-pc-windows-gnu \
+  --manifest-path tests/wine-peer/Cargo.toml
 t1=$SECONDS
 for arch in aarch64 x86_64; do
   triple="${arch}_apple_darwin"
@@ -28,7 +33,13 @@ for arch in aarch64 x86_64; do
     cargo clippy --quiet --locked --target "$arch-apple-darwin" --lib --bins -- -D warnings
 done
 t2=$SECONDS
-out="$win_target/x86_64-pc-windows-gnu/debug"
-cp "$out/examples/wine_pipe_peer.exe" "$out/wine_pipe_peer.exe"
+# What the Wine tests run: awsvpc.exe without its 1 GB of debug information, the peer, and
+# the bcryptprimitives.dll stand-in Wine 8 lacks (tests/wine-peer/bcryptprimitives.c).
+out="$win_target/wine-tests"
+mkdir -p "$out"
+x86_64-w64-mingw32-strip -o "$out/awsvpc.exe" "$win_target/x86_64-pc-windows-gnu/debug/awsvpc.exe"
+cp "$win_target/wine-peer/x86_64-pc-windows-gnu/debug/wine-pipe-peer.exe" "$out/wine_pipe_peer.exe"
+x86_64-w64-mingw32-gcc -O2 -shared -Wl,--kill-at -o "$out/bcryptprimitives.dll" \
+  tests/wine-peer/bcryptprimitives.c -ladvapi32
 echo "cross: Windows clippy+link $((t1 - t0)) s, macOS clippy (2 targets) $((t2 - t1)) s" >&2
 echo "AWSVPC_WINDOWS_DIR=$out"

@@ -1,6 +1,6 @@
 //! awsvpc.exe, linked with mingw-w64, run under Wine exactly as Wireshark for Windows runs
 //! it: the query calls and a reload, `decap` of every real capture, and a live capture
-//! into named pipes that a Windows peer (`examples/wine_pipe_peer.rs`) creates the way
+//! into named pipes that a Windows peer (`tests/wine-peer/`) creates the way
 //! extcap.c does and ends with `TerminateProcess`. Every output is compared with the Linux
 //! build's, byte for byte. `scripts/cross.sh` builds both .exe files; CI runs it first.
 
@@ -133,17 +133,22 @@ fn query_calls_and_a_reload_answer_as_on_linux() {
 fn decap_of_every_real_capture_equals_linux_byte_for_byte() {
     let Some(dir) = windows_dir() else { return };
     let tmp = tempfile::tempdir().unwrap();
+    // Folders with spaces and non-ASCII letters, as a user's Documents often has.
+    let folder = tmp.path().join("captures de Jürgen 日本");
+    let (lin_dir, win_dir) = (folder.join("on linux"), folder.join("on windows"));
+    std::fs::create_dir_all(&lin_dir).unwrap();
+    std::fs::create_dir_all(&win_dir).unwrap();
     let mut n = 0;
     for e in std::fs::read_dir(testdata("")).unwrap() {
-        let input = e.unwrap().path();
-        if !input.to_string_lossy().ends_with(".pcap") {
+        let original = e.unwrap().path();
+        if !original.to_string_lossy().ends_with(".pcap") {
             continue;
         }
-        let name = input.file_name().unwrap().to_string_lossy().into_owned();
-        let (lin, win) = (
-            tmp.path().join(format!("{name}.linux")),
-            tmp.path().join(format!("{name}.win")),
-        );
+        let name = original.file_name().unwrap().to_string_lossy().into_owned();
+        let input = folder.join(format!("mirror {name}"));
+        std::fs::copy(&original, &input).unwrap();
+        let out = format!("décapsulé {name}.pcapng");
+        let (lin, win) = (lin_dir.join(&out), win_dir.join(&out));
         let l = run(Command::new(bin())
             .arg("decap")
             .arg(&input)
@@ -156,9 +161,13 @@ fn decap_of_every_real_capture_equals_linux_byte_for_byte() {
             "{name}: {}",
             String::from_utf8_lossy(&w.stderr)
         );
+        // The summary names the output file, each in its OS's spelling.
+        let said = |o: &std::process::Output, path: String| {
+            String::from_utf8_lossy(&o.stdout).replace(&path, "OUT")
+        };
         assert_eq!(
-            String::from_utf8_lossy(&w.stdout),
-            String::from_utf8_lossy(&l.stdout),
+            said(&w, z(&win)),
+            said(&l, lin.display().to_string()),
             "{name}"
         );
         let (lb, wb) = (std::fs::read(&lin).unwrap(), std::fs::read(&win).unwrap());

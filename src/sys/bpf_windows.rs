@@ -43,11 +43,11 @@ struct Wpcap {
 fn load() -> Result<Wpcap, String> {
     let system = std::env::var_os("SystemRoot").unwrap_or_else(|| r"C:\Windows".into());
     let npcap = std::path::Path::new(&system).join(r"System32\Npcap\wpcap.dll");
-    // SAFETY: loading wpcap.dll runs its initialisation, which is Npcap's (or the
-    // WinPcap-compatible copy on the default path).
+    // Only Npcap's own folder: a wpcap.dll elsewhere on the search path may be WinPcap's
+    // (unmaintained since 2013) or a stub whose functions abort the process (Wine's).
+    // SAFETY: loading wpcap.dll runs its initialisation, which is Npcap's.
     let lib = unsafe {
         libloading::os::windows::Library::load_with_flags(&npcap, LOAD_WITH_ALTERED_SEARCH_PATH)
-            .or_else(|_| libloading::os::windows::Library::new("wpcap.dll"))
     }
     .map_err(|_| NO_NPCAP.to_string())?;
     let lib = libloading::Library::from(lib);
