@@ -3,11 +3,12 @@
 //! needs: control pipes first, then the fifo; on a fatal error one line on stderr, the fifo
 //! opened and closed, and a non-zero exit.
 
-pub mod args;
-pub mod aws_profiles;
+/// The argv model lives below `config`, which builds on it; re-exported under its old path.
+pub use crate::argv as args;
 pub mod control;
 pub mod fifo;
 
+use crate::aws_profiles;
 use crate::capture::{self, Ending, Progress};
 use crate::collector::local::UdpCollector;
 use crate::config::{self, CaptureConfig, CollectorMode};
@@ -16,7 +17,7 @@ use crate::pipeline::Counters;
 use crate::relay::RelayOptions;
 use crate::transport::ssh::{SshCollector, SshSettings};
 use crate::{log_debug, log_info, log_msg};
-use args::{ExtcapArgs, Kind, Step};
+use args::{ExtcapArgs, Step};
 use control::{Command, ControlSender, Incoming};
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
@@ -27,24 +28,7 @@ use std::sync::Arc;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// How each product option takes its value, from the manifest.
-pub fn option_kind(manifest: &Manifest) -> impl Fn(&str) -> Option<Kind> + '_ {
-    move |name: &str| {
-        manifest
-            .args
-            .iter()
-            .find(|a| a.call.strip_prefix("--") == Some(name))
-            .map(|a| match a.kind.as_str() {
-                "boolflag" | "boolean" => Kind::Flag,
-                _ => Kind::Value,
-            })
-    }
-}
-
-pub fn parse_argv(argv: &[String]) -> ExtcapArgs {
-    let m = Manifest::load();
-    args::parse(argv.iter().cloned(), &option_kind(m))
-}
+pub use crate::argv::{option_kind, parse_argv};
 
 /// Runs one extcap call from the process's own arguments. Wireshark passes UTF-8; an
 /// argument that is not is refused with one sentence naming it, as each call refuses bad
@@ -800,7 +784,10 @@ fn open_control(
                 .map_err(|e| format!("Cannot use --extcap-control-out {cout}: {e}."))?;
             let sender = ControlSender::spawn(output);
             if let Some(n) = m.control_number("logger") {
-                crate::log::attach_control(sender.clone(), n);
+                let s = sender.clone();
+                crate::log::attach_sink(Box::new(move |line: &[u8]| {
+                    s.send(n, Command::Add, line);
+                }));
             }
             Some(sender)
         }
