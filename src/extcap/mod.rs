@@ -433,16 +433,15 @@ fn capture(
 ) -> Result<Ending, String> {
     let m = Manifest::load();
     let stop = Arc::new(AtomicBool::new(false));
-    // A second signal while stopping ends the process at once. Only signals count: a quit
-    // message followed by a signal is still one request, and gets the whole teardown.
-    let signalled = Arc::new(AtomicBool::new(false));
     for sig in [
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGHUP,
     ] {
-        let _ = signal_hook::flag::register_conditional_shutdown(sig, 1, signalled.clone());
-        let _ = signal_hook::flag::register(sig, signalled.clone());
+        // A second signal while stopping ends the process at once. The quit message sets
+        // the same flag, so it is a first SIGTERM in every respect (Wireshark sends it
+        // instead of SIGTERM, never both: `extcap_request_stop`).
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone());
         let _ = signal_hook::flag::register(sig, stop.clone());
     }
     // Logging first so everything after is recorded; a bad log setting is still reported
