@@ -1,7 +1,7 @@
 //! The capture configuration, checked once at capture start: every problem becomes one
 //! sentence naming the setting and the fix.
 
-use crate::extcap::args::ExtcapArgs;
+use crate::argv::ExtcapArgs;
 use crate::log::Level;
 use crate::manifest::Manifest;
 use crate::sources::{parse_source_map, KnownSource};
@@ -466,7 +466,7 @@ pub fn parse_eni_list(list: &str) -> Result<Vec<String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::extcap::parse_argv;
+    use crate::argv::parse_argv;
 
     fn err(argv: &[&str]) -> String {
         let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();

@@ -4,10 +4,13 @@
 //! that receives mirror datagrams, decapsulation over typed `wire` views, routing to one
 //! pcapng interface per mirror source, the capture filter, and the pcapng sink.
 
+pub mod argv;
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod aws_profiles;
 pub mod batch;
 pub mod capture;
+pub mod civil;
 pub mod collector;
 pub mod config;
 pub mod decap;

@@ -116,10 +116,14 @@ fn run() -> ExitCode {
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    // Wireshark 5.0 after a forced kill: this flag alone, no interface, no options.
-    #[cfg(feature = "aws")]
+    // Wireshark's development branch (toward 5.0) after a forced kill: this flag alone, no
+    // interface, no options (`extcap_cleanup_postkill` in extcap.c). A build without AWS
+    // support creates nothing, so has nothing to clean.
     if names.iter().any(|a| a == "--extcap-cleanup-postkill") {
+        #[cfg(feature = "aws")]
         return awsvpc::aws::guardian::postkill();
+        #[cfg(not(feature = "aws"))]
+        return ExitCode::SUCCESS;
     }
     if extcap::args::is_extcap_call(&names) {
         return extcap::run_os(&argv, &mut std::io::stdout().lock());

@@ -27,6 +27,11 @@ pub struct Extcap {
 pub struct Interface {
     pub value: String,
     pub display: String,
+    /// `{control=N}`: a bit field, 1 = toolbar messages, 2 = the quit message. Wireshark
+    /// 4.0–4.6 ignore the key on an interface sentence (their `extcap_parse_interface_sentence`
+    /// reads only value, display, version and help); the development branch toward 5.0 reads
+    /// it (`extcap_parser.c` in dreibh/wireshark ccf46bb120320c616e2b353f099d089d42066647).
+    pub control: Option<u8>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -183,9 +188,14 @@ impl Manifest {
             e.display
         );
         let i = &self.interface;
+        // The WSDG's order: `interface {value=example2}{control=3}{display=…}`.
+        let control = i
+            .control
+            .map(|c| format!("{{control={c}}}"))
+            .unwrap_or_default();
         let _ = writeln!(
             s,
-            "interface {{value={}}}{{display={}}}",
+            "interface {{value={}}}{control}{{display={}}}",
             i.value, i.display
         );
         for (n, c) in self.controls.iter().enumerate() {

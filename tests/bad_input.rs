@@ -1680,12 +1680,14 @@ fn every_bad_input_is_one_sentence_and_leaves_nothing() {
         };
         let marked = listing(&ws440);
         assert!(
-            marked.contains("interface {value=awsvpc}{display=AWS VPC Traffic Mirroring (unsupported in Wireshark 4.4.0: upgrade Wireshark)}"),
+            marked.contains("interface {value=awsvpc}{control=3}{display=AWS VPC Traffic Mirroring (unsupported in Wireshark 4.4.0: upgrade Wireshark)}"),
             "{marked}"
         );
         let plain = listing(&ws441);
         assert!(
-            plain.contains("interface {value=awsvpc}{display=AWS VPC Traffic Mirroring}\n"),
+            plain.contains(
+                "interface {value=awsvpc}{control=3}{display=AWS VPC Traffic Mirroring}\n"
+            ),
             "{plain}"
         );
         let args = s(&["--collector", "local", "--listen-port", "70000"]);

@@ -38,7 +38,9 @@ fn interfaces_with_and_without_version() {
         assert!(o.status.success(), "{args:?}");
         let s = stdout(&o);
         assert!(s.starts_with("extcap {version=0."), "{s}");
-        assert!(s.contains("\ninterface {value=awsvpc}{display=AWS VPC Traffic Mirroring}\n"));
+        assert!(s.contains(
+            "\ninterface {value=awsvpc}{control=3}{display=AWS VPC Traffic Mirroring}\n"
+        ));
         assert!(o.stderr.is_empty());
     }
 }
@@ -317,6 +319,77 @@ fn live_capture_sigterm_flushes_statistics_and_exits_zero() {
     );
     let log = log_of(&c.log);
     assert!(log.contains("1 malformed"), "{log}");
+}
+
+/// Wireshark's development branch (toward 5.0) stops an interface advertising
+/// `{control=3}` by writing `Q` + a zero 24-bit length to `--extcap-control-in` instead of
+/// sending SIGTERM (`extcap_request_stop` in extcap.c). The capture must end exactly as on
+/// SIGTERM: the final statistics written, exit 0, nothing on stderr.
+#[test]
+fn quit_message_on_control_in_stops_like_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fifo, cin, cout) = (
+        dir.path().join("fifo"),
+        dir.path().join("cin"),
+        dir.path().join("cout"),
+    );
+    for p in [&fifo, &cin, &cout] {
+        mkfifo(p);
+    }
+    let log = dir.path().join("awsvpc.log");
+    let port = free_udp_port();
+    let reader = fifo_reader(&fifo);
+    // Wireshark reads control-out for the whole capture.
+    let toolbar = fifo_reader(&cout);
+    let mut child = Command::new(bin())
+        .args(["--capture", "--extcap-interface", "awsvpc", "--fifo"])
+        .arg(&fifo)
+        .arg("--extcap-control-out")
+        .arg(&cout)
+        .arg("--extcap-control-in")
+        .arg(&cin)
+        .args(["--source", "77=eni-0abc,02:85:69:c2:ab:02"])
+        .args(["--collector", "local", "--listen-addr", "127.0.0.1"])
+        .args(["--listen-port", &port.to_string()])
+        .args(["--log-level", "debug", "--log-file"])
+        .arg(&log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut to_extcap = std::fs::OpenOptions::new().write(true).open(&cin).unwrap();
+    wait_for(Duration::from_secs(20), "awsvpc to listen", || {
+        log_of(&log).contains("listening on").then_some(())
+    });
+    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let frame = udp_frame(ENI_MAC, GW_MAC, 53, b"before quit");
+    tx.send_to(&vxlan(77, &frame), ("127.0.0.1", port)).unwrap();
+    wait_for(Duration::from_secs(20), "the frame to be processed", || {
+        log_of(&log).contains("1 packets,").then_some(())
+    });
+    to_extcap.write_all(&[b'Q', 0, 0, 0]).unwrap();
+    let status = wait_for(
+        Duration::from_secs(10),
+        "exit after the quit message",
+        || child.try_wait().unwrap(),
+    );
+    assert!(status.success(), "{status:?}");
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(err.is_empty(), "nothing on stderr: {err}");
+    let out = read_pcapng(&reader.join().unwrap());
+    assert_eq!(out.frames.len(), 1);
+    assert_eq!(out.frames[0].3, frame);
+    assert_eq!(out.statistics.len(), 1, "final statistics, as on SIGTERM");
+    let l = log_of(&log);
+    assert!(l.contains("Wireshark asked awsvpc to quit"), "{l}");
+    drop(to_extcap);
+    let _ = toolbar.join();
 }
 
 #[test]

@@ -386,6 +386,53 @@ fn a_normal_stop_leaves_the_guardian_nothing_to_do_and_it_holds_no_capture_handl
     assert_eq!(c.ledgers(), 0);
 }
 
+/// Wireshark's development branch (toward 5.0) asks an interface that advertises the quit
+/// control to stop with `Q` + a zero length on `--extcap-control-in` and sends no SIGTERM
+/// (`extcap_request_stop` in extcap.c); with `{control=2}` it passes control-in alone. The
+/// mirror is torn down by the capture itself, as on SIGTERM: the guardian has nothing to do.
+#[test]
+fn a_quit_message_tears_down_as_sigterm_does() {
+    if !ready(&["ip", "tc", "python3"]) {
+        return;
+    }
+    let lab = Lab::start("agq");
+    let cin = lab.work.path().join("control-in");
+    mkfifo(&cin);
+    let control_in = {
+        let p = cin.clone();
+        std::thread::spawn(move || std::fs::OpenOptions::new().write(true).open(p).unwrap())
+    };
+    let args: Vec<String> = vec![
+        "--collector".into(),
+        "local".into(),
+        "--extcap-control-in".into(),
+        cin.display().to_string(),
+    ];
+    let mut c = capture(&lab, &args, "quit", &[]);
+    let mut control_in = control_in.join().unwrap();
+    c.wait_log("listening on");
+    let guardian = guardian_pid(&c.log);
+    assert!(
+        !in_netns(&lab.col, leftovers).is_empty(),
+        "a mirror to tear down"
+    );
+    control_in.write_all(&[b'Q', 0, 0, 0]).unwrap();
+    let (status, err, _) = c.exit();
+    assert!(status.success(), "{err}");
+    assert!(err.is_empty(), "nothing on stderr: {err}");
+    wait_for(Duration::from_secs(10), "the guardian's exit", || {
+        (!alive(guardian)).then_some(())
+    });
+    let l = c.log_text();
+    assert!(l.contains("Wireshark asked awsvpc to quit"), "{l}");
+    assert!(
+        l.contains("guardian: the capture finished its own teardown; exiting"),
+        "{l}"
+    );
+    assert!(in_netns(&lab.col, leftovers).is_empty());
+    assert_eq!(c.ledgers(), 0);
+}
+
 #[test]
 fn killing_the_guardian_leaves_the_capture_and_its_teardown_working() {
     if !ready(&["ip", "tc", "python3"]) {
@@ -559,8 +606,6 @@ fn postkill_removes_dead_runs_and_leaves_live_ones() {
     let mut dead = capture_in(&lab, &local, "pk-dead", &hold, &state);
     dead.wait_log("holding after creating the session");
     let dead_ids = in_netns(&lab.col, leftovers);
-    kill(dead.child.id(), libc::SIGKILL);
-    let _ = dead.exit();
     let other_port: Vec<String> = ["--collector", "local", "--listen-port", "4790"]
         .map(String::from)
         .to_vec();
@@ -575,13 +620,18 @@ fn postkill_removes_dead_runs_and_leaves_live_ones() {
     assert_eq!(all.len(), dead_ids.len() + live_ids.len());
     assert_eq!(live.ledgers(), 2);
 
-    // Wireshark 5.0's call after a kill: the flag alone.
+    // Wireshark's call after a kill, as extcap_terminate_cb makes it: SIGKILL, then at once
+    // (the killed capture not yet reaped) the extcap with this one argument, in another
+    // folder (the global extcap folder).
+    kill(dead.child.id(), libc::SIGKILL);
     let mut pk = Command::new("ip");
     pk.args(["netns", "exec", &lab.col])
         .arg(bin())
-        .arg("--extcap-cleanup-postkill");
+        .arg("--extcap-cleanup-postkill")
+        .current_dir("/");
     aws_env(&mut pk, lab.imds_port, &state);
     let o = run(&mut pk);
+    let _ = dead.exit();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(
         o.stderr.is_empty(),

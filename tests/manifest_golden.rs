@@ -28,7 +28,7 @@ fn interface_sentence() {
     let s = Manifest::load().render_interfaces("1", "h");
     assert_eq!(
         s.lines().nth(1).unwrap(),
-        "interface {value=awsvpc}{display=AWS VPC Traffic Mirroring}"
+        "interface {value=awsvpc}{control=3}{display=AWS VPC Traffic Mirroring}"
     );
 }
 

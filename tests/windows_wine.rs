@@ -304,3 +304,109 @@ fn a_live_capture_into_named_pipes_equals_linux_and_stops_by_terminate_process()
         "the frames through the named pipe equal the Linux pipeline's"
     );
 }
+
+#[test]
+fn a_host_collector_over_ssh_into_named_pipes_equals_linux() {
+    let Some(dir) = windows_dir() else { return };
+    if !system_ready(&["ssh", "ssh-keygen", "/usr/sbin/sshd", "python3"], true) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let sshd = common::sshd::Sshd::start(tmp.path(), None, "");
+    // Windows' own ssh.exe is not here: Wine starts this machine's OpenSSH client as a Unix
+    // program (named .exe, since Windows adds that to a name without an extension). The
+    // key and known_hosts reach it through its config file, in the spelling it reads.
+    let ssh = tmp.path().join("ssh.exe");
+    std::os::unix::fs::symlink("/usr/bin/ssh", &ssh).unwrap();
+    let config = tmp.path().join("wine_ssh_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Host *\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  GlobalKnownHostsFile /dev/null\n",
+            sshd.client_key.display(),
+            sshd.known_hosts.display()
+        ),
+    )
+    .unwrap();
+    let input = testdata("aws-mirror-real.pcap");
+    let datagrams = vxlan_payloads(&input);
+    let source = "5569041=eni-0abc,02:85:69:c2:ab:02";
+    let lin = tmp.path().join("linux.pcapng");
+    let l = run(Command::new(bin())
+        .arg("decap")
+        .arg(&input)
+        .arg("-w")
+        .arg(&lin)
+        .args(["--source", source]));
+    assert!(l.status.success());
+    let want: Vec<Vec<u8>> = read_pcapng(&std::fs::read(&lin).unwrap())
+        .frames
+        .into_iter()
+        .map(|f| f.3)
+        .collect();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = tmp.path().join("win.pcapng");
+    let log = tmp.path().join("awsvpc.log");
+    let peer = wine(prefix())
+        .arg(dir.join("wine_pipe_peer.exe"))
+        .args([&z(&out), &want.len().to_string(), "120"])
+        .arg(dir.join("awsvpc.exe"))
+        .args(["--capture", "--extcap-interface", "awsvpc"])
+        .args([
+            "--collector",
+            "host",
+            "--connect",
+            "ssh",
+            "--ssh-host",
+            "127.0.0.1",
+        ])
+        .args(["--ssh-user", "root", "--ssh-port", &sshd.port.to_string()])
+        .args([
+            "--listen-addr",
+            "127.0.0.1",
+            "--listen-port",
+            &port.to_string(),
+        ])
+        .args([
+            "--source",
+            source,
+            "--loglevel",
+            "debug",
+            "--log-file",
+            &z(&log),
+        ])
+        .env("AWSVPC_SSH", z(&ssh))
+        .env("AWSVPC_SSH_CONFIG", &config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The relay, started by awsvpc.exe through ssh, binds the port on the collector.
+    wait_for(Duration::from_secs(60), "the relay listening", || {
+        port_bound(port).then_some(())
+    });
+    let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for d in &datagrams {
+        tx.send_to(d, ("127.0.0.1", port)).unwrap();
+    }
+    let o = peer.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&o.stdout);
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        said.contains(&format!("packets={}", want.len())) && said.contains("exit=None"),
+        "every packet, then TerminateProcess: {said}\n{logged}"
+    );
+    let got: Vec<Vec<u8>> = read_pcapng(&std::fs::read(&out).unwrap())
+        .frames
+        .into_iter()
+        .map(|f| f.3)
+        .collect();
+    assert!(
+        got == want,
+        "the frames over SSH equal the Linux pipeline's"
+    );
+}

@@ -21,7 +21,7 @@ const OPERATION_TIMEOUT: Duration = Duration::from_secs(20);
 /// Builds the clients. Fails with one sentence when the profile does not exist or no
 /// region can be found; credentials are resolved on the first call.
 pub async fn connect(profile: Option<&str>, region: Option<&str>) -> Result<Aws, String> {
-    crate::extcap::aws_profiles::check_shared_files()?;
+    crate::aws_profiles::check_shared_files()?;
     check_profile(profile)?;
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
         TimeoutConfig::builder()
@@ -85,7 +85,7 @@ pub fn check_profile(profile: Option<&str>) -> Result<(), String> {
     let Some(p) = profile else {
         return Ok(());
     };
-    let known = crate::extcap::aws_profiles::profile_names();
+    let known = crate::aws_profiles::profile_names();
     if known.iter().any(|k| k == p) {
         return Ok(());
     }

@@ -125,7 +125,7 @@ fn take_over(path: &Path) -> Result<String, String> {
         l.run_id
     );
     let dir = path.parent().unwrap_or(Path::new("."));
-    remove_run(&l, dir, LIMIT).map(|removed| {
+    remove_run(&l, dir, LIMIT, LIMIT + Duration::from_secs(30)).map(|removed| {
         format!(
             "removed {} resources of run {} in {:.1} s: {}",
             removed.len(),
@@ -138,7 +138,14 @@ fn take_over(path: &Path) -> Result<String, String> {
 
 /// `awsvpc cleanup --run-id` for the run of `l`, with its profile and region; Ok lists
 /// what was removed, Err says what is left and how to finish.
-fn remove_run(l: &Ledger, dir: &Path, limit: Duration) -> Result<Vec<String>, String> {
+/// Removes run `l`: its teardown may take `limit`, the whole (with the calls before it)
+/// `overall`.
+fn remove_run(
+    l: &Ledger,
+    dir: &Path,
+    limit: Duration,
+    overall: Duration,
+) -> Result<Vec<String>, String> {
     let rt = client::runtime()?;
     let fail = |e: String| {
         format!(
@@ -159,7 +166,7 @@ fn remove_run(l: &Ledger, dir: &Path, limit: Duration) -> Result<Vec<String>, St
     };
     // The calls before the teardown have their own timeouts; this bounds the whole.
     let r = rt
-        .block_on(async { tokio::time::timeout(limit + Duration::from_secs(30), work).await })
+        .block_on(async { tokio::time::timeout(overall, work).await })
         .map_err(|_| fail(format!("run {} is not removed after {limit:?}", l.run_id)))?
         .map_err(fail)?;
     let Some(report) = r.report else {
@@ -171,18 +178,46 @@ fn remove_run(l: &Ledger, dir: &Path, limit: Duration) -> Result<Vec<String>, St
     }
 }
 
-/// `--extcap-cleanup-postkill`: the runs in the ledger folder whose capture process is gone
-/// (a live capture's, or one from an awsvpc that did not record its pid, are left alone).
+/// How long `--extcap-cleanup-postkill` may take. Wireshark runs it synchronously on its
+/// main loop with no timeout (`extcap_cleanup_postkill`, `ws_pipe_spawn_sync`), so the GUI
+/// is frozen meanwhile: sessions, filters and targets go in seconds; what needs longer (a
+/// launched collector's security group) is left to the guardian and `awsvpc cleanup`.
+pub const POSTKILL_LIMIT: Duration = Duration::from_secs(20);
+
+/// How long a capture Wireshark has just sent SIGKILL may take to be gone: postkill runs
+/// right after the kill, before Wireshark reaps it.
+const KILLED_GRACE: Duration = Duration::from_secs(2);
+
+/// `--extcap-cleanup-postkill`, as Wireshark's development branch (toward 5.0) calls it:
+/// argv exactly `[extcap, "--extcap-cleanup-postkill"]`, cwd the global extcap folder, once
+/// per extcap interface of a capture session whose extcaps were still running 30 s after
+/// the stop request, right after `SIGKILL`/`TerminateProcess` (`extcap_terminate_cb` in
+/// `extcap.c`, read in dreibh/wireshark ccf46bb120320c616e2b353f099d089d42066647). Its
+/// stdout and exit status are ignored. What to clean comes from disk: the runs in the
+/// ledger folder whose capture process is gone (a live capture's, or one from an awsvpc
+/// that did not record its pid, are left alone).
 pub fn postkill() -> ExitCode {
+    let deadline = Instant::now() + POSTKILL_LIMIT;
     let dir = state_dir();
     let mut left = Vec::new();
     let mut done = Vec::new();
-    for l in Ledger::all_in(&dir) {
+    let runs: Vec<Ledger> = Ledger::all_in(&dir)
+        .into_iter()
+        .filter(|l| l.pid.is_some() && !l.entries.iter().all(|e| e.deleted))
+        .collect();
+    // The capture just killed may still be dying; a live one never is, so the wait is
+    // shared, not per run.
+    let grace = Instant::now() + KILLED_GRACE;
+    while runs.iter().any(|l| l.pid.is_some_and(sys::alive)) && Instant::now() < grace {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for l in runs {
         let Some(pid) = l.pid else { continue };
-        if sys::alive(pid) || l.entries.iter().all(|e| e.deleted) {
+        if sys::alive(pid) {
             continue;
         }
-        match remove_run(&l, &dir, LIMIT) {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match remove_run(&l, &dir, remaining, remaining) {
             Ok(r) => done.push(format!("run {}: removed {}", l.run_id, r.len())),
             Err(e) => left.push(e),
         }

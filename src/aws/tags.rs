@@ -22,7 +22,7 @@ pub fn new_run_id() -> String {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     let nanos = now.subsec_nanos().to_le_bytes();
-    let ts = crate::log::timestamp(); // 2026-11-22T11:42:37.264Z
+    let ts = crate::civil::timestamp(); // 2026-11-22T11:42:37.264Z
     let compact: String = ts.chars().filter(|c| c.is_ascii_digit()).take(14).collect();
     format!(
         "{compact}-{:02x}{:02x}{:02x}{:02x}",
@@ -47,7 +47,7 @@ pub fn expires_after(d: Duration) -> String {
 
 pub fn rfc3339(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
-    let (y, m, d) = crate::log::civil_from_days(secs.div_euclid(86_400));
+    let (y, m, d) = crate::civil::civil_from_days(secs.div_euclid(86_400));
     let r = secs.rem_euclid(86_400);
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
@@ -75,7 +75,7 @@ pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
         return None;
     }
-    let days = crate::log::days_from_civil(y, mo as u32, d as u32);
+    let days = crate::civil::days_from_civil(y, mo as u32, d as u32);
     let secs = days * 86_400 + h * 3600 + mi * 60 + se;
     (secs >= 0).then(|| UNIX_EPOCH + Duration::from_secs(secs as u64))
 }

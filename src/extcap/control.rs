@@ -1,10 +1,20 @@
-//! The toolbar control pipes: frames of `'T'`, a 24-bit big-endian length (payload + 2),
-//! the control number, the command, and the payload.
+//! The control pipes. Every message is a sync-pipe frame: an indicator byte, a 24-bit
+//! big-endian length, then that many payload bytes. `'T'` frames (toolbar) carry the control
+//! number, the command, and the control's payload (length = payload + 2). `'Q'` is the quit
+//! message Wireshark's development branch (toward 5.0) writes to `--extcap-control-in`
+//! instead of SIGTERM when the interface advertises `{control=2}` or `{control=3}`; its
+//! payload, if any, means nothing. Read in wireshark/wireshark's `extcap.c`
+//! (`extcap_request_stop`: `{ SP_QUIT, 0, 0, 0 }`) as mirrored in dreibh/wireshark at
+//! ccf46bb120320c616e2b353f099d089d42066647, `capture/sync_pipe.h` (`SP_QUIT 'Q'`,
+//! wireshark/wireshark ca57c2ad7b2767c0fab3f1098edb0a0936932047) and the WSDG's "Control
+//! Protocol" (`doc/wsdg_src/wsdg_capture.adoc`, 9a2fe96cfdc24d19f7e9aa9e1f58278c7e8836a7).
 
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 
 pub const SYNC: u8 = b'T';
+/// The quit indicator (`SP_QUIT` in Wireshark's `capture/sync_pipe.h`).
+pub const QUIT: u8 = b'Q';
 /// Wireshark's limit for one payload.
 pub const MAX_PAYLOAD: usize = 65_535;
 
@@ -59,13 +69,21 @@ pub fn encode(control: u8, command: Command, payload: &[u8]) -> Vec<u8> {
     f
 }
 
-/// A frame received from Wireshark.
+/// A toolbar frame received from Wireshark.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
     pub control: u8,
     /// Raw command byte: unknown commands are skipped by the caller, as the WSDG asks.
     pub command: u8,
     pub payload: Vec<u8>,
+}
+
+/// A message received on `--extcap-control-in`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    Toolbar(Frame),
+    /// Stop the capture as SIGTERM does.
+    Quit,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,38 +96,47 @@ pub enum ReadError {
     Io(#[from] io::Error),
 }
 
-/// Reads one frame. Frames with another sync byte are consumed and skipped, like Wireshark
-/// does; a length Wireshark could never send ends the stream rather than being trusted.
-pub fn read_frame<R: Read>(r: &mut R) -> Result<Frame, ReadError> {
+fn closed(e: io::Error) -> ReadError {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        ReadError::Closed
+    } else {
+        ReadError::Io(e)
+    }
+}
+
+/// Reads one message. Frames with another indicator are consumed and skipped, like
+/// Wireshark does; a length Wireshark could never send ends the stream rather than being
+/// trusted (its extcap messages stop at 65 537 bytes).
+pub fn read_message<R: Read>(r: &mut R) -> Result<Incoming, ReadError> {
     loop {
-        let mut h = [0u8; 6];
-        if let Err(e) = r.read_exact(&mut h) {
-            return Err(if e.kind() == io::ErrorKind::UnexpectedEof {
-                ReadError::Closed
-            } else {
-                ReadError::Io(e)
-            });
-        }
+        let mut h = [0u8; 4];
+        r.read_exact(&mut h).map_err(closed)?;
         let len = u32::from_be_bytes([0, h[1], h[2], h[3]]);
-        if !(2..=MAX_PAYLOAD as u32 + 2).contains(&len) {
+        if len > MAX_PAYLOAD as u32 + 2 || (h[0] == SYNC && len < 2) {
             return Err(ReadError::BadLength(len));
         }
-        let mut payload = vec![0u8; len as usize - 2];
-        r.read_exact(&mut payload).map_err(|e| {
-            if e.kind() == io::ErrorKind::UnexpectedEof {
-                ReadError::Closed
-            } else {
-                ReadError::Io(e)
+        let mut body = vec![0u8; len as usize];
+        r.read_exact(&mut body).map_err(closed)?;
+        match h[0] {
+            SYNC => {
+                return Ok(Incoming::Toolbar(Frame {
+                    control: body[0],
+                    command: body[1],
+                    payload: body.split_off(2),
+                }))
             }
-        })?;
-        if h[0] != SYNC {
-            continue;
+            QUIT => return Ok(Incoming::Quit),
+            _ => continue,
         }
-        return Ok(Frame {
-            control: h[4],
-            command: h[5],
-            payload,
-        });
+    }
+}
+
+/// Reads the next toolbar frame, skipping any other message.
+pub fn read_frame<R: Read>(r: &mut R) -> Result<Frame, ReadError> {
+    loop {
+        if let Incoming::Toolbar(f) = read_message(r)? {
+            return Ok(f);
+        }
     }
 }
 
@@ -232,15 +259,43 @@ mod tests {
     #[test]
     fn reads_frames_and_skips_bad_sync() {
         let mut bytes = vec![b'X', 0, 0, 3, 0, 1, 9];
-        bytes.extend_from_slice(&[0x54, 0x00, 0x00, 0x02, 0x00, 0x00]);
+        bytes.extend_from_slice(&[0x54, 0x00, 0x00, 0x03, 0x02, 0x01, 0x07]);
         let mut r = &bytes[..];
-        let f = read_frame(&mut r).unwrap();
-        assert_eq!((f.control, f.command, f.payload.len()), (0, 0, 0));
-        assert!(matches!(read_frame(&mut r), Err(ReadError::Closed)));
+        let Incoming::Toolbar(f) = read_message(&mut r).unwrap() else {
+            panic!("a toolbar frame")
+        };
+        assert_eq!((f.control, f.command, f.payload), (2, 1, vec![7]));
+        assert!(matches!(read_message(&mut r), Err(ReadError::Closed)));
         let mut huge: &[u8] = &[b'T', 0xff, 0xff, 0xff, 0, 1];
         assert!(matches!(
-            read_frame(&mut huge),
+            read_message(&mut huge),
             Err(ReadError::BadLength(_))
         ));
+        let mut short: &[u8] = &[b'T', 0, 0, 1, 0];
+        assert!(matches!(
+            read_message(&mut short),
+            Err(ReadError::BadLength(1))
+        ));
+    }
+
+    /// Wireshark's `extcap_request_stop` pushes exactly `{ SP_QUIT, 0, 0, 0 }`; the WSDG
+    /// allows an optional payload to be ignored. Neither may swallow the next frame.
+    #[test]
+    fn reads_the_quit_message_with_or_without_payload() {
+        let mut bytes = vec![b'Q', 0, 0, 0];
+        bytes.extend_from_slice(&[b'Q', 0, 0, 5, b'Q', b'U', b'I', b'T', 0]);
+        bytes.extend_from_slice(&[b'T', 0, 0, 2, 0, 0]);
+        let mut r = &bytes[..];
+        assert_eq!(read_message(&mut r).unwrap(), Incoming::Quit);
+        assert_eq!(read_message(&mut r).unwrap(), Incoming::Quit);
+        assert!(matches!(
+            read_message(&mut r).unwrap(),
+            Incoming::Toolbar(Frame {
+                control: 0,
+                command: 0,
+                ..
+            })
+        ));
+        assert!(matches!(read_message(&mut r), Err(ReadError::Closed)));
     }
 }

@@ -3,11 +3,12 @@
 //! needs: control pipes first, then the fifo; on a fatal error one line on stderr, the fifo
 //! opened and closed, and a non-zero exit.
 
-pub mod args;
-pub mod aws_profiles;
+/// The argv model lives below `config`, which builds on it; re-exported under its old path.
+pub use crate::argv as args;
 pub mod control;
 pub mod fifo;
 
+use crate::aws_profiles;
 use crate::capture::{self, Ending, Progress};
 use crate::collector::local::UdpCollector;
 use crate::config::{self, CaptureConfig, CollectorMode};
@@ -16,8 +17,8 @@ use crate::pipeline::Counters;
 use crate::relay::RelayOptions;
 use crate::transport::ssh::{SshCollector, SshSettings};
 use crate::{log_debug, log_info, log_msg};
-use args::{ExtcapArgs, Kind, Step};
-use control::{Command, ControlSender};
+use args::{ExtcapArgs, Step};
+use control::{Command, ControlSender, Incoming};
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::path::PathBuf;
@@ -27,24 +28,7 @@ use std::sync::Arc;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// How each product option takes its value, from the manifest.
-pub fn option_kind(manifest: &Manifest) -> impl Fn(&str) -> Option<Kind> + '_ {
-    move |name: &str| {
-        manifest
-            .args
-            .iter()
-            .find(|a| a.call.strip_prefix("--") == Some(name))
-            .map(|a| match a.kind.as_str() {
-                "boolflag" | "boolean" => Kind::Flag,
-                _ => Kind::Value,
-            })
-    }
-}
-
-pub fn parse_argv(argv: &[String]) -> ExtcapArgs {
-    let m = Manifest::load();
-    args::parse(argv.iter().cloned(), &option_kind(m))
-}
+pub use crate::argv::{option_kind, parse_argv};
 
 /// Runs one extcap call from the process's own arguments. Wireshark passes UTF-8; an
 /// argument that is not is refused with one sentence naming it, as each call refuses bad
@@ -136,14 +120,18 @@ pub fn run(argv: &[String], out: &mut dyn Write) -> ExitCode {
             if wireshark_4_4_0() {
                 // Still listed, so the user sees why it will not capture.
                 let i = &m.interface;
-                listing = listing.replacen(
-                    &format!("{{value={}}}{{display={}}}", i.value, i.display),
-                    &format!(
-                        "{{value={}}}{{display={} (unsupported in Wireshark 4.4.0: upgrade Wireshark)}}",
-                        i.value, i.display
-                    ),
-                    1,
+                let display = format!("{{display={}}}", i.display);
+                let marked = format!(
+                    "{{display={} (unsupported in Wireshark 4.4.0: upgrade Wireshark)}}",
+                    i.display
                 );
+                listing = listing
+                    .lines()
+                    .map(|l| match l.starts_with("interface ") {
+                        true => l.replacen(&display, &marked, 1) + "\n",
+                        false => format!("{l}\n"),
+                    })
+                    .collect();
             }
             let _ = out.write_all(listing.as_bytes());
             ExitCode::SUCCESS
@@ -419,7 +407,9 @@ fn capture(
     let m = Manifest::load();
     let stop = Arc::new(AtomicBool::new(false));
     for &sig in crate::sys::STOP_SIGNALS {
-        // A second signal while stopping ends the process at once.
+        // A second signal while stopping ends the process at once. The quit message sets
+        // the same flag, so it is a first SIGTERM in every respect (Wireshark sends it
+        // instead of SIGTERM, never both: `extcap_request_stop`).
         let _ = signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone());
         let _ = signal_hook::flag::register(sig, stop.clone());
     }
@@ -432,7 +422,7 @@ fn capture(
     let stats_requested = Arc::new(AtomicBool::new(false));
     let control = match open_control(args, m, stats_requested.clone(), &stop)? {
         ControlPipes::Absent => None,
-        ControlPipes::Open(c) => Some(c),
+        ControlPipes::Open(c) => c,
         ControlPipes::Stopped => {
             log_msg!("stopped before Wireshark opened the control pipes");
             fifo.close_after_stop();
@@ -707,10 +697,12 @@ fn provision_mirror(
 #[cfg(not(feature = "aws"))]
 const NO_AWS: &str = "This awsvpc was built without AWS support (cargo feature \"aws\"); clear --eni to capture with the local collector, or install a full build.";
 
-/// The toolbar's pipes, when Wireshark passed them.
+/// The control pipes, when Wireshark passed them.
 enum ControlPipes {
     Absent,
-    Open(ControlSender),
+    /// The sender exists only when Wireshark passed `--extcap-control-out` (toolbar); a
+    /// quit-only interface (`{control=2}`) gets `--extcap-control-in` alone.
+    Open(Option<ControlSender>),
     /// A stop came while waiting for Wireshark to open them.
     Stopped,
 }
@@ -718,66 +710,88 @@ enum ControlPipes {
 /// What ends the sentence refusing a control pipe.
 const CONTROL_FIX: &str = "pass the control pipes Wireshark created, or leave out --extcap-control-in and --extcap-control-out.";
 
-/// Opens `--extcap-control-in` then `--extcap-control-out` when Wireshark passed them. Each
-/// must be a fifo; the waits for Wireshark's ends give way to a stop.
+/// Opens `--extcap-control-in` then `--extcap-control-out`, each when Wireshark passed it.
+/// Each must be a fifo; the waits for Wireshark's ends give way to a stop. A quit message
+/// on control-in sets `stop`, exactly as SIGTERM does.
 fn open_control(
     args: &ExtcapArgs,
     m: &Manifest,
     stats_requested: Arc<AtomicBool>,
-    stop: &AtomicBool,
+    stop: &Arc<AtomicBool>,
 ) -> Result<ControlPipes, String> {
-    let (Some(cin), Some(cout)) = (&args.control_in, &args.control_out) else {
+    if args.control_in.is_none() && args.control_out.is_none() {
         return Ok(ControlPipes::Absent);
-    };
-    let Some(input) = fifo::open_reader(
-        "--extcap-control-in",
-        std::path::Path::new(cin),
-        CONTROL_FIX,
-        stop,
-    )?
-    else {
-        return Ok(ControlPipes::Stopped);
-    };
-    let Some(output) = fifo::open_writer(
-        "--extcap-control-out",
-        std::path::Path::new(cout),
-        CONTROL_FIX,
-        stop,
-    )?
-    else {
-        return Ok(ControlPipes::Stopped);
-    };
-    // The sender's thread may block on a GUI that does not read: nothing waits for it but
-    // the final flush, which is bounded.
-    crate::sys::set_blocking(&output)
-        .map_err(|e| format!("Cannot use --extcap-control-out {cout}: {e}."))?;
-    let sender = ControlSender::spawn(output);
-    if let Some(n) = m.control_number("logger") {
-        crate::log::attach_control(sender.clone(), n);
     }
-    let counters = m.control_number("counters");
-    let _ = std::thread::Builder::new()
-        .name("control-in".into())
-        .spawn(move || {
-            let mut input = std::io::BufReader::new(input);
-            loop {
-                match control::read_frame(&mut input) {
-                    Ok(f) if f.command == Command::Initialized as u8 => {
-                        log_debug!("toolbar initialized")
-                    }
-                    Ok(f) if Some(f.control) == counters && f.command == Command::Set as u8 => {
-                        stats_requested.store(true, Ordering::Relaxed)
-                    }
-                    Ok(f) => {
-                        log_debug!("control frame {} command {} ignored", f.control, f.command)
-                    }
-                    Err(e) => {
-                        log_debug!("control input ended: {e}");
-                        break;
+    let input = match &args.control_in {
+        None => None,
+        Some(cin) => match fifo::open_reader(
+            "--extcap-control-in",
+            std::path::Path::new(cin),
+            CONTROL_FIX,
+            stop,
+        )? {
+            None => return Ok(ControlPipes::Stopped),
+            Some(input) => Some(input),
+        },
+    };
+    let sender = match &args.control_out {
+        None => None,
+        Some(cout) => {
+            let Some(output) = fifo::open_writer(
+                "--extcap-control-out",
+                std::path::Path::new(cout),
+                CONTROL_FIX,
+                stop,
+            )?
+            else {
+                return Ok(ControlPipes::Stopped);
+            };
+            // The sender's thread may block on a GUI that does not read: nothing waits for
+            // it but the final flush, which is bounded.
+            crate::sys::set_blocking(&output)
+                .map_err(|e| format!("Cannot use --extcap-control-out {cout}: {e}."))?;
+            let sender = ControlSender::spawn(output);
+            if let Some(n) = m.control_number("logger") {
+                let s = sender.clone();
+                crate::log::attach_sink(Box::new(move |line: &[u8]| {
+                    s.send(n, Command::Add, line);
+                }));
+            }
+            Some(sender)
+        }
+    };
+    if let Some(input) = input {
+        let counters = m.control_number("counters");
+        let stop = stop.clone();
+        let _ = std::thread::Builder::new()
+            .name("control-in".into())
+            .spawn(move || {
+                let mut input = std::io::BufReader::new(input);
+                loop {
+                    match control::read_message(&mut input) {
+                        Ok(Incoming::Quit) => {
+                            log_msg!("Wireshark asked awsvpc to quit: stopping");
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                        Ok(Incoming::Toolbar(f)) if f.command == Command::Initialized as u8 => {
+                            log_debug!("toolbar initialized")
+                        }
+                        Ok(Incoming::Toolbar(f))
+                            if Some(f.control) == counters && f.command == Command::Set as u8 =>
+                        {
+                            stats_requested.store(true, Ordering::Relaxed)
+                        }
+                        Ok(Incoming::Toolbar(f)) => {
+                            log_debug!("control frame {} command {} ignored", f.control, f.command)
+                        }
+                        Err(e) => {
+                            log_debug!("control input ended: {e}");
+                            break;
+                        }
                     }
                 }
-            }
-        });
+            });
+    }
     Ok(ControlPipes::Open(sender))
 }
 

@@ -3,6 +3,11 @@
 //! without a value, and unknown arguments kept aside (logged, never fatal) so that an older
 //! or newer Wireshark, or a saved preference from another version, never breaks a capture.
 
+//!
+//! Below `config` (which builds the capture configuration from it) and `extcap` (which
+//! answers Wireshark with it): the argv model imports only the manifest.
+
+use crate::manifest::Manifest;
 use std::collections::BTreeMap;
 
 /// What Wireshark asked for.
@@ -189,6 +194,26 @@ pub fn is_extcap_call(argv: &[String]) -> bool {
                 | "--extcap-version"
         )
     })
+}
+
+/// How each product option takes its value, from the manifest.
+pub fn option_kind(manifest: &Manifest) -> impl Fn(&str) -> Option<Kind> + '_ {
+    move |name: &str| {
+        manifest
+            .args
+            .iter()
+            .find(|a| a.call.strip_prefix("--") == Some(name))
+            .map(|a| match a.kind.as_str() {
+                "boolflag" | "boolean" => Kind::Flag,
+                _ => Kind::Value,
+            })
+    }
+}
+
+/// Parses Wireshark's argv with the manifest's option kinds.
+pub fn parse_argv(argv: &[String]) -> ExtcapArgs {
+    let m = Manifest::load();
+    parse(argv.iter().cloned(), &option_kind(m))
 }
 
 #[cfg(test)]
