@@ -16,10 +16,13 @@ python3 -m ziglang version >/dev/null 2>&1 || pip install --quiet ziglang
 win_target="${AWSVPC_WIN_TARGET_DIR:-$HOME/.cache/awsvpc-target-win}"
 apple_target="${AWSVPC_APPLE_TARGET_DIR:-$HOME/.cache/awsvpc-target-apple}"
 t0=$SECONDS
-# --lib --bins only: a test target would pull in the dev-dependencies, whose features
-# (the SDK's test-util) would then be built into awsvpc.exe too.
-CARGO_TARGET_DIR="$win_target" cargo clippy --quiet --locked --target x86_64-pc-windows-gnu --lib --bins -- -D warnings
-CARGO_TARGET_DIR="$win_target" cargo build --quiet --locked --target x86_64-pc-windows-gnu --bin awsvpc
+# One pass for Windows: the build itself runs clippy on awsvpc's own code (clippy-driver as
+# the workspace's rustc, which is what `cargo clippy` does in check mode), so the SDK is
+# compiled once, not checked and then compiled. --bins only: a test target would pull in the
+# dev-dependencies, whose features (the SDK's test-util) would then be built in too.
+CARGO_TARGET_DIR="$win_target" \
+  RUSTC_WORKSPACE_WRAPPER="$(rustc --print sysroot)/bin/clippy-driver" CLIPPY_ARGS=-Dwarnings \
+  cargo build --quiet --locked --target x86_64-pc-windows-gnu --bins
 # The Wine tests' stand-in for Wireshark for Windows, a crate of its own (windows-sys only).
 CARGO_TARGET_DIR="$win_target/wine-peer" cargo build --quiet --locked --target x86_64-pc-windows-gnu \
   --manifest-path tests/wine-peer/Cargo.toml
@@ -33,13 +36,15 @@ for arch in aarch64 x86_64; do
     cargo clippy --quiet --locked --target "$arch-apple-darwin" --lib --bins -- -D warnings
 done
 t2=$SECONDS
-# What the Wine tests run: awsvpc.exe without its 1 GB of debug information, the peer, and
+# What the Wine tests run: awsvpc.exe without its 1 GB of debug information, the peer,
+# the ssh stand-in (tests/wine-peer/src/bin/ssh_shim.rs), and
 # the bcryptprimitives.dll stand-in Wine 8 lacks (tests/wine-peer/bcryptprimitives.c).
 out="$win_target/wine-tests"
 mkdir -p "$out"
 x86_64-w64-mingw32-strip -o "$out/awsvpc.exe" "$win_target/x86_64-pc-windows-gnu/debug/awsvpc.exe"
 cp "$win_target/wine-peer/x86_64-pc-windows-gnu/debug/wine-pipe-peer.exe" "$out/wine_pipe_peer.exe"
+cp "$win_target/wine-peer/x86_64-pc-windows-gnu/debug/ssh_shim.exe" "$out/ssh.exe"
 x86_64-w64-mingw32-gcc -O2 -shared -Wl,--kill-at -o "$out/bcryptprimitives.dll" \
   tests/wine-peer/bcryptprimitives.c -ladvapi32
-echo "cross: Windows clippy+link $((t1 - t0)) s, macOS clippy (2 targets) $((t2 - t1)) s" >&2
+echo "cross: Windows clippy and link $((t1 - t0)) s, macOS clippy (2 targets) $((t2 - t1)) s" >&2
 echo "AWSVPC_WINDOWS_DIR=$out"

@@ -65,7 +65,11 @@ const LAYERS: &[(&str, &[&str])] = &[
 const KNOWN_PENDING: &[(&str, &str, &str)] = &[
     // transport/{ssh,ssm/collector}.rs use collector::DatagramSource: the source trait
     // belongs below both (the capture loop's interface), with the one relay client.
-    ("transport", "collector", "DatagramSource moves below the collectors"),
+    (
+        "transport",
+        "collector",
+        "DatagramSource moves below the collectors",
+    ),
     // transport/ssm/session.rs uses aws::{client, errors}: one relay client generic over
     // its link, the Session Manager link given its AWS client (the transports' engineer).
     ("transport", "aws", "the SSM link gets its client from aws"),

@@ -150,12 +150,14 @@ fn the_windows_zip_installs_with_one_line_under_wine() {
     assert!(install.contains("awsvpc.exe install\r\n"), "{install}");
     // `awsvpc.exe install` as a Windows user would run it, in a fresh Wine prefix.
     let prefix = tmp.path().join("wine");
-    // A profile folder with a space and non-ASCII letters.
+    // A user whose profile folder has a space and non-ASCII letters (Wine names the
+    // profile after the Unix user).
     let appdata = r"C:\users\Jürgen Müller\AppData\Roaming";
     let wine = |args: &[&str]| {
         run(Command::new("wine")
             .env("WINEPREFIX", &prefix)
-            .env("APPDATA", appdata)
+            .env("USER", "Jürgen Müller")
+            .env("LOGNAME", "Jürgen Müller")
             .env("WINEDEBUG", "-all")
             .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
             .env_remove("DISPLAY")

@@ -171,14 +171,60 @@ fn decap_of_every_real_capture_equals_linux_byte_for_byte() {
             "{name}"
         );
         let (lb, wb) = (std::fs::read(&lin).unwrap(), std::fs::read(&win).unwrap());
-        assert!(!lb.is_empty());
+        // The section header names the OS that wrote it (shb_os) and the statistics the
+        // time they were written (isb_endtime); everything else, interfaces, packets,
+        // comments and counts, is the same byte for byte.
+        let (lh, lrest) = split_section_header(&lb);
+        let (wh, wrest) = split_section_header(&wb);
+        let (lrest, wrest) = (without_end_times(lrest), without_end_times(wrest));
+        assert!(contains(lh, b"linux x86_64") && contains(wh, b"windows x86_64"));
+        assert!(!lrest.is_empty());
         assert!(
-            lb == wb,
+            lrest == wrest,
             "{name}: the Windows pcapng differs from the Linux one"
         );
         n += 1;
     }
     assert!(n >= 4, "every capture in ../shared/testdata ({n})");
+}
+
+/// A little-endian pcapng file's Section Header Block, and the rest.
+fn split_section_header(b: &[u8]) -> (&[u8], &[u8]) {
+    let len = u32::from_le_bytes(b[4..8].try_into().unwrap()) as usize;
+    b.split_at(len)
+}
+
+/// The blocks with each Interface Statistics Block's time of writing (its timestamp and
+/// `isb_endtime`, option 3) zeroed.
+fn without_end_times(b: &[u8]) -> Vec<u8> {
+    let mut out = b.to_vec();
+    let mut off = 0;
+    while off + 12 <= out.len() {
+        let word = |o: usize| u32::from_le_bytes(out[o..o + 4].try_into().unwrap()) as usize;
+        let (ty, len) = (word(off), word(off + 4));
+        if ty == 5 {
+            // type, length, interface id, timestamp (8, when written), then options.
+            out[off + 12..off + 20].fill(0);
+            let mut o = off + 20;
+            while o + 4 <= off + len - 4 {
+                let code = u16::from_le_bytes([out[o], out[o + 1]]);
+                let olen = u16::from_le_bytes([out[o + 2], out[o + 3]]) as usize;
+                if code == 0 {
+                    break;
+                }
+                if code == 3 {
+                    out[o + 4..o + 4 + olen].fill(0);
+                }
+                o += 4 + olen.div_ceil(4) * 4;
+            }
+        }
+        off += len.max(12);
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 #[test]
@@ -270,7 +316,7 @@ fn a_live_capture_into_named_pipes_equals_linux_and_stops_by_terminate_process()
             "--source",
             source,
         ])
-        .args(["--loglevel", "debug", "--log-file", &z(&log)])
+        .args(["--log-level", "debug", "--log-file", &z(&log)])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -305,6 +351,55 @@ fn a_live_capture_into_named_pipes_equals_linux_and_stops_by_terminate_process()
     );
 }
 
+/// The Linux end of the ssh stand-in: for each connection, the real ssh with the argv it
+/// sends, its stdin and stdout carried over the connection (EOF included).
+fn ssh_bridge() -> std::net::SocketAddr {
+    use std::io::{BufRead, Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut rd = std::io::BufReader::new(conn.try_clone().unwrap());
+                let mut line = Vec::new();
+                if rd.read_until(b'\n', &mut line).is_err() {
+                    return;
+                }
+                line.pop();
+                let args: Vec<String> = String::from_utf8_lossy(&line)
+                    .split('\0')
+                    .map(str::to_string)
+                    .collect();
+                let mut child = Command::new("ssh")
+                    .args(&args)
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap();
+                let mut stdin = child.stdin.take().unwrap();
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut rd, &mut stdin);
+                });
+                let mut out = child.stdout.take().unwrap();
+                let mut conn = conn;
+                let mut buf = [0u8; 65536];
+                while let Ok(n) = out.read(&mut buf) {
+                    if n == 0 || conn.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                // The stand-in is gone (awsvpc.exe was terminated) or ssh ended.
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = conn.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    addr
+}
+
 #[test]
 fn a_host_collector_over_ssh_into_named_pipes_equals_linux() {
     let Some(dir) = windows_dir() else { return };
@@ -313,11 +408,11 @@ fn a_host_collector_over_ssh_into_named_pipes_equals_linux() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let sshd = common::sshd::Sshd::start(tmp.path(), None, "");
-    // Windows' own ssh.exe is not here: Wine starts this machine's OpenSSH client as a Unix
-    // program (named .exe, since Windows adds that to a name without an extension). The
-    // key and known_hosts reach it through its config file, in the spelling it reads.
-    let ssh = tmp.path().join("ssh.exe");
-    std::os::unix::fs::symlink("/usr/bin/ssh", &ssh).unwrap();
+    // Windows' ssh.exe is not here, and Wine cannot give this machine's OpenSSH client
+    // (a Unix program) the pipes a Windows parent makes; so a Windows stand-in named
+    // ssh.exe (tests/wine-peer/src/bin/ssh_shim.rs) relays its argv and stdio over
+    // loopback to this bridge, which runs the real ssh with them. The key and known_hosts
+    // reach ssh through its config file, in the spelling it reads.
     let config = tmp.path().join("wine_ssh_config");
     std::fs::write(
         &config,
@@ -328,6 +423,7 @@ fn a_host_collector_over_ssh_into_named_pipes_equals_linux() {
         ),
     )
     .unwrap();
+    let bridge = ssh_bridge();
     let input = testdata("aws-mirror-real.pcap");
     let datagrams = vxlan_payloads(&input);
     let source = "5569041=eni-0abc,02:85:69:c2:ab:02";
@@ -374,21 +470,30 @@ fn a_host_collector_over_ssh_into_named_pipes_equals_linux() {
         .args([
             "--source",
             source,
-            "--loglevel",
+            "--log-level",
             "debug",
             "--log-file",
             &z(&log),
         ])
-        .env("AWSVPC_SSH", z(&ssh))
+        .env("AWSVPC_SSH", dir.join("ssh.exe"))
         .env("AWSVPC_SSH_CONFIG", &config)
+        .env("AWSVPC_TEST_SSH_BRIDGE", bridge.to_string())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     // The relay, started by awsvpc.exe through ssh, binds the port on the collector.
-    wait_for(Duration::from_secs(60), "the relay listening", || {
-        port_bound(port).then_some(())
-    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !port_bound(port) {
+        if std::time::Instant::now() > deadline {
+            let _ = run(wine(prefix()).args(["wineserver", "-k"]));
+            panic!(
+                "the relay never listened; awsvpc's log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     for d in &datagrams {
         tx.send_to(d, ("127.0.0.1", port)).unwrap();
