@@ -10,6 +10,7 @@ pub mod capture;
 pub mod collector;
 pub mod config;
 pub mod decap;
+pub mod diagnose;
 pub mod extcap;
 pub mod files;
 pub mod filter;

@@ -31,9 +31,15 @@ pub struct Counters {
     pub filtered: AtomicU64,
     pub socket_drops: AtomicU64,
     pub queue_drops: AtomicU64,
+    /// VNIs of the sources that have delivered a datagram (for the path diagnosis).
+    pub seen: std::sync::Mutex<Vec<u32>>,
 }
 
 impl Counters {
+    pub fn seen_vnis(&self) -> Vec<u32> {
+        self.seen.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
     pub fn dropped(&self) -> u64 {
         self.socket_drops.load(Ordering::Relaxed) + self.queue_drops.load(Ordering::Relaxed)
     }
@@ -229,6 +235,9 @@ impl<W: Write> Pipeline<W> {
 
     fn declare(&mut self, index: u32) -> io::Result<()> {
         let iface = &self.sources.interfaces[index as usize];
+        if let Ok(mut seen) = self.counters.seen.lock() {
+            seen.push(iface.key.vni);
+        }
         log_msg!(
             "new mirror source {}: writing it as interface {} ({})",
             iface.key,

@@ -9,6 +9,7 @@ pub mod errors;
 pub mod guardian;
 pub mod launch;
 pub mod ledger;
+pub mod path_facts;
 pub mod provision;
 pub mod support;
 pub mod tags;
