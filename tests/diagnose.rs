@@ -187,15 +187,25 @@ impl Capture {
     /// diagnosis line seen before it must be `before` (the finding not yet fixed) or `needle`.
     fn finding(&self, eni: &str, needle: &str, from: usize) -> (String, usize) {
         let prefix = format!("Nothing from {eni} for ");
-        wait_for(Duration::from_secs(90), needle, || {
+        let start = std::time::Instant::now();
+        loop {
             let l = std::fs::read_to_string(&self.log).unwrap_or_default();
             assert!(!l.contains("fatal:"), "{l}");
-            l.lines()
+            let found = l
+                .lines()
                 .enumerate()
                 .skip(from)
-                .find(|(_, line)| line.contains(&prefix) && line.contains(needle))
-                .map(|(i, line)| (line.to_string(), i + 1))
-        })
+                .find(|(_, line)| line.contains(&prefix) && line.contains(needle));
+            if let Some((i, line)) = found {
+                return (line.to_string(), i + 1);
+            }
+            // A hang guard: the log says what happened instead.
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no {needle:?} for {eni}:\n{l}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn stop(mut self, col: &str) {
@@ -482,5 +492,6 @@ fn a_missing_permission_degrades_the_check() {
         )),
         "{line}"
     );
+    in_netns(&lab.col, || http(EMULATOR_PORT, "DELETE", "/_fault", ""));
     cap.stop(&lab.col);
 }
