@@ -9,7 +9,7 @@ use super::client::Aws;
 use super::errors::{code, explain};
 use crate::diagnose::facts::{
     parse_cidr, AclEntry, Eni, Fetched, NetworkAcl, PathFacts, Peer, Protocol, Route, RouteTable,
-    SecurityGroup, SgRule, Unchecked, Via,
+    SecurityGroup, SgRule, SkipMirror, Unchecked, Via,
 };
 use crate::diagnose::{self, Diagnosis, MirrorFilter};
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
@@ -94,7 +94,7 @@ pub async fn target_eni(aws: &Aws, id: &str) -> Result<Option<String>, Unchecked
         .map(str::to_string))
 }
 
-async fn enis(aws: &Aws, ids: &[&str]) -> Result<Vec<Eni>, Unchecked> {
+pub async fn enis(aws: &Aws, ids: &[&str]) -> Result<Vec<Eni>, Unchecked> {
     let out = aws
         .ec2
         .describe_network_interfaces()
@@ -366,15 +366,20 @@ pub async fn fetch(aws: &Aws, source: &str, target: &str) -> Result<PathFacts, U
     })
 }
 
-/// Fetches and diagnoses the path from `source` to `target`, within `BOUND`.
+/// Fetches and diagnoses the path from `source` to `target`, within `BOUND`; `skipped` is
+/// what the SkipMirror metrics said of the source, when they were read.
 pub async fn diagnose(
     aws: &Aws,
     source: &str,
     target: &str,
     filter: &MirrorFilter<'_>,
+    skipped: Option<SkipMirror>,
 ) -> Diagnosis {
     match tokio::time::timeout(BOUND, fetch(aws, source, target)).await {
-        Ok(Ok(facts)) => diagnose::diagnose(&facts, filter),
+        Ok(Ok(mut facts)) => {
+            facts.skipped = skipped;
+            diagnose::diagnose(&facts, filter)
+        }
         Ok(Err(u)) => Diagnosis::not_checked(u),
         Err(_) => Diagnosis::not_checked(Unchecked {
             what: "the path".into(),
@@ -401,7 +406,7 @@ pub async fn warn_before(
     };
     let all = async {
         for eni in &cfg.enis {
-            let d = diagnose(aws, eni, target, &filter).await;
+            let d = diagnose(aws, eni, target, &filter, None).await;
             if d.blocked() {
                 let s = format!(
                     "Warning: {eni} can deliver nothing to {target_id}: {}",

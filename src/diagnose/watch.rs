@@ -3,7 +3,9 @@
 //! a mirrored source that has delivered nothing `AFTER` its session became active and asks
 //! a worker thread of its own to check that source's path (bounded by
 //! `path_facts::BOUND`, at most once per source per `EVERY`). The finding goes to the
-//! status bar and the log on the next tick.
+//! status bar and the log on the next tick. The same worker polls the sources' SkipMirror
+//! metrics every `POLL` (`aws::skip_mirror`) into `Counters::upstream`, which the toolbar
+//! counters and the pcapng statistics show as their own count.
 
 use crate::aws::{client, path_facts};
 use crate::capture::Progress;
@@ -15,12 +17,14 @@ use crate::sources::KnownSource;
 use crate::{log_info, log_msg};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// How long a source may deliver nothing before its path is checked.
 pub const AFTER: Duration = Duration::from_secs(10);
 /// At most one diagnosis per source this often.
 pub const EVERY: Duration = Duration::from_secs(60);
+/// How often the SkipMirror metrics are read (EC2 publishes them every 1 or 5 minutes).
+pub const POLL: Duration = Duration::from_secs(60);
 
 fn secs_from_env(name: &str, default: Duration) -> Duration {
     std::env::var(name)
@@ -62,7 +66,14 @@ pub struct Watch<'a> {
     sources: Vec<KnownSource>,
     state: Mutex<State>,
     requests: Mutex<Option<Sender<Request>>>,
-    results: Mutex<Receiver<String>>,
+    results: Mutex<Receiver<Report>>,
+}
+
+/// What the worker hands back to the tick.
+enum Report {
+    Sentence(String),
+    /// Per VNI, packets not mirrored since the capture started.
+    Upstream(Vec<(u32, u64)>),
 }
 
 impl<'a> Watch<'a> {
@@ -73,8 +84,15 @@ impl<'a> Watch<'a> {
         inner: &'a (dyn Progress + Sync),
     ) -> Self {
         let (req_tx, req_rx) = channel::<Request>();
-        let (res_tx, res_rx) = channel::<String>();
+        let (res_tx, res_rx) = channel::<Report>();
         let work = Worker {
+            sources: mirror
+                .sources
+                .iter()
+                .map(|s| (s.eni.clone(), s.vni))
+                .collect(),
+            started: SystemTime::now(),
+            poll: secs_from_env("AWSVPC_TEST_SKIPMIRROR_SECS", POLL),
             profile: mirror.profile().map(str::to_string),
             region: mirror.region().to_string(),
             sessions: mirror.sessions.clone(),
@@ -101,9 +119,18 @@ impl<'a> Watch<'a> {
 
     fn tick(&self, counters: &Counters) {
         if let Ok(rx) = self.results.lock() {
-            while let Ok(sentence) = rx.try_recv() {
-                log_msg!("{sentence}");
-                self.inner.status(&sentence);
+            while let Ok(report) = rx.try_recv() {
+                match report {
+                    Report::Sentence(sentence) => {
+                        log_msg!("{sentence}");
+                        self.inner.status(&sentence);
+                    }
+                    Report::Upstream(counts) => {
+                        if let Ok(mut u) = counters.upstream.lock() {
+                            *u = counts;
+                        }
+                    }
+                }
             }
         }
         let elapsed = self.start.elapsed();
@@ -155,8 +182,12 @@ impl Progress for Watch<'_> {
     }
 }
 
-/// The diagnosis thread: its own runtime and AWS client, made on the first request.
+/// The diagnosis thread: its own runtime and AWS client, made on the first use.
 struct Worker {
+    /// (source ENI, VNI).
+    sources: Vec<(String, u32)>,
+    started: SystemTime,
+    poll: Duration,
     profile: Option<String>,
     region: String,
     sessions: Vec<String>,
@@ -164,48 +195,150 @@ struct Worker {
     narrowing: Narrowing,
 }
 
+#[derive(Default)]
+struct Known {
+    aws: Option<crate::aws::client::Aws>,
+    /// (source ENI, target ENI) of the sessions.
+    targets: Option<Vec<(String, String)>>,
+    /// The source ENIs' instances, in `sources` order.
+    instances: Option<Vec<Option<String>>>,
+    /// The last SkipMirror counts, in `sources` order, and the minutes they cover.
+    skipped: Option<(Vec<u64>, u32)>,
+    /// A metrics failure is logged once.
+    said: bool,
+}
+
 impl Worker {
-    fn run(self, requests: Receiver<Request>, results: Sender<String>) {
+    fn run(self, requests: Receiver<Request>, results: Sender<Report>) {
         let Ok(rt) = client::runtime() else {
             log_msg!("could not start the mirror path diagnosis runtime");
             return;
         };
-        let mut aws = None;
-        let mut targets: Option<Vec<(String, String)>> = None;
+        let mut k = Known::default();
+        let mut polled = Instant::now();
+        loop {
+            let wait = self.poll.saturating_sub(polled.elapsed());
+            let report = match requests.recv_timeout(wait) {
+                Ok(r) => Report::Sentence(rt.block_on(self.diagnose(&mut k, &r))),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    polled = Instant::now();
+                    match rt.block_on(self.poll_metrics(&mut k)) {
+                        Some(counts) => Report::Upstream(counts),
+                        None => continue,
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            if results.send(report).is_err() {
+                break;
+            }
+        }
+    }
+
+    async fn connect(&self, k: &mut Known) -> Result<(), String> {
+        if k.aws.is_none() {
+            k.aws = Some(client::connect(self.profile.as_deref(), Some(&self.region)).await?);
+        }
+        Ok(())
+    }
+
+    /// The SkipMirror counts since the capture started, per VNI.
+    async fn poll_metrics(&self, k: &mut Known) -> Option<Vec<(u32, u64)>> {
+        if let Err(e) = self.connect(k).await {
+            log_info!("SkipMirror metrics not read: {e}");
+            return None;
+        }
+        let aws = k.aws.as_ref()?;
+        if k.instances.is_none() {
+            let ids: Vec<&str> = self.sources.iter().map(|(e, _)| e.as_str()).collect();
+            match path_facts::enis(aws, &ids).await {
+                Ok(enis) => k.instances = Some(enis.into_iter().map(|e| e.instance).collect()),
+                Err(u) => {
+                    log_info!(
+                        "SkipMirror metrics not read: could not check {} ({})",
+                        u.what,
+                        u.why
+                    );
+                    return None;
+                }
+            }
+        }
+        let instances = k.instances.clone()?;
+        let known: Vec<String> = instances.iter().flatten().cloned().collect();
+        if known.is_empty() {
+            return None;
+        }
+        let window = self
+            .started
+            .elapsed()
+            .unwrap_or_default()
+            .max(Duration::from_secs(60));
+        match crate::aws::skip_mirror::skipped(aws, &known, window, SystemTime::now()).await {
+            Ok(counts) => {
+                let mut it = counts.into_iter();
+                let per_source: Vec<u64> = instances
+                    .iter()
+                    .map(|i| i.as_ref().and_then(|_| it.next()).unwrap_or(0))
+                    .collect();
+                let minutes = (window.as_secs() / 60).max(1) as u32;
+                let out = self
+                    .sources
+                    .iter()
+                    .zip(&per_source)
+                    .map(|((_, vni), n)| (*vni, *n))
+                    .collect();
+                k.skipped = Some((per_source, minutes));
+                Some(out)
+            }
+            Err(u) => {
+                if !std::mem::replace(&mut k.said, true) {
+                    log_msg!("could not check {} ({})", u.what, u.why);
+                }
+                None
+            }
+        }
+    }
+
+    async fn diagnose(&self, k: &mut Known, r: &Request) -> String {
+        if let Err(e) = self.connect(k).await {
+            return format!(
+                "Nothing from {} for {} s; could not check its path: {e}",
+                r.eni, r.secs
+            );
+        }
+        let Some(aws) = k.aws.as_ref() else {
+            return String::new();
+        };
+        if k.targets.is_none() {
+            match path_facts::session_targets(aws, &self.sessions).await {
+                Ok(t) => k.targets = Some(t),
+                Err(u) => {
+                    return crate::diagnose::Diagnosis::not_checked(u).sentence(&r.eni, r.secs)
+                }
+            }
+        }
+        let target = k
+            .targets
+            .as_ref()
+            .and_then(|t| t.iter().find(|(s, _)| *s == r.eni))
+            .map(|(_, t)| t.clone());
+        let Some(target) = target else {
+            return format!("Nothing from {} for {} s; its mirror target is not a network interface, so awsvpc cannot check the path.", r.eni, r.secs);
+        };
+        let skipped = k.skipped.as_ref().and_then(|(counts, minutes)| {
+            let i = self.sources.iter().position(|(e, _)| *e == r.eni)?;
+            Some(crate::diagnose::facts::SkipMirror {
+                packets: *counts.get(i)?,
+                minutes: *minutes,
+            })
+        });
         let filter = MirrorFilter {
             capture_filter: self.filter.as_deref(),
             rules: &self.narrowing.rules,
             accept_all: self.narrowing.accept_all,
         };
-        for r in requests {
-            let sentence = rt.block_on(async {
-                if aws.is_none() {
-                    match client::connect(self.profile.as_deref(), Some(&self.region)).await {
-                        Ok(a) => aws = Some(a),
-                        Err(e) => return format!("Nothing from {} for {} s; could not check its path: {e}", r.eni, r.secs),
-                    }
-                }
-                let aws = aws.as_ref().expect("connected above");
-                if targets.is_none() {
-                    match path_facts::session_targets(aws, &self.sessions).await {
-                        Ok(t) => targets = Some(t),
-                        Err(u) => return crate::diagnose::Diagnosis::not_checked(u).sentence(&r.eni, r.secs),
-                    }
-                }
-                let target = targets
-                    .as_ref()
-                    .and_then(|t| t.iter().find(|(s, _)| *s == r.eni))
-                    .map(|(_, t)| t.clone());
-                let Some(target) = target else {
-                    return format!("Nothing from {} for {} s; its mirror target is not a network interface, so awsvpc cannot check the path.", r.eni, r.secs);
-                };
-                path_facts::diagnose(aws, &r.eni, &target, &filter)
-                    .await
-                    .sentence(&r.eni, r.secs)
-            });
-            if results.send(sentence).is_err() {
-                break;
-            }
-        }
+        path_facts::diagnose(aws, &r.eni, &target, &filter, skipped)
+            .await
+            .sentence(&r.eni, r.secs)
     }
 }
