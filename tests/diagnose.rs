@@ -495,3 +495,88 @@ fn a_missing_permission_degrades_the_check() {
     in_netns(&lab.col, || http(EMULATOR_PORT, "DELETE", "/_fault", ""));
     cap.stop(&lab.col);
 }
+
+/// What `warn_before` says through its status callback, run in the lab's namespace.
+fn warnings(col: &str, cfg: awsvpc::config::CaptureConfig, target: &str, eni: &str) -> Vec<String> {
+    use aws_smithy_mocks::{mock_client, Rule, RuleMode};
+    let (target, eni) = (target.to_string(), eni.to_string());
+    in_netns(col, move || {
+        rt().block_on(async move {
+            let none = Vec::<Rule>::new();
+            let aws = awsvpc::aws::client::Aws {
+                ec2: ec2(),
+                sts: mock_client!(aws_sdk_sts, RuleMode::MatchAny, &none),
+                ssm: mock_client!(aws_sdk_ssm, RuleMode::MatchAny, &none),
+                cloudwatch: mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, &none),
+                region: "us-east-1".into(),
+                profile: None,
+            };
+            let said = std::sync::Mutex::new(Vec::<String>::new());
+            awsvpc::aws::path_facts::warn_before(&aws, &cfg, &target, &eni, &|s| {
+                said.lock().unwrap().push(s.to_string())
+            })
+            .await;
+            said.into_inner().unwrap()
+        })
+    })
+}
+
+/// With `--target-id` the path is checked before anything is created: a closed one is a
+/// warning through the status callback, an open one says nothing there.
+#[test]
+fn an_existing_target_is_checked_before_provisioning() {
+    if !ready(&["ip", "python3"]) {
+        return;
+    }
+    let lab = Lab::start("dpre");
+    let (vpc, src, col_eni) = (
+        lab.world.vpc.clone(),
+        lab.world.source_eni.clone(),
+        lab.world.collector_eni.clone(),
+    );
+    let (v, c2) = (vpc.clone(), col_eni.clone());
+    let sg = ec2_in(&lab.col, move |c| async move {
+        let sg = group(&c, &v, None).await;
+        set_groups(&c, &c2, &[&sg]).await;
+        sg
+    });
+    let target = untagged_target(&lab.col, &col_eni);
+    let argv: Vec<String> = [
+        "--capture",
+        "--collector",
+        "host",
+        "--ssh-host",
+        "collector.example",
+        "--target-id",
+        &target,
+        "--eni",
+        &src,
+        "--vpc",
+        &vpc,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let args = awsvpc::extcap::parse_argv(&argv);
+    let cfg = awsvpc::config::CaptureConfig::from_args(&args, awsvpc::manifest::Manifest::load())
+        .unwrap();
+    let src_ip = ec2_in(&lab.col, {
+        let src = src.clone();
+        move |c| async move { eni_facts(&c, &src).await.0 }
+    });
+    let said = warnings(&lab.col, cfg.clone(), &target, &col_eni);
+    assert_eq!(
+        said,
+        vec![format!(
+            "Warning: {src} can deliver nothing to {target}: security group {sg} of the collector {col_eni} admits no UDP 4789 from {src_ip}; add that rule (awsvpc adds it to groups it created)."
+        )]
+    );
+    let g = sg.clone();
+    ec2_in(&lab.col, move |c| async move {
+        allow_vxlan(&c, &g, "0.0.0.0/0").await
+    });
+    assert!(
+        warnings(&lab.col, cfg, &target, &col_eni).is_empty(),
+        "an open path is no warning"
+    );
+}
