@@ -103,7 +103,7 @@ mod tests {
             ],
         );
         assert_eq!(
-            reach(&[main.clone()], &s, &t),
+            reach(std::slice::from_ref(&main), &s, &t),
             Reach::Through("pcx-11112222".into())
         );
         // An explicit association replaces the main table.

@@ -180,7 +180,10 @@ mod tests {
             vec![rule("udp", Some((4789, 4789)), vec![cidr("10.0.0.0/16")])],
         );
         let f = vxlan_from("10.0.1.15");
-        assert_eq!(admits(&[a.clone()], &f, &eni(&[])), Admission::Denied);
+        assert_eq!(
+            admits(std::slice::from_ref(&a), &f, &eni(&[])),
+            Admission::Denied
+        );
         assert_eq!(admits(&[a, b], &f, &eni(&[])), Admission::Allowed);
     }
 

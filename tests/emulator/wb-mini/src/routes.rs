@@ -14,7 +14,8 @@ pub fn create_route(mut req: MockRequest, p: &HashMap<String, String>) -> MockRe
         .get("VpcPeeringConnectionId")
         .or_else(|| p.get("TransitGatewayId"));
     if let (Some(via), None) = (via, p.get("GatewayId")) {
-        let mut form: Vec<(String, String)> = p.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut form: Vec<(String, String)> =
+            p.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         form.push(("GatewayId".into(), via.clone()));
         req.body = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form.iter())
