@@ -14,6 +14,7 @@ pub mod civil;
 pub mod collector;
 pub mod config;
 pub mod decap;
+pub mod diagnose;
 pub mod extcap;
 pub mod files;
 pub mod filter;

@@ -217,9 +217,12 @@ impl Mirror {
             (Some(_), _) => (None, None, vec![]),
             (None, Some(id)) => {
                 status("Checking the mirror target");
-                let ip = rt
-                    .block_on(discovery::target_interface(&aws, id))?
-                    .and_then(|t| t.private_ip);
+                let t = rt.block_on(discovery::target_interface(&aws, id))?;
+                if let Some(t) = &t {
+                    let check = crate::aws::path_facts::warn_before(&aws, cfg, id, &t.eni, status);
+                    rt.block_on(check);
+                }
+                let ip = t.and_then(|t| t.private_ip);
                 log_info!(
                     "existing mirror target {id} ({})",
                     ip.as_deref().unwrap_or("no IP")

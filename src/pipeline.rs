@@ -31,17 +31,44 @@ pub struct Counters {
     pub filtered: AtomicU64,
     pub socket_drops: AtomicU64,
     pub queue_drops: AtomicU64,
+    /// VNIs of the sources that have delivered a datagram (for the path diagnosis).
+    pub seen: std::sync::Mutex<Vec<u32>>,
+    /// Per VNI: packets AWS did not mirror at the source (CloudWatch SkipMirror), since
+    /// the capture started. Upstream of awsvpc, so counted apart from `dropped`.
+    pub upstream: std::sync::Mutex<Vec<(u32, u64)>>,
 }
 
 impl Counters {
+    pub fn seen_vnis(&self) -> Vec<u32> {
+        self.seen.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    pub fn upstream_of(&self, vni: u32) -> u64 {
+        self.upstream
+            .lock()
+            .map(|v| v.iter().filter(|(x, _)| *x == vni).map(|(_, n)| n).sum())
+            .unwrap_or(0)
+    }
+
+    fn upstream_total(&self) -> u64 {
+        self.upstream
+            .lock()
+            .map(|v| v.iter().map(|(_, n)| n).sum())
+            .unwrap_or(0)
+    }
+
     pub fn dropped(&self) -> u64 {
         self.socket_drops.load(Ordering::Relaxed) + self.queue_drops.load(Ordering::Relaxed)
     }
 
     pub fn summary(&self) -> String {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let upstream = match self.upstream_total() {
+            0 => String::new(),
+            n => format!(" · {n} not mirrored by AWS"),
+        };
         format!(
-            "{} packets, {} · {} malformed · {} dropped",
+            "{} packets, {} · {} malformed · {} dropped{upstream}",
             g(&self.packets),
             human_bytes(g(&self.bytes)),
             g(&self.malformed),
@@ -61,7 +88,10 @@ impl Counters {
             g(&self.filtered),
             g(&self.socket_drops),
             g(&self.queue_drops)
-        )
+        ) + &match self.upstream_total() {
+            0 => String::new(),
+            n => format!("; {n} not mirrored by AWS at the source (CloudWatch NetworkPacketsSkipMirrorIn/Out)"),
+        }
     }
 }
 
@@ -229,6 +259,9 @@ impl<W: Write> Pipeline<W> {
 
     fn declare(&mut self, index: u32) -> io::Result<()> {
         let iface = &self.sources.interfaces[index as usize];
+        if let Ok(mut seen) = self.counters.seen.lock() {
+            seen.push(iface.key.vni);
+        }
         log_msg!(
             "new mirror source {}: writing it as interface {} ({})",
             iface.key,
@@ -258,10 +291,19 @@ impl<W: Write> Pipeline<W> {
                 accepted: iface.accepted,
                 delivered: iface.accepted,
             };
-            let comment = (i == 0 && dropped > 0)
-                .then_some("drops are counted for the whole collector socket, not per source");
+            let mut comment = (i == 0 && dropped > 0).then(|| {
+                "drops are counted for the whole collector socket, not per source".to_string()
+            });
+            let upstream = self.counters.upstream_of(iface.key.vni);
+            if upstream > 0 {
+                let note = format!("{upstream} packets were not mirrored by AWS at the source (CloudWatch NetworkPacketsSkipMirrorIn/Out: production traffic had priority)");
+                comment = Some(match comment {
+                    Some(c) => format!("{c}; {note}"),
+                    None => note,
+                });
+            }
             self.sink
-                .write_statistics(i as u32, now, start, &stats, comment)?;
+                .write_statistics(i as u32, now, start, &stats, comment.as_deref())?;
         }
         Ok(())
     }
@@ -332,5 +374,52 @@ mod tests {
             vec![None, Some(5), None, Some(2)]
         );
         assert_eq!(p.counters.malformed.load(Ordering::Relaxed), 1);
+    }
+
+    /// SkipMirror counts (from the metrics poller) are their own count: in the toolbar's
+    /// summary and the log's statistics, and on the ISB of that source, not in `dropped`.
+    #[test]
+    fn upstream_drops_are_their_own_count() {
+        use pcap_file::pcapng::blocks::interface_statistics::InterfaceStatisticsOption;
+        let mut p = pipeline();
+        let src = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9));
+        let mut b = Batch::new();
+        let (one, two) = (datagram(1), datagram(2));
+        b.fill_from([
+            (&one[..], src, Duration::ZERO),
+            (&two[..], src, Duration::ZERO),
+        ]);
+        p.process(&b).unwrap();
+        assert_eq!(p.counters.seen_vnis(), vec![1, 2]);
+        *p.counters.upstream.lock().unwrap() = vec![(2, 12_345)];
+        assert!(
+            p.counters
+                .summary()
+                .ends_with("0 dropped · 12345 not mirrored by AWS"),
+            "{}",
+            p.counters.summary()
+        );
+        assert!(p
+            .counters
+            .full()
+            .contains("12345 not mirrored by AWS at the source"));
+        assert_eq!(p.counters.dropped(), 0);
+        p.write_statistics(Duration::ZERO).unwrap();
+        let mut r = PcapNgReader::new(&p.sink.get_ref()[..]).unwrap();
+        let mut comments = Vec::new();
+        while let Some(b) = r.next_block() {
+            if let Block::InterfaceStatistics(s) = b.unwrap() {
+                comments.push(s.options.iter().find_map(|o| match o {
+                    InterfaceStatisticsOption::Comment(c) => Some(c.to_string()),
+                    _ => None,
+                }));
+            }
+        }
+        assert_eq!(comments.len(), 2);
+        assert_eq!(comments[0], None);
+        assert!(comments[1]
+            .as_deref()
+            .unwrap()
+            .starts_with("12345 packets were not mirrored by AWS"));
     }
 }

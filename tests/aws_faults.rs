@@ -585,6 +585,7 @@ fn aws_with(state: Shared) -> Aws {
         ec2: fake_ec2(state),
         sts: mock_client!(aws_sdk_sts, RuleMode::MatchAny, &Vec::<Rule>::new()),
         ssm: fake_ssm(),
+        cloudwatch: mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, &Vec::<Rule>::new()),
         region: "eu-west-1".into(),
         profile: None,
     }

@@ -11,6 +11,7 @@ pub struct Aws {
     pub ec2: aws_sdk_ec2::Client,
     pub sts: aws_sdk_sts::Client,
     pub ssm: aws_sdk_ssm::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub region: String,
     pub profile: Option<String>,
 }
@@ -63,6 +64,7 @@ pub async fn connect(profile: Option<&str>, region: Option<&str>) -> Result<Aws,
         ec2: aws_sdk_ec2::Client::new(&config),
         sts: aws_sdk_sts::Client::new(&config),
         ssm: aws_sdk_ssm::Client::new(&config),
+        cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
         region,
         profile: profile.map(str::to_string),
     })

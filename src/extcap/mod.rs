@@ -601,8 +601,10 @@ fn capture_then_teardown<S: crate::collector::DatagramSource>(
     stop: Arc<AtomicBool>,
     progress: &ToolbarProgress,
 ) -> Result<Ending, String> {
+    // A source that delivers nothing gets its mirror path checked (src/diagnose).
+    let watch = crate::diagnose::watch::Watch::new(cfg, &mirror, progress);
     let captured = match fifo.take_writer() {
-        Some(out) => capture::run(cfg, source, out, stop, progress)
+        Some(out) => capture::run(cfg, source, out, stop, &watch)
             .map_err(|e| format!("Capture failed: {e}.")),
         None => Err("Wireshark's capture pipe is not open.".into()),
     };

@@ -306,6 +306,16 @@ impl Instances {
         Ok(())
     }
 
+    /// The primary ENIs of the instances in a RunInstances answer.
+    pub fn enis_of(&self, answer: &MockResponse) -> Vec<String> {
+        let text = String::from_utf8_lossy(&answer.body);
+        let ids = Regex::new(r"<instanceId>(i-[0-9a-f]+)</instanceId>").unwrap();
+        let enis = self.enis.lock().unwrap();
+        ids.captures_iter(&text)
+            .filter_map(|c| enis.get(&c[1]).map(|e| e.id.clone()))
+            .collect()
+    }
+
     /// RunInstances or DescribeInstances with each known instance's primary ENI listed.
     pub fn with_interfaces(&self, answer: MockResponse) -> MockResponse {
         if answer.status != 200 {

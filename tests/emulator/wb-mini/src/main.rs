@@ -43,12 +43,16 @@ use tokio::net::TcpListener;
 use tokio::sync::RwLock;
 use winterbaume_core::service::{MockRequest, MockResponse, MockService};
 
+mod groups;
 mod instances;
+mod routes;
 
 struct Router {
     routes: Vec<(Regex, Arc<dyn MockService>)>,
     /// Launched instances' primary ENIs and user data (see instances.rs).
     instances: instances::Instances,
+    /// Network interfaces' security groups (see groups.rs).
+    groups: groups::Groups,
 }
 
 impl Router {
@@ -67,6 +71,7 @@ impl Router {
         Router {
             routes,
             instances: Default::default(),
+            groups: Default::default(),
         }
     }
 
@@ -384,8 +389,24 @@ async fn ec2_call(router: &Router, ec2: &dyn MockService, req: MockRequest) -> M
         Some("RunInstances") => {
             let r = ec2.handle(req.clone()).await;
             known.launched(ec2, &req, &p, &r).await;
+            for eni in known.enis_of(&r) {
+                router.groups.set(&eni, groups::requested(&p));
+            }
             known.with_interfaces(r)
         }
+        Some("CreateNetworkInterface") => {
+            let r = ec2.handle(req).await;
+            router.groups.created(&p, &r);
+            r
+        }
+        Some("ModifyNetworkInterfaceAttribute") => {
+            let r = ec2.handle(req).await;
+            router.groups.modified(&p, &r);
+            r
+        }
+        Some("DescribeNetworkInterfaces") => router.groups.with_groups(ec2.handle(req).await),
+        Some("CreateRoute") => ec2.handle(routes::create_route(req, &p)).await,
+        Some("DescribeRouteTables") => routes::describe(ec2.handle(req).await),
         Some("DescribeInstances") => known.with_interfaces(ec2.handle(req).await),
         Some("TerminateInstances") => {
             known.terminated(&p);

@@ -1,0 +1,344 @@
+//! The diagnosis of a live capture: a `Progress` in front of the toolbar's that, on the
+//! counters tick (every second, from the counters thread, never the packet path), notices
+//! a mirrored source that has delivered nothing `AFTER` its session became active and asks
+//! a worker thread of its own to check that source's path (bounded by
+//! `path_facts::BOUND`, at most once per source per `EVERY`). The finding goes to the
+//! status bar and the log on the next tick. The same worker polls the sources' SkipMirror
+//! metrics every `POLL` (`aws::skip_mirror`) into `Counters::upstream`, which the toolbar
+//! counters and the pcapng statistics show as their own count.
+
+use crate::aws::{client, path_facts};
+use crate::capture::Progress;
+use crate::config::{CaptureConfig, CollectorMode, Connect};
+use crate::diagnose::MirrorFilter;
+use crate::narrow::Narrowing;
+use crate::pipeline::Counters;
+use crate::sources::KnownSource;
+use crate::{log_info, log_msg};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+/// How long a source may deliver nothing before its path is checked.
+pub const AFTER: Duration = Duration::from_secs(10);
+/// At most one diagnosis per source this often.
+pub const EVERY: Duration = Duration::from_secs(60);
+/// How often the SkipMirror metrics are read (EC2 publishes them every 1 or 5 minutes).
+pub const POLL: Duration = Duration::from_secs(60);
+
+fn secs_from_env(name: &str, default: Duration) -> Duration {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(default)
+}
+
+/// The accept rules provisioning narrowed the capture filter into, with the same budget
+/// (the quota minus the reject rules for the collector's own VXLAN and SSH).
+pub fn narrowing(cfg: &CaptureConfig) -> Narrowing {
+    let reject =
+        1 + usize::from(cfg.collector != CollectorMode::Local && cfg.connect == Connect::Ssh);
+    let budget = crate::aws::provision::RULES_PER_DIRECTION.saturating_sub(2 * reject);
+    crate::narrow::narrow(cfg.filter.as_deref(), budget).unwrap_or_else(|_| Narrowing {
+        rules: Vec::new(),
+        notes: Vec::new(),
+        accept_all: true,
+    })
+}
+
+struct Request {
+    eni: String,
+    secs: u64,
+}
+
+#[derive(Default)]
+struct State {
+    /// Per source ENI: when its last diagnosis was asked for.
+    asked: Vec<(String, Instant)>,
+}
+
+pub struct Watch<'a> {
+    inner: &'a (dyn Progress + Sync),
+    start: Instant,
+    after: Duration,
+    every: Duration,
+    sources: Vec<KnownSource>,
+    state: Mutex<State>,
+    requests: Mutex<Option<Sender<Request>>>,
+    results: Mutex<Receiver<Report>>,
+}
+
+/// What the worker hands back to the tick.
+enum Report {
+    Sentence(String),
+    /// Per VNI, packets not mirrored since the capture started.
+    Upstream(Vec<(u32, u64)>),
+}
+
+impl<'a> Watch<'a> {
+    /// Watches the sources of `mirror` for a capture of `cfg`, reporting through `inner`.
+    pub fn new(
+        cfg: &CaptureConfig,
+        mirror: &crate::mirror::Mirror,
+        inner: &'a (dyn Progress + Sync),
+    ) -> Self {
+        let (req_tx, req_rx) = channel::<Request>();
+        let (res_tx, res_rx) = channel::<Report>();
+        let work = Worker {
+            sources: mirror
+                .sources
+                .iter()
+                .map(|s| (s.eni.clone(), s.vni))
+                .collect(),
+            started: SystemTime::now(),
+            poll: secs_from_env("AWSVPC_TEST_SKIPMIRROR_SECS", POLL),
+            profile: mirror.profile().map(str::to_string),
+            region: mirror.region().to_string(),
+            sessions: mirror.sessions.clone(),
+            filter: cfg.filter.clone(),
+            narrowing: narrowing(cfg),
+        };
+        let spawned = std::thread::Builder::new()
+            .name("diagnose".into())
+            .spawn(move || work.run(req_rx, res_tx));
+        if let Err(e) = &spawned {
+            log_msg!("could not start the mirror path diagnosis: {e}");
+        }
+        Watch {
+            inner,
+            start: Instant::now(),
+            after: secs_from_env("AWSVPC_TEST_DIAGNOSE_AFTER_SECS", AFTER),
+            every: secs_from_env("AWSVPC_TEST_DIAGNOSE_EVERY_SECS", EVERY),
+            sources: mirror.sources.clone(),
+            state: Mutex::new(State::default()),
+            requests: Mutex::new(spawned.ok().map(|_| req_tx)),
+            results: Mutex::new(res_rx),
+        }
+    }
+
+    fn tick(&self, counters: &Counters) {
+        if let Ok(rx) = self.results.lock() {
+            while let Ok(report) = rx.try_recv() {
+                match report {
+                    Report::Sentence(sentence) => {
+                        log_msg!("{sentence}");
+                        self.inner.status(&sentence);
+                    }
+                    Report::Upstream(counts) => {
+                        if let Ok(mut u) = counters.upstream.lock() {
+                            *u = counts;
+                        }
+                    }
+                }
+            }
+        }
+        let elapsed = self.start.elapsed();
+        if elapsed < self.after {
+            return;
+        }
+        let seen = counters.seen_vnis();
+        let (Ok(mut state), Ok(requests)) = (self.state.lock(), self.requests.lock()) else {
+            return;
+        };
+        let Some(tx) = requests.as_ref() else {
+            return;
+        };
+        for s in self.sources.iter().filter(|s| !seen.contains(&s.vni)) {
+            let due = match state.asked.iter_mut().find(|(e, _)| *e == s.eni) {
+                Some((_, at)) if at.elapsed() < self.every => false,
+                Some((_, at)) => {
+                    *at = Instant::now();
+                    true
+                }
+                None => {
+                    state.asked.push((s.eni.clone(), Instant::now()));
+                    true
+                }
+            };
+            if due {
+                log_info!(
+                    "nothing from {} for {} s: checking its mirror path",
+                    s.eni,
+                    elapsed.as_secs()
+                );
+                let _ = tx.send(Request {
+                    eni: s.eni.clone(),
+                    secs: elapsed.as_secs(),
+                });
+            }
+        }
+    }
+}
+
+impl Progress for Watch<'_> {
+    fn status(&self, text: &str) {
+        self.inner.status(text);
+    }
+
+    fn counters(&self, counters: &Counters) {
+        self.inner.counters(counters);
+        self.tick(counters);
+    }
+}
+
+/// The diagnosis thread: its own runtime and AWS client, made on the first use.
+struct Worker {
+    /// (source ENI, VNI).
+    sources: Vec<(String, u32)>,
+    started: SystemTime,
+    poll: Duration,
+    profile: Option<String>,
+    region: String,
+    sessions: Vec<String>,
+    filter: Option<String>,
+    narrowing: Narrowing,
+}
+
+#[derive(Default)]
+struct Known {
+    aws: Option<crate::aws::client::Aws>,
+    /// (source ENI, target ENI) of the sessions.
+    targets: Option<Vec<(String, String)>>,
+    /// The source ENIs' instances, in `sources` order.
+    instances: Option<Vec<Option<String>>>,
+    /// The last SkipMirror counts, in `sources` order, and the minutes they cover.
+    skipped: Option<(Vec<u64>, u32)>,
+    /// A metrics failure is logged once.
+    said: bool,
+}
+
+impl Worker {
+    fn run(self, requests: Receiver<Request>, results: Sender<Report>) {
+        let Ok(rt) = client::runtime() else {
+            log_msg!("could not start the mirror path diagnosis runtime");
+            return;
+        };
+        let mut k = Known::default();
+        let mut polled = Instant::now();
+        loop {
+            let wait = self.poll.saturating_sub(polled.elapsed());
+            let report = match requests.recv_timeout(wait) {
+                Ok(r) => Report::Sentence(rt.block_on(self.diagnose(&mut k, &r))),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    polled = Instant::now();
+                    match rt.block_on(self.poll_metrics(&mut k)) {
+                        Some(counts) => Report::Upstream(counts),
+                        None => continue,
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            if results.send(report).is_err() {
+                break;
+            }
+        }
+    }
+
+    async fn connect(&self, k: &mut Known) -> Result<(), String> {
+        if k.aws.is_none() {
+            k.aws = Some(client::connect(self.profile.as_deref(), Some(&self.region)).await?);
+        }
+        Ok(())
+    }
+
+    /// The SkipMirror counts since the capture started, per VNI.
+    async fn poll_metrics(&self, k: &mut Known) -> Option<Vec<(u32, u64)>> {
+        if let Err(e) = self.connect(k).await {
+            log_info!("SkipMirror metrics not read: {e}");
+            return None;
+        }
+        let aws = k.aws.as_ref()?;
+        if k.instances.is_none() {
+            let ids: Vec<&str> = self.sources.iter().map(|(e, _)| e.as_str()).collect();
+            match path_facts::enis(aws, &ids).await {
+                Ok(enis) => k.instances = Some(enis.into_iter().map(|e| e.instance).collect()),
+                Err(u) => {
+                    log_info!(
+                        "SkipMirror metrics not read: could not check {} ({})",
+                        u.what,
+                        u.why
+                    );
+                    return None;
+                }
+            }
+        }
+        let instances = k.instances.clone()?;
+        let known: Vec<String> = instances.iter().flatten().cloned().collect();
+        if known.is_empty() {
+            return None;
+        }
+        let window = self
+            .started
+            .elapsed()
+            .unwrap_or_default()
+            .max(Duration::from_secs(60));
+        match crate::aws::skip_mirror::skipped(aws, &known, window, SystemTime::now()).await {
+            Ok(counts) => {
+                let mut it = counts.into_iter();
+                let per_source: Vec<u64> = instances
+                    .iter()
+                    .map(|i| i.as_ref().and_then(|_| it.next()).unwrap_or(0))
+                    .collect();
+                let minutes = (window.as_secs() / 60).max(1) as u32;
+                let out = self
+                    .sources
+                    .iter()
+                    .zip(&per_source)
+                    .map(|((_, vni), n)| (*vni, *n))
+                    .collect();
+                k.skipped = Some((per_source, minutes));
+                Some(out)
+            }
+            Err(u) => {
+                if !std::mem::replace(&mut k.said, true) {
+                    log_msg!("could not check {} ({})", u.what, u.why);
+                }
+                None
+            }
+        }
+    }
+
+    async fn diagnose(&self, k: &mut Known, r: &Request) -> String {
+        if let Err(e) = self.connect(k).await {
+            return format!(
+                "Nothing from {} for {} s; could not check its path: {e}",
+                r.eni, r.secs
+            );
+        }
+        let Some(aws) = k.aws.as_ref() else {
+            return String::new();
+        };
+        if k.targets.is_none() {
+            match path_facts::session_targets(aws, &self.sessions).await {
+                Ok(t) => k.targets = Some(t),
+                Err(u) => {
+                    return crate::diagnose::Diagnosis::not_checked(u).sentence(&r.eni, r.secs)
+                }
+            }
+        }
+        let target = k
+            .targets
+            .as_ref()
+            .and_then(|t| t.iter().find(|(s, _)| *s == r.eni))
+            .map(|(_, t)| t.clone());
+        let Some(target) = target else {
+            return format!("Nothing from {} for {} s; its mirror target is not a network interface, so awsvpc cannot check the path.", r.eni, r.secs);
+        };
+        let skipped = k.skipped.as_ref().and_then(|(counts, minutes)| {
+            let i = self.sources.iter().position(|(e, _)| *e == r.eni)?;
+            Some(crate::diagnose::facts::SkipMirror {
+                packets: *counts.get(i)?,
+                minutes: *minutes,
+            })
+        });
+        let filter = MirrorFilter {
+            capture_filter: self.filter.as_deref(),
+            rules: &self.narrowing.rules,
+            accept_all: self.narrowing.accept_all,
+        };
+        path_facts::diagnose(aws, &r.eni, &target, &filter, skipped)
+            .await
+            .sentence(&r.eni, r.secs)
+    }
+}
