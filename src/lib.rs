@@ -26,6 +26,8 @@ pub mod manifest;
 pub mod mirror;
 pub mod narrow;
 pub mod offline;
+#[cfg(feature = "aws")]
+pub mod path_watch;
 pub mod pcap_reader;
 pub mod pipeline;
 pub mod relay;

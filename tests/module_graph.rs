@@ -28,6 +28,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "argv",
             "decap",
+            "diagnose",
             "filter",
             "narrow",
             "pcap_reader",
@@ -54,7 +55,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     // The AWS control plane and the mirror.
-    ("aws", &["aws", "mirror"]),
+    ("aws", &["aws", "mirror", "path_watch"]),
     // Wireshark's protocol, on top: imported by nothing.
     ("extcap", &["extcap"]),
 ];

@@ -24,15 +24,16 @@ fn windows_dir() -> Option<PathBuf> {
     }
 }
 
-/// One Wine prefix for the whole test binary: making one takes seconds.
+/// One Wine prefix, made once (it takes seconds and 700 MB) and kept for later runs in the
+/// user's cache folder, so that no run leaves another behind.
 fn prefix() -> &'static Path {
     static P: OnceLock<PathBuf> = OnceLock::new();
     P.get_or_init(|| {
-        let d = tempfile::Builder::new()
-            .prefix("awsvpc-wine")
-            .tempdir()
-            .unwrap()
-            .keep();
+        let d = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir)
+            .join(".cache/awsvpc-wine-prefix");
+        std::fs::create_dir_all(&d).unwrap();
         let o = wine(&d)
             .args(["cmd", "/c", "exit"])
             .output()

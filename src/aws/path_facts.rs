@@ -7,11 +7,13 @@
 
 use super::client::Aws;
 use super::errors::{code, explain};
+use crate::config::{CaptureConfig, CollectorMode, Connect};
 use crate::diagnose::facts::{
     parse_cidr, AclEntry, Eni, Fetched, NetworkAcl, PathFacts, Peer, Protocol, Route, RouteTable,
     SecurityGroup, SgRule, SkipMirror, Unchecked, Via,
 };
 use crate::diagnose::{self, Diagnosis, MirrorFilter};
+use crate::narrow::Narrowing;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{Filter, RouteState, RuleAction};
 use std::net::IpAddr;
@@ -398,7 +400,7 @@ pub async fn warn_before(
     target: &str,
     status: &dyn Fn(&str),
 ) {
-    let n = crate::diagnose::watch::narrowing(cfg);
+    let n = narrowing(cfg);
     let filter = MirrorFilter {
         capture_filter: cfg.filter.as_deref(),
         rules: &n.rules,
@@ -425,4 +427,17 @@ pub async fn warn_before(
             BOUND.as_secs()
         );
     }
+}
+
+/// The accept rules provisioning narrowed the capture filter into, with the same budget
+/// (the quota minus the reject rules for the collector's own VXLAN and SSH).
+pub fn narrowing(cfg: &CaptureConfig) -> Narrowing {
+    let reject =
+        1 + usize::from(cfg.collector != CollectorMode::Local && cfg.connect == Connect::Ssh);
+    let budget = crate::aws::provision::RULES_PER_DIRECTION.saturating_sub(2 * reject);
+    crate::narrow::narrow(cfg.filter.as_deref(), budget).unwrap_or_else(|_| Narrowing {
+        rules: Vec::new(),
+        notes: Vec::new(),
+        accept_all: true,
+    })
 }

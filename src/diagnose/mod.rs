@@ -5,14 +5,12 @@
 //! names the resource and the fix.
 //!
 //! Pure: the facts come from `aws::path_facts` (or a test), the answer is a `Diagnosis`.
-//! `watch` runs it for a live capture, off the packet path.
+//! `crate::path_watch` runs it for a live capture, off the packet path.
 
 pub mod facts;
 pub mod nacl;
 pub mod route;
 pub mod sg;
-#[cfg(feature = "aws")]
-pub mod watch;
 
 use crate::narrow::Rule;
 use facts::{PathFacts, Unchecked};

@@ -602,7 +602,7 @@ fn capture_then_teardown<S: crate::collector::DatagramSource>(
     progress: &ToolbarProgress,
 ) -> Result<Ending, String> {
     // A source that delivers nothing gets its mirror path checked (src/diagnose).
-    let watch = crate::diagnose::watch::Watch::new(cfg, &mirror, progress);
+    let watch = crate::path_watch::Watch::new(cfg, &mirror, progress);
     let captured = match fifo.take_writer() {
         Some(out) => capture::run(cfg, source, out, stop, &watch)
             .map_err(|e| format!("Capture failed: {e}.")),

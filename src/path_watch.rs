@@ -9,7 +9,7 @@
 
 use crate::aws::{client, path_facts};
 use crate::capture::Progress;
-use crate::config::{CaptureConfig, CollectorMode, Connect};
+use crate::config::CaptureConfig;
 use crate::diagnose::MirrorFilter;
 use crate::narrow::Narrowing;
 use crate::pipeline::Counters;
@@ -32,19 +32,6 @@ fn secs_from_env(name: &str, default: Duration) -> Duration {
         .and_then(|v| v.parse().ok())
         .map(Duration::from_secs)
         .unwrap_or(default)
-}
-
-/// The accept rules provisioning narrowed the capture filter into, with the same budget
-/// (the quota minus the reject rules for the collector's own VXLAN and SSH).
-pub fn narrowing(cfg: &CaptureConfig) -> Narrowing {
-    let reject =
-        1 + usize::from(cfg.collector != CollectorMode::Local && cfg.connect == Connect::Ssh);
-    let budget = crate::aws::provision::RULES_PER_DIRECTION.saturating_sub(2 * reject);
-    crate::narrow::narrow(cfg.filter.as_deref(), budget).unwrap_or_else(|_| Narrowing {
-        rules: Vec::new(),
-        notes: Vec::new(),
-        accept_all: true,
-    })
 }
 
 struct Request {
@@ -97,7 +84,7 @@ impl<'a> Watch<'a> {
             region: mirror.region().to_string(),
             sessions: mirror.sessions.clone(),
             filter: cfg.filter.clone(),
-            narrowing: narrowing(cfg),
+            narrowing: path_facts::narrowing(cfg),
         };
         let spawned = std::thread::Builder::new()
             .name("diagnose".into())
