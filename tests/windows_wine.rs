@@ -269,16 +269,17 @@ fn port_bound(port: u16) -> bool {
     std::fs::read_to_string("/proc/net/udp").is_ok_and(|t| t.contains(&hex))
 }
 
-#[test]
-fn a_live_capture_into_named_pipes_equals_linux_and_stops_by_terminate_process() {
-    let Some(dir) = windows_dir() else { return };
+/// A live capture by awsvpc.exe (`collector` arguments, `env`) into the peer's named
+/// pipes: the real AWS mirror capture's datagrams are sent to the collector's UDP port once
+/// it is bound, and the peer ends awsvpc.exe by `TerminateProcess` after the last packet.
+/// Its frames must equal the Linux build's decapsulation of the same datagrams.
+fn capture_equals_linux(dir: &Path, collector: &[&str], env: &[(&str, std::ffi::OsString)]) {
     let tmp = tempfile::tempdir().unwrap();
     let input = testdata("aws-mirror-real.pcap");
     let datagrams = vxlan_payloads(&input);
     assert_eq!(datagrams.len(), 100);
-    // The Linux reference: the same datagrams through the same pipeline.
-    let lin = tmp.path().join("linux.pcapng");
     let source = "5569041=eni-0abc,02:85:69:c2:ab:02";
+    let lin = tmp.path().join("linux.pcapng");
     let l = run(Command::new(bin())
         .arg("decap")
         .arg(&input)
@@ -286,11 +287,14 @@ fn a_live_capture_into_named_pipes_equals_linux_and_stops_by_terminate_process()
         .arg(&lin)
         .args(["--source", source]));
     assert!(l.status.success());
-    let want: Vec<Vec<u8>> = read_pcapng(&std::fs::read(&lin).unwrap())
-        .frames
-        .into_iter()
-        .map(|f| f.3)
-        .collect();
+    let frames = |p: &Path| -> Vec<Vec<u8>> {
+        read_pcapng(&std::fs::read(p).unwrap())
+            .frames
+            .into_iter()
+            .map(|f| f.3)
+            .collect()
+    };
+    let want = frames(&lin);
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -302,29 +306,37 @@ fn a_live_capture_into_named_pipes_equals_linux_and_stops_by_terminate_process()
         .arg(dir.join("wine_pipe_peer.exe"))
         .args([&z(&out), &want.len().to_string(), "120"])
         .arg(dir.join("awsvpc.exe"))
-        .args([
-            "--capture",
-            "--extcap-interface",
-            "awsvpc",
-            "--collector",
-            "local",
-        ])
+        .args(["--capture", "--extcap-interface", "awsvpc"])
+        .args(collector)
         .args([
             "--listen-addr",
             "127.0.0.1",
             "--listen-port",
             &port.to_string(),
+        ])
+        .args([
             "--source",
             source,
+            "--log-level",
+            "debug",
+            "--log-file",
+            &z(&log),
         ])
-        .args(["--log-level", "debug", "--log-file", &z(&log)])
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for(Duration::from_secs(60), "awsvpc.exe listening", || {
-        port_bound(port).then_some(())
-    });
+    // The collector (awsvpc.exe's socket, or the relay it started over ssh) binds the port.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !port_bound(port) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing listened on UDP {port}; awsvpc's log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     for d in &datagrams {
         tx.send_to(d, ("127.0.0.1", port)).unwrap();
@@ -332,24 +344,24 @@ fn a_live_capture_into_named_pipes_equals_linux_and_stops_by_terminate_process()
     let o = peer.wait_with_output().unwrap();
     let said = String::from_utf8_lossy(&o.stdout);
     assert!(
-        o.status.success(),
-        "{said} {}",
-        String::from_utf8_lossy(&o.stderr)
+        o.status.success()
+            && said.contains(&format!("packets={}", want.len()))
+            && said.contains("exit=None"),
+        "every packet, then TerminateProcess: {said}\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
     );
-    assert!(
-        said.contains(&format!("packets={}", want.len())) && said.contains("exit=None"),
-        "ended by TerminateProcess after every packet: {said}"
-    );
-    let got: Vec<Vec<u8>> = read_pcapng(&std::fs::read(&out).unwrap())
-        .frames
-        .into_iter()
-        .map(|f| f.3)
-        .collect();
+    let got = frames(&out);
     assert_eq!(got.len(), want.len());
     assert!(
         got == want,
         "the frames through the named pipe equal the Linux pipeline's"
     );
+}
+
+#[test]
+fn a_live_capture_into_named_pipes_equals_linux_and_stops_by_terminate_process() {
+    let Some(dir) = windows_dir() else { return };
+    capture_equals_linux(&dir, &["--collector", "local"], &[]);
 }
 
 /// The Linux end of the ssh stand-in: for each connection, the real ssh with the argv it
@@ -424,95 +436,25 @@ fn a_host_collector_over_ssh_into_named_pipes_equals_linux() {
         ),
     )
     .unwrap();
-    let bridge = ssh_bridge();
-    let input = testdata("aws-mirror-real.pcap");
-    let datagrams = vxlan_payloads(&input);
-    let source = "5569041=eni-0abc,02:85:69:c2:ab:02";
-    let lin = tmp.path().join("linux.pcapng");
-    let l = run(Command::new(bin())
-        .arg("decap")
-        .arg(&input)
-        .arg("-w")
-        .arg(&lin)
-        .args(["--source", source]));
-    assert!(l.status.success());
-    let want: Vec<Vec<u8>> = read_pcapng(&std::fs::read(&lin).unwrap())
-        .frames
-        .into_iter()
-        .map(|f| f.3)
-        .collect();
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let out = tmp.path().join("win.pcapng");
-    let log = tmp.path().join("awsvpc.log");
-    let peer = wine(prefix())
-        .arg(dir.join("wine_pipe_peer.exe"))
-        .args([&z(&out), &want.len().to_string(), "120"])
-        .arg(dir.join("awsvpc.exe"))
-        .args(["--capture", "--extcap-interface", "awsvpc"])
-        .args([
+    let port = sshd.port.to_string();
+    capture_equals_linux(
+        &dir,
+        &[
             "--collector",
             "host",
             "--connect",
             "ssh",
             "--ssh-host",
             "127.0.0.1",
-        ])
-        .args(["--ssh-user", "root", "--ssh-port", &sshd.port.to_string()])
-        .args([
-            "--listen-addr",
-            "127.0.0.1",
-            "--listen-port",
-            &port.to_string(),
-        ])
-        .args([
-            "--source",
-            source,
-            "--log-level",
-            "debug",
-            "--log-file",
-            &z(&log),
-        ])
-        .env("AWSVPC_SSH", dir.join("ssh.exe"))
-        .env("AWSVPC_SSH_CONFIG", &config)
-        .env("AWSVPC_TEST_SSH_BRIDGE", bridge.to_string())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The relay, started by awsvpc.exe through ssh, binds the port on the collector.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !port_bound(port) {
-        if std::time::Instant::now() > deadline {
-            let _ = run(wine(prefix()).args(["wineserver", "-k"]));
-            panic!(
-                "the relay never listened; awsvpc's log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    for d in &datagrams {
-        tx.send_to(d, ("127.0.0.1", port)).unwrap();
-    }
-    let o = peer.wait_with_output().unwrap();
-    let said = String::from_utf8_lossy(&o.stdout);
-    let logged = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(
-        said.contains(&format!("packets={}", want.len())) && said.contains("exit=None"),
-        "every packet, then TerminateProcess: {said}\n{logged}"
-    );
-    let got: Vec<Vec<u8>> = read_pcapng(&std::fs::read(&out).unwrap())
-        .frames
-        .into_iter()
-        .map(|f| f.3)
-        .collect();
-    assert!(
-        got == want,
-        "the frames over SSH equal the Linux pipeline's"
+            "--ssh-user",
+            "root",
+            "--ssh-port",
+            &port,
+        ],
+        &[
+            ("AWSVPC_SSH", dir.join("ssh.exe").into()),
+            ("AWSVPC_SSH_CONFIG", config.into()),
+            ("AWSVPC_TEST_SSH_BRIDGE", ssh_bridge().to_string().into()),
+        ],
     );
 }
