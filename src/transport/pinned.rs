@@ -10,19 +10,26 @@
 //! key only (no agent, no key files, no password). Neither key is written to disk by
 //! awsvpc.
 //!
-//! The SSH session runs on its own thread (a current-thread tokio runtime) that writes the
-//! relay's stream into one end of a socket pair; [`super::ssh::SshCollector`] reads the
-//! other end exactly as it reads a system ssh's stdout, so the relay, the stream decoder,
-//! loss detection and the one reconnect are the same code. When the reader falls behind,
-//! the socket pair fills, the thread stops taking channel data, and the pressure reaches the
-//! SSH window and the TCP connection.
+//! The SSH session runs on its own thread (a current-thread tokio runtime) that hands the
+//! relay's stream to the relay client ([`crate::transport::relay_client`]) in at most
+//! [`PIECES`] pieces of one channel message each (≤ [`MAX_PACKET`] bytes, 1 MiB in all), so
+//! the relay, the stream decoder, loss detection and the one reconnect are the code that
+//! serves the system ssh. When the reader falls behind, the pieces are all taken, the thread
+//! stops taking channel data, and the pressure reaches the SSH window and the TCP
+//! connection.
 //!
 //! While the instance boots, refused, reset, unreachable and timed-out connections are
 //! retried every [`RETRY`] until [`PinnedSettings::boot_wait`], with the status bar
 //! counting; each failure after that is one sentence naming the likely fix.
 
+use crate::relay::remote::remote_command;
+use crate::relay::stream::{Decoder, StreamError};
 use crate::relay::{RelayOptions, SOURCE};
-use crate::transport::ssh::{capitalized, no_python3, remote_command, set_nonblocking};
+use crate::transport::inflow::{Inflow, Piece};
+use crate::transport::relay_client::{
+    capitalized, connecting, fill, no_python3, shell_noise, ssh_describe, Cut, Link, RelayClient,
+    Words, SSH_WORDS, START_LIMIT,
+};
 use crate::{log_info, log_msg};
 use russh::client;
 use russh::keys::{
@@ -30,10 +37,10 @@ use russh::keys::{
 };
 use russh::{cipher, ChannelMsg, Disconnect};
 use std::fmt;
-use std::io::{self, Read};
+use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::net::UnixStream;
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
@@ -56,6 +63,8 @@ const MAX_PACKET: u32 = 64 << 10;
 const KEEPALIVE: Duration = Duration::from_secs(2);
 /// Lines of the relay's stderr kept to explain its end.
 const STDERR_TAIL: usize = 40;
+/// Channel messages waiting for the receive thread, at most.
+const PIECES: usize = 16;
 
 /// A capture's SSH keys, generated in memory: the client key awsvpc logs in with and the
 /// collector's host key (both ed25519). The private halves never leave this process except
@@ -192,9 +201,9 @@ impl Ending {
     }
 }
 
-/// One SSH session running the relay, read through a socket pair.
+/// One SSH session running the relay, read through an [`Inflow`].
 pub(crate) struct Session {
-    ours: UnixStream,
+    inflow: Inflow,
     cancel: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     state: Arc<Mutex<State>>,
@@ -203,20 +212,17 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    /// Starts connecting on a thread; the stream arrives on [`Session::fd`], and its end
-    /// (EOF) comes with what explains it in [`Session::finish`]. `again`: a reconnect, which
-    /// waits [`RECONNECT_WAIT`] instead of the boot wait.
+    /// Starts connecting on a thread; the stream arrives through [`Session::inflow`], and
+    /// its end comes with what explains it in [`Session::finish`]. `again`: a reconnect,
+    /// which waits [`RECONNECT_WAIT`] instead of the boot wait.
     pub(crate) fn spawn(
         settings: &PinnedSettings,
         relay: &RelayOptions,
         again: bool,
     ) -> Result<Session, String> {
-        let (ours, theirs) = UnixStream::pair()
-            .map_err(|e| format!("Cannot create a socket pair for the SSH session: {e}."))?;
-        set_nonblocking(ours.as_raw_fd());
-        theirs
-            .set_nonblocking(true)
-            .map_err(|e| format!("Cannot set up the SSH session's socket: {e}."))?;
+        let room = Arc::new(tokio::sync::Notify::new());
+        let taken = room.clone();
+        let (tx, inflow) = Inflow::channel(PIECES, move |_| taken.notify_one());
         let state = Arc::new(Mutex::new(State::default()));
         let (cancel, cancelled) = tokio::sync::oneshot::channel();
         let job = Job {
@@ -229,12 +235,13 @@ impl Session {
             },
             state: state.clone(),
         };
+        let theirs = Outlet { tx, room };
         let thread = std::thread::Builder::new()
             .name("ssh-pinned".into())
             .spawn(move || job.run(theirs, cancelled))
             .map_err(|e| format!("Cannot start the SSH session's thread: {e}."))?;
         Ok(Session {
-            ours,
+            inflow,
             cancel: Some(cancel),
             thread: Some(thread),
             state,
@@ -243,12 +250,8 @@ impl Session {
         })
     }
 
-    pub(crate) fn fd(&self) -> RawFd {
-        self.ours.as_raw_fd()
-    }
-
-    pub(crate) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&self.ours).read(buf)
+    pub(crate) fn inflow(&mut self) -> &mut Inflow {
+        &mut self.inflow
     }
 
     pub(crate) fn connected_at(&self) -> Option<Instant> {
@@ -295,6 +298,130 @@ impl Drop for Session {
     }
 }
 
+/// An ephemeral collector through the pinned client, as a [`Link`] of the relay client.
+struct PinnedSsh {
+    settings: PinnedSettings,
+    session: Option<Session>,
+}
+
+impl Link for PinnedSsh {
+    fn name(&self) -> &str {
+        &self.settings.label
+    }
+
+    fn words(&self) -> Words {
+        SSH_WORDS
+    }
+
+    fn connect(
+        &mut self,
+        relay: &RelayOptions,
+        again: bool,
+        status: &dyn Fn(&str),
+        _stop: Option<&AtomicBool>,
+    ) -> Result<bool, String> {
+        status(&connecting(self.name()));
+        self.session = Some(Session::spawn(&self.settings, relay, again)?);
+        Ok(true)
+    }
+
+    fn read(&mut self, into: &mut Decoder, wait: Duration) -> Result<bool, Cut> {
+        match self.session.as_mut() {
+            Some(s) => fill(s.inflow(), into, wait),
+            None => Err(Cut::Fatal("the SSH tunnel is closed".into())),
+        }
+    }
+
+    fn start_clock(&self) -> Option<Instant> {
+        self.session.as_ref().and_then(Session::connected_at)
+    }
+
+    fn waiting(&self) -> Option<String> {
+        self.session.as_ref().and_then(Session::waiting)
+    }
+
+    fn not_a_relay(&self, e: &StreamError) -> String {
+        shell_noise(self.name(), e)
+    }
+
+    fn no_answer(&self) -> String {
+        let p = &self.settings;
+        format!(
+            "{} accepted a TCP connection on port {} but did not start the relay over SSH within {} s; check that it finished booting (its console output) and that nothing else answers at {}.",
+            capitalized(&p.label),
+            p.port,
+            START_LIMIT.as_secs(),
+            p.address
+        )
+    }
+
+    fn explain_end(&mut self, unparsed: &str) -> String {
+        match self.session.take() {
+            Some(s) => explain(&self.settings, s.finish(false), unparsed),
+            None => format!("The connection to {} closed.", self.name()),
+        }
+    }
+
+    fn close(&mut self) -> Option<String> {
+        self.session.take()?.finish(true).last_line()
+    }
+
+    fn running(&mut self) -> String {
+        "SSH".into()
+    }
+
+    fn describe(&self, relay: &RelayOptions) -> String {
+        ssh_describe(self.name(), relay)
+    }
+}
+
+impl RelayClient<dyn Link> {
+    /// Connects to an ephemeral collector awsvpc launched with `settings.keys` in its user
+    /// data, waiting up to `settings.boot_wait` for its sshd, and starts the relay as
+    /// [`crate::transport::ssh::SshCollector::connect`] does. Only the pinned host key is
+    /// accepted; the login uses the generated client key only. `None` when `stop` was set
+    /// while connecting.
+    pub fn connect_pinned(
+        settings: PinnedSettings,
+        relay: RelayOptions,
+        status: &dyn Fn(&str),
+        stop: &AtomicBool,
+    ) -> Result<Option<Self>, String> {
+        let link = PinnedSsh {
+            settings,
+            session: None,
+        };
+        Self::open(Box::new(link), relay, status, stop)
+    }
+}
+
+/// The session thread's end of the [`Inflow`]: a channel message waits (without blocking the
+/// runtime) while all [`PIECES`] are taken. Dropping it is the reader's end of file.
+struct Outlet {
+    tx: SyncSender<Piece>,
+    room: Arc<tokio::sync::Notify>,
+}
+
+impl Outlet {
+    /// Hands `buf` to the reader; fails only when the reader is gone.
+    async fn send(&self, buf: Vec<u8>) -> Result<(), ()> {
+        let len = buf.len();
+        let mut piece = Piece::Data { buf, len };
+        loop {
+            match self.tx.try_send(piece) {
+                Ok(()) => return Ok(()),
+                // The reader wakes `room` as it empties each piece (a wake before this
+                // wait is kept, so none is missed).
+                Err(TrySendError::Full(p)) => {
+                    piece = p;
+                    self.room.notified().await;
+                }
+                Err(TrySendError::Disconnected(_)) => return Err(()),
+            }
+        }
+    }
+}
+
 /// Why one connection attempt did not give a session.
 enum Attempt {
     /// Nothing (usable) answers yet: the collector may still be booting.
@@ -312,7 +439,7 @@ struct Job {
 }
 
 impl Job {
-    fn run(self, theirs: UnixStream, cancelled: tokio::sync::oneshot::Receiver<()>) {
+    fn run(self, theirs: Outlet, cancelled: tokio::sync::oneshot::Receiver<()>) {
         let rt = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -324,13 +451,6 @@ impl Job {
             }
         };
         rt.block_on(async {
-            let theirs = match tokio::net::UnixStream::from_std(theirs) {
-                Ok(s) => s,
-                Err(e) => {
-                    self.fail(format!("Cannot set up the SSH session's socket: {e}."));
-                    return;
-                }
-            };
             tokio::select! {
                 _ = self.work(theirs) => {}
                 _ = cancelled => {}
@@ -345,7 +465,7 @@ impl Job {
         self.state.lock().unwrap().sentence = Some(sentence);
     }
 
-    async fn work(&self, mut theirs: tokio::net::UnixStream) {
+    async fn work(&self, theirs: Outlet) {
         let s = &self.settings;
         let deadline = tokio::time::Instant::now() + self.wait;
         let mut attempts = 0u32;
@@ -379,9 +499,7 @@ impl Job {
         while let Some(msg) = channel.wait().await {
             match msg {
                 ChannelMsg::Data { data } => {
-                    use tokio::io::AsyncWriteExt;
-                    // Fails only when the reader is gone.
-                    if theirs.write_all(&data).await.is_err() {
+                    if theirs.send(data.to_vec()).await.is_err() {
                         break;
                     }
                 }
