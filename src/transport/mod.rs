@@ -10,6 +10,7 @@ mod inflow;
 pub mod pinned;
 pub mod relay_client;
 pub mod ssh;
+mod ssh_link;
 pub mod ssm;
 
 use std::time::Duration;

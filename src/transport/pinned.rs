@@ -23,13 +23,10 @@
 //! counting; each failure after that is one sentence naming the likely fix.
 
 use crate::relay::remote::remote_command;
-use crate::relay::stream::{Decoder, StreamError};
 use crate::relay::{RelayOptions, SOURCE};
 use crate::transport::inflow::{Inflow, Piece};
-use crate::transport::relay_client::{
-    capitalized, connecting, fill, no_python3, shell_noise, ssh_describe, Cut, Link, RelayClient,
-    Words, SSH_WORDS, START_LIMIT,
-};
+use crate::transport::relay_client::{Link, RelayClient, START_LIMIT};
+use crate::transport::ssh_link::{capitalized, no_python3, SshLink, SshSession};
 use crate::{log_info, log_msg};
 use russh::client;
 use russh::keys::{
@@ -184,10 +181,10 @@ struct State {
 }
 
 /// What explains a pinned session's end.
-pub(crate) struct Ending(State);
+struct Ending(State);
 
 impl Ending {
-    pub(crate) fn last_line(&self) -> Option<String> {
+    fn last_line(&self) -> Option<String> {
         let s = &self.0;
         s.error
             .clone()
@@ -202,7 +199,7 @@ impl Ending {
 }
 
 /// One SSH session running the relay, read through an [`Inflow`].
-pub(crate) struct Session {
+struct Session {
     inflow: Inflow,
     cancel: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -212,10 +209,10 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    /// Starts connecting on a thread; the stream arrives through [`Session::inflow`], and
+    /// Starts connecting on a thread; the stream arrives through its [`Inflow`], and
     /// its end comes with what explains it in [`Session::finish`]. `again`: a reconnect,
     /// which waits [`RECONNECT_WAIT`] instead of the boot wait.
-    pub(crate) fn spawn(
+    fn spawn(
         settings: &PinnedSettings,
         relay: &RelayOptions,
         again: bool,
@@ -250,15 +247,11 @@ impl Session {
         })
     }
 
-    pub(crate) fn inflow(&mut self) -> &mut Inflow {
-        &mut self.inflow
-    }
-
-    pub(crate) fn connected_at(&self) -> Option<Instant> {
+    fn connected_at(&self) -> Option<Instant> {
         self.state.lock().unwrap().connected_at
     }
 
-    pub(crate) fn waiting(&self) -> Option<String> {
+    fn waiting(&self) -> Option<String> {
         let s = self.state.lock().unwrap();
         (s.connected_at.is_none() && s.waiting_since.is_some()).then(|| {
             format!(
@@ -271,7 +264,7 @@ impl Session {
 
     /// Ends the session (`kill`: at once; else it is given 5 s to end by itself) and
     /// returns what explains its end.
-    pub(crate) fn finish(mut self, kill: bool) -> Ending {
+    fn finish(mut self, kill: bool) -> Ending {
         if !kill {
             let until = Instant::now() + Duration::from_secs(5);
             while self.thread.as_ref().is_some_and(|t| !t.is_finished()) && Instant::now() < until {
@@ -298,54 +291,31 @@ impl Drop for Session {
     }
 }
 
-/// An ephemeral collector through the pinned client, as a [`Link`] of the relay client.
-struct PinnedSsh {
-    settings: PinnedSettings,
-    session: Option<Session>,
-}
+/// The pinned client as an SSH session of the relay client's [`SshLink`].
+impl SshSession for Session {
+    type Settings = PinnedSettings;
 
-impl Link for PinnedSsh {
-    fn name(&self) -> &str {
-        &self.settings.label
+    fn name(settings: &PinnedSettings) -> &str {
+        &settings.label
     }
 
-    fn words(&self) -> Words {
-        SSH_WORDS
+    fn spawn(settings: &PinnedSettings, relay: &RelayOptions, again: bool) -> Result<Self, String> {
+        Session::spawn(settings, relay, again)
     }
 
-    fn connect(
-        &mut self,
-        relay: &RelayOptions,
-        again: bool,
-        status: &dyn Fn(&str),
-        _stop: Option<&AtomicBool>,
-    ) -> Result<bool, String> {
-        status(&connecting(self.name()));
-        self.session = Some(Session::spawn(&self.settings, relay, again)?);
-        Ok(true)
-    }
-
-    fn read(&mut self, into: &mut Decoder, wait: Duration) -> Result<bool, Cut> {
-        match self.session.as_mut() {
-            Some(s) => fill(s.inflow(), into, wait),
-            None => Err(Cut::Fatal("the SSH tunnel is closed".into())),
-        }
+    fn inflow(&mut self) -> &mut Inflow {
+        &mut self.inflow
     }
 
     fn start_clock(&self) -> Option<Instant> {
-        self.session.as_ref().and_then(Session::connected_at)
+        self.connected_at()
     }
 
     fn waiting(&self) -> Option<String> {
-        self.session.as_ref().and_then(Session::waiting)
+        Session::waiting(self)
     }
 
-    fn not_a_relay(&self, e: &StreamError) -> String {
-        shell_noise(self.name(), e)
-    }
-
-    fn no_answer(&self) -> String {
-        let p = &self.settings;
+    fn no_answer(p: &PinnedSettings) -> String {
         format!(
             "{} accepted a TCP connection on port {} but did not start the relay over SSH within {} s; check that it finished booting (its console output) and that nothing else answers at {}.",
             capitalized(&p.label),
@@ -355,23 +325,12 @@ impl Link for PinnedSsh {
         )
     }
 
-    fn explain_end(&mut self, unparsed: &str) -> String {
-        match self.session.take() {
-            Some(s) => explain(&self.settings, s.finish(false), unparsed),
-            None => format!("The connection to {} closed.", self.name()),
-        }
+    fn explain_end(self, settings: &PinnedSettings, unparsed: &str) -> String {
+        explain(settings, self.finish(false), unparsed)
     }
 
-    fn close(&mut self) -> Option<String> {
-        self.session.take()?.finish(true).last_line()
-    }
-
-    fn running(&mut self) -> String {
-        "SSH".into()
-    }
-
-    fn describe(&self, relay: &RelayOptions) -> String {
-        ssh_describe(self.name(), relay)
+    fn kill(self) -> Option<String> {
+        self.finish(true).last_line()
     }
 }
 
@@ -387,10 +346,7 @@ impl RelayClient<dyn Link> {
         status: &dyn Fn(&str),
         stop: &AtomicBool,
     ) -> Result<Option<Self>, String> {
-        let link = PinnedSsh {
-            settings,
-            session: None,
-        };
+        let link = SshLink::<Session>::new(settings);
         Self::open(Box::new(link), relay, status, stop)
     }
 }
@@ -821,7 +777,7 @@ fn unreachable(s: &PinnedSettings, waited: Duration, last: &str) -> String {
 }
 
 /// A pinned session's end as the user's one sentence.
-pub(crate) fn explain(s: &PinnedSettings, ending: Ending, stdout_text: &str) -> String {
+fn explain(s: &PinnedSettings, ending: Ending, stdout_text: &str) -> String {
     let e = ending.0;
     if let Some(sentence) = e.sentence {
         return sentence;

@@ -10,7 +10,6 @@ use crate::collector::{Batch, DatagramSource};
 use crate::log_msg;
 use crate::relay::stream::{Decoder, Kind, StreamError};
 use crate::relay::RelayOptions;
-use crate::transport::inflow::{Ended, Inflow};
 use crate::transport::{RECONNECT_GRACE, SILENCE};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,10 +22,10 @@ pub const START_LIMIT: Duration = Duration::from_secs(30);
 /// The longest wait of one read: the receive thread looks at its stop flag this often.
 const POLL: Duration = Duration::from_millis(100);
 
-/// How a read of a connection failed.
+/// How reading a connection, or the stream in it, failed.
 pub enum Cut {
-    /// The connection ended or broke: the tunnel may come back. The reason, for the log
-    /// and the status bar ("the connection closed").
+    /// The connection ended, broke or went silent: the tunnel may come back. The reason,
+    /// for the log and the status bar ("the connection closed").
     Tunnel(String),
     /// A sentence for the user; another connection will not help.
     Fatal(String),
@@ -42,21 +41,25 @@ pub struct Words {
     pub reconnected: &'static str,
 }
 
+/// One connection attempt, as the client asks a link for it.
+pub struct Attempt<'a> {
+    pub relay: &'a RelayOptions,
+    /// A reconnect to a collector already up.
+    pub again: bool,
+    pub status: &'a dyn Fn(&str),
+    /// The capture's stop flag, for the link's own waits.
+    pub stop: Option<&'a AtomicBool>,
+}
+
 /// One way to reach a collector and run the relay there. A link holds at most one
 /// connection; dropping it ends that connection.
 pub trait Link: Send {
     /// The collector as sentences name it.
     fn name(&self) -> &str;
     fn words(&self) -> Words;
-    /// Makes a connection and starts the relay (`again`: a reconnect to a collector already
-    /// up). `Ok(false)`: `stop` was set meanwhile.
-    fn connect(
-        &mut self,
-        relay: &RelayOptions,
-        again: bool,
-        status: &dyn Fn(&str),
-        stop: Option<&AtomicBool>,
-    ) -> Result<bool, String>;
+    /// Makes a connection and starts the relay. `Ok(false)`: the stop flag was set
+    /// meanwhile.
+    fn connect(&mut self, attempt: &Attempt) -> Result<bool, String>;
     /// Moves what the connection delivers into `into`, waiting at most `wait` while nothing
     /// is there. `Ok(false)`: nothing came.
     fn read(&mut self, into: &mut Decoder, wait: Duration) -> Result<bool, Cut>;
@@ -100,14 +103,6 @@ pub struct RelayClient<L: Link + ?Sized> {
     stop: Option<Arc<AtomicBool>>,
 }
 
-/// How a read of the stream ended.
-enum Lost {
-    /// EOF or silence: the tunnel may come back.
-    Tunnel(String),
-    /// The relay or the stream said something that another attempt will not fix.
-    Fatal(String),
-}
-
 impl<L: Link + ?Sized> RelayClient<L> {
     /// Connects through `link` and starts the relay, waiting (bounded) for its stream.
     /// `None` when `stop` was set while connecting.
@@ -148,7 +143,13 @@ impl<L: Link + ?Sized> RelayClient<L> {
         again: bool,
     ) -> Result<bool, String> {
         self.decoder.reset();
-        if !self.link.connect(&self.relay, again, status, stop)? {
+        let attempt = Attempt {
+            relay: &self.relay,
+            again,
+            status,
+            stop,
+        };
+        if !self.link.connect(&attempt)? {
             return Ok(false);
         }
         let mut told = Instant::now();
@@ -218,13 +219,13 @@ impl<L: Link + ?Sized> RelayClient<L> {
     }
 
     /// Moves whole records into `batch`.
-    fn drain(&mut self, batch: &mut Batch) -> Result<(), Lost> {
+    fn drain(&mut self, batch: &mut Batch) -> Result<(), Cut> {
         while !batch.is_full() {
             let r = match self.decoder.next_record() {
                 Ok(Some(r)) => r,
                 Ok(None) => break,
                 Err(e) => {
-                    return Err(Lost::Fatal(format!(
+                    return Err(Cut::Fatal(format!(
                         "The relay stream from {} broke: {e}.",
                         self.link.name()
                     )))
@@ -242,7 +243,7 @@ impl<L: Link + ?Sized> RelayClient<L> {
                 Kind::Error => {
                     // The relay's own error record (bind failures).
                     let text = String::from_utf8_lossy(r.payload()).trim().to_string();
-                    return Err(Lost::Fatal(format!(
+                    return Err(Cut::Fatal(format!(
                         "The relay on {} stopped: {}.",
                         self.link.name(),
                         text.trim_end_matches('.')
@@ -253,10 +254,10 @@ impl<L: Link + ?Sized> RelayClient<L> {
         Ok(())
     }
 
-    fn recover(&mut self, lost: Lost, status: &dyn Fn(&str)) -> io::Result<()> {
+    fn recover(&mut self, lost: Cut, status: &dyn Fn(&str)) -> io::Result<()> {
         let why = match lost {
-            Lost::Fatal(m) => return Err(io::Error::other(m)),
-            Lost::Tunnel(why) => why,
+            Cut::Fatal(m) => return Err(io::Error::other(m)),
+            Cut::Tunnel(why) => why,
         };
         let name = self.link.name().to_string();
         let Words {
@@ -330,13 +331,12 @@ impl<L: Link + ?Sized> DatagramSource for RelayClient<L> {
                 // Silence counts only once the connection has nothing buffered: what
                 // queued up while awsvpc was busy (provisioning) is not a loss.
                 Ok(false) if self.last_seen.elapsed() > SILENCE => {
-                    let lost = Lost::Tunnel(format!("nothing for {} s", SILENCE.as_secs()));
+                    let lost = Cut::Tunnel(format!("nothing for {} s", SILENCE.as_secs()));
                     self.recover(lost, status)?;
                 }
                 Ok(false) if left.is_zero() => return Ok(0),
                 Ok(false) => {}
-                Err(Cut::Fatal(why)) => self.recover(Lost::Fatal(why), status)?,
-                Err(Cut::Tunnel(why)) => self.recover(Lost::Tunnel(why), status)?,
+                Err(cut) => self.recover(cut, status)?,
             }
         }
     }
@@ -351,60 +351,5 @@ impl<L: Link + ?Sized> DatagramSource for RelayClient<L> {
 
     fn describe(&self) -> String {
         self.link.describe(&self.relay)
-    }
-}
-
-/// `name` at the start of a sentence.
-pub(crate) fn capitalized(name: &str) -> String {
-    let mut c = name.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().chain(c).collect(),
-        None => String::new(),
-    }
-}
-
-/// The sentence for a collector without python3 (`exec python3` exited 127); `who` begins
-/// it ("The collector …").
-pub(crate) fn no_python3(who: &str) -> String {
-    format!(
-        "{who} has no python3, which the relay needs; install it (sudo dnf install python3, or sudo apt install python3-minimal) or use an Amazon Linux 2023 or Ubuntu 22.04+ collector."
-    )
-}
-
-// What the two SSH links (the system ssh and the pinned client) say alike.
-
-pub(crate) const SSH_WORDS: Words = Words {
-    tunnel: "SSH tunnel",
-    check: "the network path",
-    reconnected: "",
-};
-
-/// The status while an SSH link connects.
-pub(crate) fn connecting(name: &str) -> String {
-    format!("Connecting to {name} over SSH and starting the relay")
-}
-
-/// The sentence for an SSH session whose output is not the relay's stream.
-pub(crate) fn shell_noise(name: &str, e: &StreamError) -> String {
-    format!(
-        "{}: {e}; check that its login shell starts commands without prompting.",
-        capitalized(name)
-    )
-}
-
-pub(crate) fn ssh_describe(name: &str, relay: &RelayOptions) -> String {
-    format!("Relay on {name} (UDP {}) over SSH", relay.listen_port)
-}
-
-/// An SSH session's stream, read from its inflow into the decoder.
-pub(crate) fn fill(inflow: &mut Inflow, into: &mut Decoder, wait: Duration) -> Result<bool, Cut> {
-    match inflow.read(into.space(), wait) {
-        Ok(0) => Ok(false),
-        Ok(n) => {
-            into.filled(n);
-            Ok(true)
-        }
-        Err(Ended::Eof) => Err(Cut::Tunnel("the connection closed".into())),
-        Err(Ended::Failed(e)) => Err(Cut::Tunnel(e)),
     }
 }

@@ -14,7 +14,7 @@ use super::session::Control;
 use crate::log_info;
 use crate::relay::stream::{Decoder, StreamError, Unpacker};
 use crate::relay::RelayOptions;
-use crate::transport::relay_client::{Cut, Link, RelayClient, Words};
+use crate::transport::relay_client::{Attempt, Cut, Link, RelayClient, Words};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
@@ -242,16 +242,11 @@ impl Link for SsmLink {
 
     /// A reconnect (`again`) waits at most [`START_LIMIT`] for the agent: the capture's
     /// receive thread is blocked meanwhile, until a stop.
-    fn connect(
-        &mut self,
-        _relay: &RelayOptions,
-        again: bool,
-        status: &dyn Fn(&str),
-        stop: Option<&AtomicBool>,
-    ) -> Result<bool, String> {
+    fn connect(&mut self, a: &Attempt) -> Result<bool, String> {
+        let (status, stop) = (a.status, a.stop);
         let id = self.settings.instance_id.clone();
         status(&format!("Checking the SSM agent on {id}"));
-        let online_wait = if again {
+        let online_wait = if a.again {
             self.settings.online_wait.min(START_LIMIT)
         } else {
             self.settings.online_wait
