@@ -454,11 +454,11 @@ impl Job {
         let mut eof = false;
         while let Some(msg) = channel.wait().await {
             match msg {
-                ChannelMsg::Data { data } => {
-                    if theirs.send(data.to_vec()).await.is_err() {
-                        break;
-                    }
-                }
+                ChannelMsg::Data { data } => match theirs.send(data.to_vec()).await {
+                    Ok(()) => {}
+                    // The reader is gone.
+                    Err(()) => break,
+                },
                 ChannelMsg::ExtendedData { data, ext: 1 } => {
                     stderr.extend_from_slice(&data);
                     self.stderr_lines(&mut stderr, false);

@@ -353,3 +353,157 @@ impl<L: Link + ?Sized> DatagramSource for RelayClient<L> {
         self.link.describe(&self.relay)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::relay::stream::{encode, MAGIC};
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    /// A link that plays scripted connections: each a list of reads, then its end.
+    struct Script {
+        connections: VecDeque<VecDeque<Vec<u8>>>,
+        reads: Option<VecDeque<Vec<u8>>>,
+        connects: Arc<Mutex<Vec<bool>>>,
+    }
+
+    impl Link for Script {
+        fn name(&self) -> &str {
+            "the collector c"
+        }
+
+        fn words(&self) -> Words {
+            Words {
+                tunnel: "test tunnel",
+                check: "the test",
+                reconnected: " again",
+            }
+        }
+
+        fn connect(&mut self, a: &Attempt) -> Result<bool, String> {
+            self.connects.lock().unwrap().push(a.again);
+            self.reads = Some(self.connections.pop_front().ok_or("nobody answers.")?);
+            Ok(true)
+        }
+
+        fn read(&mut self, into: &mut Decoder, _wait: Duration) -> Result<bool, Cut> {
+            match self.reads.as_mut().and_then(VecDeque::pop_front) {
+                Some(bytes) => {
+                    into.space()[..bytes.len()].copy_from_slice(&bytes);
+                    into.filled(bytes.len());
+                    Ok(true)
+                }
+                None => Err(Cut::Tunnel("the connection closed".into())),
+            }
+        }
+
+        fn start_clock(&self) -> Option<Instant> {
+            None
+        }
+
+        fn not_a_relay(&self, e: &StreamError) -> String {
+            format!("not a relay: {e}")
+        }
+
+        fn no_answer(&self) -> String {
+            "no answer".into()
+        }
+
+        fn explain_end(&mut self, unparsed: &str) -> String {
+            format!("ended before starting ({unparsed}).")
+        }
+
+        fn close(&mut self) -> Option<String> {
+            self.reads.take().map(|_| "it said bye".into())
+        }
+
+        fn running(&mut self) -> String {
+            "a test".into()
+        }
+
+        fn describe(&self, _relay: &RelayOptions) -> String {
+            String::new()
+        }
+    }
+
+    fn datagram(drops: u32, payload: &[u8]) -> Vec<u8> {
+        let src = ("10.0.0.9".parse().unwrap(), 4789);
+        encode(1, Some(src), drops, Duration::from_secs(7), payload)
+    }
+
+    type Opened = Result<Option<RelayClient<Script>>, String>;
+
+    fn client(connections: Vec<Vec<Vec<u8>>>) -> (Opened, Arc<Mutex<Vec<bool>>>) {
+        let connects = Arc::new(Mutex::new(Vec::new()));
+        let link = Script {
+            connections: connections.into_iter().map(VecDeque::from).collect(),
+            reads: None,
+            connects: connects.clone(),
+        };
+        let relay = RelayOptions {
+            listen_addr: "0.0.0.0".parse().unwrap(),
+            listen_port: 4789,
+            snaplen: None,
+            bind_wait_s: 0,
+        };
+        let stop = AtomicBool::new(false);
+        (
+            RelayClient::open(Box::new(link), relay, &|_| {}, &stop),
+            connects,
+        )
+    }
+
+    #[test]
+    fn records_arrive_a_lost_tunnel_reconnects_once_and_drops_add_up() {
+        let mut first = MAGIC.to_vec();
+        first.extend(datagram(3, b"one"));
+        let mut second = b"banner".to_vec();
+        second.extend(MAGIC);
+        second.extend(datagram(2, b"two"));
+        let (c, connects) = client(vec![vec![first], vec![second]]);
+        let mut c = c.unwrap().expect("not stopped");
+        let mut batch = Batch::new();
+        let said = Mutex::new(Vec::new());
+        let status = |s: &str| said.lock().unwrap().push(s.to_string());
+        assert_eq!(c.recv_batch(&mut batch, &status).unwrap(), 1);
+        assert_eq!(batch.get(0).0, b"one");
+        assert_eq!(c.drops(), 3);
+        // The first connection ends: the second carries on, its drops counted on top.
+        assert_eq!(c.recv_batch(&mut batch, &status).unwrap(), 1);
+        assert_eq!(batch.get(0).0, b"two");
+        assert_eq!(c.drops(), 5);
+        assert_eq!(*connects.lock().unwrap(), [false, true]);
+        assert_eq!(
+            *said.lock().unwrap(),
+            [
+                "test tunnel to the collector c lost (the connection closed); reconnecting",
+                "Reconnected to the collector c again; capturing"
+            ]
+        );
+        // Lost again at once: the capture ends with one sentence in the link's words.
+        let e = c.recv_batch(&mut batch, &status).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "The test tunnel to the collector c was lost again (the connection closed (it said bye)) soon after a reconnect; the capture stopped. Check the collector and the test."
+        );
+    }
+
+    #[test]
+    fn a_failed_start_is_the_links_sentence() {
+        let (c, _) = client(vec![vec![b"Welcome!".to_vec()]]);
+        assert_eq!(c.err().unwrap(), "ended before starting (Welcome!).");
+        let mut relay_error = MAGIC.to_vec();
+        relay_error.extend(encode(3, None, 0, Duration::ZERO, b"port 4789 is in use."));
+        let (c, _) = client(vec![vec![relay_error]]);
+        let mut c = c.unwrap().unwrap();
+        let e = c
+            .recv_batch(&mut Batch::new(), &|_| {})
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "The relay on the collector c stopped: port 4789 is in use."
+        );
+    }
+}

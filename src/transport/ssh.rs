@@ -40,6 +40,11 @@ const CONNECT_TIMEOUT_S: u32 = 10;
 /// fills and ssh stops taking channel data.
 pub const PIECES: usize = 4;
 pub const PIECE: usize = 128 << 10;
+/// After a small read of ssh's stdout, the reader thread lets this much more gather in the
+/// pipe: reading every ssh write as it came doubled awsvpc's CPU per packet at 128-byte
+/// frames (benches/ssh_throughput.sh). The relay waits as long after a small batch; the
+/// timestamps are the kernel's, so this costs no accuracy, at most 1 ms of display delay.
+const GATHER: Duration = Duration::from_millis(1);
 
 #[derive(Debug, Clone, Default)]
 pub struct SshSettings {
@@ -226,7 +231,7 @@ impl Process {
         // no-op where a pipe cannot grow); then this cfg goes.
         #[cfg(unix)]
         crate::sys::widen_pipe(std::os::fd::AsRawFd::as_raw_fd(&stdout));
-        let stdout = Inflow::read_on_thread("ssh-stdout", stdout, PIECES, PIECE)
+        let stdout = Inflow::read_on_thread("ssh-stdout", stdout, PIECES, PIECE, GATHER)
             .map_err(|e| format!("Cannot start a thread to read ssh: {e}."))?;
         Ok(Process {
             child,
