@@ -74,9 +74,6 @@ const KNOWN_PENDING: &[(&str, &str, &str)] = &[
     // transport/ssm/session.rs uses aws::{client, errors}: one relay client generic over
     // its link, the Session Manager link given its AWS client (the transports' engineer).
     ("transport", "aws", "the SSM link gets its client from aws"),
-    // relay/user_data.rs uses transport::ssm::collector (relay <-> transport): the remote
-    // command and listener scripts move into relay (the transports' engineer).
-    ("relay", "transport", "the listener script moves into relay"),
     // collector/{launched,ssm_host}.rs drive AWS (aws::launch, aws::client, mirror::Mirror):
     // the launched collector belongs to the aws layer, behind the one aws seam (item 5).
     (

@@ -1,8 +1,10 @@
 //! The relay: a small Python program that runs on a remote collector, receives the mirror
 //! on UDP 4789 with kernel timestamps and drop counts, and writes the framed stream of
 //! [`stream`] on stdout. It is embedded here at build time so that what runs on a user's
-//! instance is exactly what `awsvpc relay-source` prints.
+//! instance is exactly what `awsvpc relay-source` prints. [`remote`]: how it is started
+//! there (the command over SSH, the listener over Session Manager).
 
+pub mod remote;
 pub mod stream;
 #[cfg(feature = "aws")]
 pub mod user_data;

@@ -105,7 +105,7 @@ fn gzip_base64(data: &[u8]) -> String {
     let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     // Writing to a Vec cannot fail.
     let _ = z.write_all(data);
-    crate::transport::ssm::collector::base64(&z.finish().unwrap_or_default())
+    super::remote::base64(&z.finish().unwrap_or_default())
 }
 
 /// The `#cloud-config` document, or why it cannot be one (too large for EC2).
@@ -159,11 +159,11 @@ pub fn cloud_config(s: &CollectorSetup) -> Result<String, String> {
             y,
             "  - path: {LISTENER_PATH}\n    permissions: '0644'\n    content: "
         );
-        let script = crate::transport::ssm::collector::relay_listener_script(
+        let script = super::remote::relay_listener_script(
             &ssm.relay,
             ssm.tcp_port,
             0,
-            crate::transport::ssm::collector::RelayAt::File(RELAY_PATH),
+            super::remote::RelayAt::File(RELAY_PATH),
         );
         block(&mut y, 6, &script);
     }

@@ -1,10 +1,16 @@
 //! Transports from a remote collector to this machine. Each runs the relay
 //! (`crate::relay`) on the collector and reads its stream; the capture sees a
-//! [`crate::collector::DatagramSource`] like the local socket.
+//! [`crate::collector::DatagramSource`] like the local socket. One relay client
+//! ([`relay_client`]) serves them all; each transport is a [`relay_client::Link`]: the
+//! system `ssh` ([`ssh`]), the pinned in-process SSH to a launched collector (`pinned`), a
+//! Session Manager port session ([`ssm`]).
 
+mod inflow;
 #[cfg(feature = "aws")]
 pub mod pinned;
+pub mod relay_client;
 pub mod ssh;
+mod ssh_link;
 pub mod ssm;
 
 use std::time::Duration;

@@ -10,19 +10,23 @@
 //! key only (no agent, no key files, no password). Neither key is written to disk by
 //! awsvpc.
 //!
-//! The SSH session runs on its own thread (a current-thread tokio runtime) that writes the
-//! relay's stream into one end of a socket pair; [`super::ssh::SshCollector`] reads the
-//! other end exactly as it reads a system ssh's stdout, so the relay, the stream decoder,
-//! loss detection and the one reconnect are the same code. When the reader falls behind,
-//! the socket pair fills, the thread stops taking channel data, and the pressure reaches the
-//! SSH window and the TCP connection.
+//! The SSH session runs on its own thread (a current-thread tokio runtime) that hands the
+//! relay's stream to the relay client ([`crate::transport::relay_client`]) in at most
+//! [`PIECES`] pieces of one channel message each (≤ [`MAX_PACKET`] bytes, 1 MiB in all), so
+//! the relay, the stream decoder, loss detection and the one reconnect are the code that
+//! serves the system ssh. When the reader falls behind, the pieces are all taken, the thread
+//! stops taking channel data, and the pressure reaches the SSH window and the TCP
+//! connection.
 //!
 //! While the instance boots, refused, reset, unreachable and timed-out connections are
 //! retried every [`RETRY`] until [`PinnedSettings::boot_wait`], with the status bar
 //! counting; each failure after that is one sentence naming the likely fix.
 
+use crate::relay::remote::remote_command;
 use crate::relay::{RelayOptions, SOURCE};
-use crate::transport::ssh::{capitalized, no_python3, remote_command, set_nonblocking};
+use crate::transport::inflow::{Inflow, Piece};
+use crate::transport::relay_client::{Link, RelayClient, START_LIMIT};
+use crate::transport::ssh_link::{capitalized, no_python3, SshLink, SshSession};
 use crate::{log_info, log_msg};
 use russh::client;
 use russh::keys::{
@@ -30,10 +34,10 @@ use russh::keys::{
 };
 use russh::{cipher, ChannelMsg, Disconnect};
 use std::fmt;
-use std::io::{self, Read};
+use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::net::UnixStream;
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
@@ -56,6 +60,8 @@ const MAX_PACKET: u32 = 64 << 10;
 const KEEPALIVE: Duration = Duration::from_secs(2);
 /// Lines of the relay's stderr kept to explain its end.
 const STDERR_TAIL: usize = 40;
+/// Channel messages waiting for the receive thread, at most.
+const PIECES: usize = 16;
 
 /// A capture's SSH keys, generated in memory: the client key awsvpc logs in with and the
 /// collector's host key (both ed25519). The private halves never leave this process except
@@ -175,10 +181,10 @@ struct State {
 }
 
 /// What explains a pinned session's end.
-pub(crate) struct Ending(State);
+struct Ending(State);
 
 impl Ending {
-    pub(crate) fn last_line(&self) -> Option<String> {
+    fn last_line(&self) -> Option<String> {
         let s = &self.0;
         s.error
             .clone()
@@ -192,9 +198,9 @@ impl Ending {
     }
 }
 
-/// One SSH session running the relay, read through a socket pair.
-pub(crate) struct Session {
-    ours: UnixStream,
+/// One SSH session running the relay, read through an [`Inflow`].
+struct Session {
+    inflow: Inflow,
     cancel: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     state: Arc<Mutex<State>>,
@@ -203,20 +209,17 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    /// Starts connecting on a thread; the stream arrives on [`Session::fd`], and its end
-    /// (EOF) comes with what explains it in [`Session::finish`]. `again`: a reconnect, which
-    /// waits [`RECONNECT_WAIT`] instead of the boot wait.
-    pub(crate) fn spawn(
+    /// Starts connecting on a thread; the stream arrives through its [`Inflow`], and
+    /// its end comes with what explains it in [`Session::finish`]. `again`: a reconnect,
+    /// which waits [`RECONNECT_WAIT`] instead of the boot wait.
+    fn spawn(
         settings: &PinnedSettings,
         relay: &RelayOptions,
         again: bool,
     ) -> Result<Session, String> {
-        let (ours, theirs) = UnixStream::pair()
-            .map_err(|e| format!("Cannot create a socket pair for the SSH session: {e}."))?;
-        set_nonblocking(ours.as_raw_fd());
-        theirs
-            .set_nonblocking(true)
-            .map_err(|e| format!("Cannot set up the SSH session's socket: {e}."))?;
+        let room = Arc::new(tokio::sync::Notify::new());
+        let taken = room.clone();
+        let (tx, inflow) = Inflow::channel(PIECES, move |_| taken.notify_one());
         let state = Arc::new(Mutex::new(State::default()));
         let (cancel, cancelled) = tokio::sync::oneshot::channel();
         let job = Job {
@@ -229,12 +232,13 @@ impl Session {
             },
             state: state.clone(),
         };
+        let theirs = Outlet { tx, room };
         let thread = std::thread::Builder::new()
             .name("ssh-pinned".into())
             .spawn(move || job.run(theirs, cancelled))
             .map_err(|e| format!("Cannot start the SSH session's thread: {e}."))?;
         Ok(Session {
-            ours,
+            inflow,
             cancel: Some(cancel),
             thread: Some(thread),
             state,
@@ -243,19 +247,11 @@ impl Session {
         })
     }
 
-    pub(crate) fn fd(&self) -> RawFd {
-        self.ours.as_raw_fd()
-    }
-
-    pub(crate) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&self.ours).read(buf)
-    }
-
-    pub(crate) fn connected_at(&self) -> Option<Instant> {
+    fn connected_at(&self) -> Option<Instant> {
         self.state.lock().unwrap().connected_at
     }
 
-    pub(crate) fn waiting(&self) -> Option<String> {
+    fn waiting(&self) -> Option<String> {
         let s = self.state.lock().unwrap();
         (s.connected_at.is_none() && s.waiting_since.is_some()).then(|| {
             format!(
@@ -268,7 +264,7 @@ impl Session {
 
     /// Ends the session (`kill`: at once; else it is given 5 s to end by itself) and
     /// returns what explains its end.
-    pub(crate) fn finish(mut self, kill: bool) -> Ending {
+    fn finish(mut self, kill: bool) -> Ending {
         if !kill {
             let until = Instant::now() + Duration::from_secs(5);
             while self.thread.as_ref().is_some_and(|t| !t.is_finished()) && Instant::now() < until {
@@ -295,6 +291,93 @@ impl Drop for Session {
     }
 }
 
+/// The pinned client as an SSH session of the relay client's [`SshLink`].
+impl SshSession for Session {
+    type Settings = PinnedSettings;
+
+    fn name(settings: &PinnedSettings) -> &str {
+        &settings.label
+    }
+
+    fn spawn(settings: &PinnedSettings, relay: &RelayOptions, again: bool) -> Result<Self, String> {
+        Session::spawn(settings, relay, again)
+    }
+
+    fn inflow(&mut self) -> &mut Inflow {
+        &mut self.inflow
+    }
+
+    fn start_clock(&self) -> Option<Instant> {
+        self.connected_at()
+    }
+
+    fn waiting(&self) -> Option<String> {
+        Session::waiting(self)
+    }
+
+    fn no_answer(p: &PinnedSettings) -> String {
+        format!(
+            "{} accepted a TCP connection on port {} but did not start the relay over SSH within {} s; check that it finished booting (its console output) and that nothing else answers at {}.",
+            capitalized(&p.label),
+            p.port,
+            START_LIMIT.as_secs(),
+            p.address
+        )
+    }
+
+    fn explain_end(self, settings: &PinnedSettings, unparsed: &str) -> String {
+        explain(settings, self.finish(false), unparsed)
+    }
+
+    fn kill(self) -> Option<String> {
+        self.finish(true).last_line()
+    }
+}
+
+impl RelayClient<dyn Link> {
+    /// Connects to an ephemeral collector awsvpc launched with `settings.keys` in its user
+    /// data, waiting up to `settings.boot_wait` for its sshd, and starts the relay as
+    /// [`crate::transport::ssh::SshCollector::connect`] does. Only the pinned host key is
+    /// accepted; the login uses the generated client key only. `None` when `stop` was set
+    /// while connecting.
+    pub fn connect_pinned(
+        settings: PinnedSettings,
+        relay: RelayOptions,
+        status: &dyn Fn(&str),
+        stop: &AtomicBool,
+    ) -> Result<Option<Self>, String> {
+        let link = SshLink::<Session>::new(settings);
+        Self::open(Box::new(link), relay, status, stop)
+    }
+}
+
+/// The session thread's end of the [`Inflow`]: a channel message waits (without blocking the
+/// runtime) while all [`PIECES`] are taken. Dropping it is the reader's end of file.
+struct Outlet {
+    tx: SyncSender<Piece>,
+    room: Arc<tokio::sync::Notify>,
+}
+
+impl Outlet {
+    /// Hands `buf` to the reader; fails only when the reader is gone.
+    async fn send(&self, buf: Vec<u8>) -> Result<(), ()> {
+        let len = buf.len();
+        let mut piece = Piece::Data { buf, len };
+        loop {
+            match self.tx.try_send(piece) {
+                Ok(()) => return Ok(()),
+                // The reader wakes `room` as it empties each piece (a wake before this
+                // wait is kept, so none is missed).
+                Err(TrySendError::Full(p)) => {
+                    piece = p;
+                    self.room.notified().await;
+                }
+                Err(TrySendError::Disconnected(_)) => return Err(()),
+            }
+        }
+    }
+}
+
 /// Why one connection attempt did not give a session.
 enum Attempt {
     /// Nothing (usable) answers yet: the collector may still be booting.
@@ -312,7 +395,7 @@ struct Job {
 }
 
 impl Job {
-    fn run(self, theirs: UnixStream, cancelled: tokio::sync::oneshot::Receiver<()>) {
+    fn run(self, theirs: Outlet, cancelled: tokio::sync::oneshot::Receiver<()>) {
         let rt = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -324,13 +407,6 @@ impl Job {
             }
         };
         rt.block_on(async {
-            let theirs = match tokio::net::UnixStream::from_std(theirs) {
-                Ok(s) => s,
-                Err(e) => {
-                    self.fail(format!("Cannot set up the SSH session's socket: {e}."));
-                    return;
-                }
-            };
             tokio::select! {
                 _ = self.work(theirs) => {}
                 _ = cancelled => {}
@@ -345,7 +421,7 @@ impl Job {
         self.state.lock().unwrap().sentence = Some(sentence);
     }
 
-    async fn work(&self, mut theirs: tokio::net::UnixStream) {
+    async fn work(&self, theirs: Outlet) {
         let s = &self.settings;
         let deadline = tokio::time::Instant::now() + self.wait;
         let mut attempts = 0u32;
@@ -378,13 +454,11 @@ impl Job {
         let mut eof = false;
         while let Some(msg) = channel.wait().await {
             match msg {
-                ChannelMsg::Data { data } => {
-                    use tokio::io::AsyncWriteExt;
-                    // Fails only when the reader is gone.
-                    if theirs.write_all(&data).await.is_err() {
-                        break;
-                    }
-                }
+                ChannelMsg::Data { data } => match theirs.send(data.to_vec()).await {
+                    Ok(()) => {}
+                    // The reader is gone.
+                    Err(()) => break,
+                },
                 ChannelMsg::ExtendedData { data, ext: 1 } => {
                     stderr.extend_from_slice(&data);
                     self.stderr_lines(&mut stderr, false);
@@ -703,7 +777,7 @@ fn unreachable(s: &PinnedSettings, waited: Duration, last: &str) -> String {
 }
 
 /// A pinned session's end as the user's one sentence.
-pub(crate) fn explain(s: &PinnedSettings, ending: Ending, stdout_text: &str) -> String {
+fn explain(s: &PinnedSettings, ending: Ending, stdout_text: &str) -> String {
     let e = ending.0;
     if let Some(sentence) = e.sentence {
         return sentence;

@@ -10,30 +10,41 @@
 //! The relay's source goes to the remote `python3 -` on stdin; its stream comes back on
 //! stdout; ssh's stderr goes to the log (never to Wireshark) and explains failures.
 //!
-//! The same collector also reaches an ephemeral collector awsvpc launched itself, with an
-//! in-process SSH client and a pinned host key ([`SshCollector::connect_pinned`],
-//! `super::pinned`): only how a connection is made and how its failure is explained differ
-//! ([`Session`]); the relay, the stream, loss detection and the reconnect are shared.
+//! The same relay client ([`crate::transport::relay_client`]) also reaches an ephemeral
+//! collector awsvpc launched itself, with an in-process SSH client and a pinned host key
+//! ([`SshCollector::connect_pinned`], `super::pinned`): only how a connection is made and
+//! how its failure is explained differ (each an [`SshSession`] of one [`SshLink`]); the relay, the stream, loss
+//! detection and the reconnect are shared.
+//!
+//! ssh's stdout is read on a thread of its own into [`PIECES`] × [`PIECE`] bytes, so no
+//! descriptor is polled: what waits for the receive thread is that, the 1 MiB pipe and
+//! the decoder's buffer.
 
-use crate::collector::{Batch, DatagramSource};
-use crate::relay::stream::{Decoder, Kind};
+use crate::log_info;
+use crate::relay::remote::remote_command;
 use crate::relay::{RelayOptions, SOURCE};
-#[cfg(feature = "aws")]
-use crate::transport::pinned::{self, PinnedSettings};
-use crate::transport::{RECONNECT_GRACE, SILENCE};
-use crate::{log_info, log_msg};
-use std::io::{self, BufRead, Read, Write};
-use std::os::fd::{AsRawFd, RawFd};
+use crate::transport::inflow::Inflow;
+use crate::transport::relay_client::{Link, RelayClient};
+use crate::transport::ssh_link::{no_python3, SshLink, SshSession};
+use std::io::{self, BufRead, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How long a new connection may take to start the relay (TCP, SSH handshake, python).
-pub const START_LIMIT: Duration = Duration::from_secs(30);
+pub use crate::transport::relay_client::START_LIMIT;
 const CONNECT_TIMEOUT_S: u32 = 10;
-const POLL_MS: i32 = 100;
+/// ssh's stdout waits for the receive thread in at most this many pieces of [`PIECE`]
+/// bytes (512 KiB in all): the reader thread stops reading when all are full, the pipe
+/// fills and ssh stops taking channel data.
+pub const PIECES: usize = 4;
+pub const PIECE: usize = 128 << 10;
+/// After a small read of ssh's stdout, the reader thread lets this much more gather in the
+/// pipe: reading every ssh write as it came doubled awsvpc's CPU per packet at 128-byte
+/// frames (benches/ssh_throughput.sh). The relay waits as long after a small batch; the
+/// timestamps are the kernel's, so this costs no accuracy, at most 1 ms of display delay.
+const GATHER: Duration = Duration::from_millis(1);
 
 #[derive(Debug, Clone, Default)]
 pub struct SshSettings {
@@ -46,16 +57,17 @@ pub struct SshSettings {
     pub known_hosts: Option<PathBuf>,
     /// `ssh -F`: another config file (labs and tests; `AWSVPC_SSH_CONFIG`).
     pub config: Option<PathBuf>,
-    /// The ssh program (`AWSVPC_SSH`, default `ssh`).
+    /// The ssh program (`AWSVPC_SSH`, default the system's OpenSSH client).
     pub program: String,
 }
 
 impl SshSettings {
     fn base(&self) -> Command {
+        // The system OpenSSH client (Windows' own in System32\OpenSSH): `crate::sys`.
         let program = if self.program.is_empty() {
-            "ssh"
+            crate::sys::dirs::system_ssh()
         } else {
-            &self.program
+            self.program.clone().into()
         };
         let mut c = Command::new(program);
         if let Some(f) = &self.config {
@@ -159,15 +171,10 @@ struct Effective {
     known_hosts: String,
 }
 
-/// The remote command that runs the relay, whose source follows on stdin.
-pub(crate) fn remote_command(relay: &RelayOptions) -> String {
-    format!("exec python3 - {}", relay.args().join(" "))
-}
-
-/// One ssh process running the relay.
+/// One ssh process running the relay; its stdout read on a thread of its own.
 struct Process {
     child: Child,
-    stdout: ChildStdout,
+    stdout: Inflow,
     stderr: Arc<Mutex<Vec<String>>>,
     stderr_reader: Option<std::thread::JoinHandle<()>>,
     spawned: Instant,
@@ -186,7 +193,10 @@ impl Process {
         log_info!("running {c:?}");
         let mut child = c.spawn().map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
-                "The ssh client is not installed or not on PATH; install OpenSSH's client (or set AWSVPC_SSH to its path).".to_string()
+                format!(
+                    "The ssh client is not installed or not on PATH; {} (or set AWSVPC_SSH to its path).",
+                    crate::sys::dirs::SSH_INSTALL_HINT
+                )
             } else {
                 format!("Cannot start ssh: {e}.")
             }
@@ -220,8 +230,12 @@ impl Process {
             let _ = stdin.write_all(SOURCE.as_bytes());
         }
         let stdout = child.stdout.take().expect("piped");
-        set_nonblocking(stdout.as_raw_fd());
+        // A 1 MiB pipe absorbs the reader thread's scheduling delays (on a busy machine,
+        // milliseconds: 64 KiB is 0.4 ms at 1500-byte frames) instead of stalling ssh.
+        // (A no-op where a pipe cannot grow: `crate::sys`.)
         crate::sys::widen_pipe(&stdout);
+        let stdout = Inflow::read_on_thread("ssh-stdout", stdout, PIECES, PIECE, GATHER)
+            .map_err(|e| format!("Cannot start a thread to read ssh: {e}."))?;
         Ok(Process {
             child,
             stdout,
@@ -257,142 +271,6 @@ impl Drop for Process {
     }
 }
 
-/// One connection running the relay: a system ssh process, or an in-process SSH session to
-/// an ephemeral collector. Either way its stream is read from a pollable descriptor.
-enum Session {
-    Process(Process),
-    #[cfg(feature = "aws")]
-    Pinned(pinned::Session),
-}
-
-/// What a connection left to explain its end with.
-enum Ending {
-    Process(Option<ExitStatus>, Vec<String>),
-    #[cfg(feature = "aws")]
-    Pinned(pinned::Ending),
-}
-
-impl Session {
-    fn fd(&self) -> RawFd {
-        match self {
-            Session::Process(p) => p.stdout.as_raw_fd(),
-            #[cfg(feature = "aws")]
-            Session::Pinned(p) => p.fd(),
-        }
-    }
-
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Session::Process(p) => p.stdout.read(buf),
-            #[cfg(feature = "aws")]
-            Session::Pinned(p) => p.read(buf),
-        }
-    }
-
-    /// Since when [`START_LIMIT`] counts; `None` while still waiting for the collector to
-    /// boot (that wait has its own bound).
-    fn start_clock(&self) -> Option<Instant> {
-        match self {
-            Session::Process(p) => Some(p.spawned),
-            #[cfg(feature = "aws")]
-            Session::Pinned(p) => p.connected_at(),
-        }
-    }
-
-    /// The status bar's text while the connection is not made yet, if it has one.
-    fn waiting(&self) -> Option<String> {
-        match self {
-            Session::Process(_) => None,
-            #[cfg(feature = "aws")]
-            Session::Pinned(p) => p.waiting(),
-        }
-    }
-
-    /// Ends the connection (`kill`: at once) and collects what explains its end.
-    fn finish(self, kill: bool) -> Ending {
-        match self {
-            Session::Process(p) => {
-                let (status, lines) = p.finish(kill);
-                Ending::Process(status, lines)
-            }
-            #[cfg(feature = "aws")]
-            Session::Pinned(p) => Ending::Pinned(p.finish(kill)),
-        }
-    }
-}
-
-impl Ending {
-    /// The last thing the remote side or the client said, for a lost tunnel's detail.
-    fn last_line(&self) -> Option<String> {
-        match self {
-            Ending::Process(_, lines) => lines.last().cloned(),
-            #[cfg(feature = "aws")]
-            Ending::Pinned(e) => e.last_line(),
-        }
-    }
-}
-
-/// Where the relay runs, and how it is reached.
-enum Target {
-    /// An existing collector, through the user's ssh.
-    System(SshSettings),
-    /// An ephemeral collector awsvpc launched, with its generated keys.
-    #[cfg(feature = "aws")]
-    Pinned(PinnedSettings),
-}
-
-impl Target {
-    /// The collector as sentences name it.
-    fn name(&self) -> &str {
-        match self {
-            Target::System(s) => &s.host,
-            #[cfg(feature = "aws")]
-            Target::Pinned(p) => &p.label,
-        }
-    }
-
-    /// Connects and starts the relay. `again`: a reconnect to a collector already up.
-    fn spawn(&self, relay: &RelayOptions, again: bool) -> Result<Session, String> {
-        let _ = again;
-        match self {
-            Target::System(s) => Process::spawn(s, relay).map(Session::Process),
-            #[cfg(feature = "aws")]
-            Target::Pinned(p) => pinned::Session::spawn(p, relay, again).map(Session::Pinned),
-        }
-    }
-
-    /// The sentence for a connection that did not start the relay within [`START_LIMIT`].
-    fn no_answer(&self) -> String {
-        let limit = START_LIMIT.as_secs();
-        match self {
-            Target::System(s) => format!(
-                "No answer from the collector {host} over SSH within {limit} s; check that it is reachable and that sshd answers (try: ssh {host} true).",
-                host = s.host
-            ),
-            #[cfg(feature = "aws")]
-            Target::Pinned(p) => format!(
-                "{} accepted a TCP connection on port {} but did not start the relay over SSH within {limit} s; check that it finished booting (its console output) and that nothing else answers at {}.",
-                capitalized(&p.label),
-                p.port,
-                p.address
-            ),
-        }
-    }
-
-    /// A connection's end as the user's one sentence.
-    fn explain(&self, ending: Ending, stdout_text: &str) -> String {
-        match (self, ending) {
-            (Target::System(s), Ending::Process(status, lines)) => {
-                explain_failure(s, status, &lines, stdout_text)
-            }
-            #[cfg(feature = "aws")]
-            (Target::Pinned(p), Ending::Pinned(e)) => pinned::explain(p, e, stdout_text),
-            #[cfg(feature = "aws")]
-            _ => unreachable!("a session is of its target's kind"),
-        }
-    }
-}
-
 fn wait_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     let until = Instant::now() + limit;
     loop {
@@ -404,48 +282,47 @@ fn wait_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     }
 }
 
-pub(crate) fn set_nonblocking(fd: i32) {
-    // SAFETY: fcntl on a descriptor this process owns.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+/// The system ssh as an SSH session of the relay client's [`SshLink`].
+impl SshSession for Process {
+    type Settings = SshSettings;
+
+    fn name(settings: &SshSettings) -> &str {
+        &settings.host
+    }
+
+    fn spawn(settings: &SshSettings, relay: &RelayOptions, _again: bool) -> Result<Self, String> {
+        Process::spawn(settings, relay)
+    }
+
+    fn inflow(&mut self) -> &mut Inflow {
+        &mut self.stdout
+    }
+
+    fn start_clock(&self) -> Option<Instant> {
+        Some(self.spawned)
+    }
+
+    fn no_answer(settings: &SshSettings) -> String {
+        format!(
+            "No answer from the collector {host} over SSH within {limit} s; check that it is reachable and that sshd answers (try: ssh {host} true).",
+            host = settings.host,
+            limit = START_LIMIT.as_secs()
+        )
+    }
+
+    fn explain_end(self, settings: &SshSettings, unparsed: &str) -> String {
+        let (status, lines) = self.finish(false);
+        explain_failure(settings, status.and_then(|s| s.code()), &lines, unparsed)
+    }
+
+    fn kill(self) -> Option<String> {
+        self.finish(true).1.pop()
     }
 }
 
-/// Waits up to `ms` for `fd` to become readable (or closed).
-fn poll_readable(fd: i32, ms: i32) -> bool {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    unsafe { libc::poll(&mut p, 1, ms) > 0 }
-}
-
-/// A remote collector reached over SSH: the relay's datagrams, kernel timestamps and drop
-/// counts, with loss detection (silence or EOF) and one reconnect.
-pub struct SshCollector {
-    target: Target,
-    relay: RelayOptions,
-    session: Option<Session>,
-    decoder: Decoder,
-    /// Drops counted by earlier relay processes (each starts at zero).
-    drops_before: u64,
-    drops_now: u32,
-    last_seen: Instant,
-    reconnected_at: Option<Instant>,
-    /// The capture's stop flag, for the reconnect's wait.
-    stop: Option<Arc<AtomicBool>>,
-}
-
-/// How a read of the stream ended.
-enum Lost {
-    /// EOF or silence: the tunnel may come back.
-    Tunnel(String),
-    /// The relay or the stream said something that another attempt will not fix.
-    Fatal(String),
-}
+/// A remote collector reached over SSH: the system ssh ([`SshCollector::connect`]) or the
+/// pinned in-process client ([`SshCollector::connect_pinned`]), behind one relay client.
+pub type SshCollector = RelayClient<dyn Link>;
 
 impl SshCollector {
     /// Connects and starts the relay, waiting (bounded) for its stream to begin.
@@ -456,290 +333,20 @@ impl SshCollector {
         status: &dyn Fn(&str),
         stop: &AtomicBool,
     ) -> Result<Option<Self>, String> {
-        Self::open(Target::System(settings), relay, status, stop)
-    }
-
-    /// Connects to an ephemeral collector awsvpc launched with `settings.keys` in its user
-    /// data, waiting up to `settings.boot_wait` for its sshd, and starts the relay as
-    /// [`SshCollector::connect`] does. Only the pinned host key is accepted; the login uses
-    /// the generated client key only. `None` when `stop` was set while connecting.
-    #[cfg(feature = "aws")]
-    pub fn connect_pinned(
-        settings: PinnedSettings,
-        relay: RelayOptions,
-        status: &dyn Fn(&str),
-        stop: &AtomicBool,
-    ) -> Result<Option<Self>, String> {
-        Self::open(Target::Pinned(settings), relay, status, stop)
-    }
-
-    fn open(
-        target: Target,
-        relay: RelayOptions,
-        status: &dyn Fn(&str),
-        stop: &AtomicBool,
-    ) -> Result<Option<Self>, String> {
-        let mut c = SshCollector {
-            target,
-            relay,
-            session: None,
-            decoder: Decoder::new(),
-            drops_before: 0,
-            drops_now: 0,
-            last_seen: Instant::now(),
-            reconnected_at: None,
-            stop: None,
-        };
-        match c.start(status, Some(stop), false) {
-            Ok(()) => Ok(Some(c)),
-            Err(_) if stop.load(Ordering::Relaxed) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// `again`: a reconnect to a collector already up.
-    fn start(
-        &mut self,
-        status: &dyn Fn(&str),
-        stop: Option<&AtomicBool>,
-        again: bool,
-    ) -> Result<(), String> {
-        let host = self.target.name().to_string();
-        status(&format!(
-            "Connecting to {host} over SSH and starting the relay"
-        ));
-        self.decoder.reset();
-        let session = self.target.spawn(&self.relay, again)?;
-        let fd = session.fd();
-        self.session = Some(session);
-        let mut told = Instant::now();
-        loop {
-            match self.decoder.find_start() {
-                Ok(true) => break,
-                Ok(false) => {}
-                Err(e) => {
-                    let why = format!(
-                        "{}: {e}; check that its login shell starts commands without prompting.",
-                        capitalized(&host)
-                    );
-                    return Err(self.fail_start(Some(why)));
-                }
-            }
-            if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
-                return Err(self.fail_start(Some("stopped".into())));
-            }
-            let session = self.session.as_ref().expect("set above");
-            if told.elapsed() >= Duration::from_secs(1) {
-                if let Some(text) = session.waiting() {
-                    status(&text);
-                    told = Instant::now();
-                }
-            }
-            if session
-                .start_clock()
-                .is_some_and(|t| t.elapsed() > START_LIMIT)
-            {
-                let why = self.target.no_answer();
-                return Err(self.fail_start(Some(why)));
-            }
-            if poll_readable(fd, POLL_MS) {
-                match self.read_more() {
-                    Ok(0) => return Err(self.fail_start(None)),
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => return Err(self.fail_start(None)),
-                }
-            }
-        }
-        if self.decoder.skipped > 0 {
-            log_msg!(
-                "the collector printed {} bytes before the relay started (a login banner?); skipped",
-                self.decoder.skipped
-            );
-        }
-        self.last_seen = Instant::now();
-        log_msg!(
-            "relay running on {host} (UDP {}:{}) over SSH",
-            self.relay.listen_addr,
-            self.relay.listen_port
-        );
-        Ok(())
-    }
-
-    /// Ends a failed start. `why` is already the user's sentence; without one, what ssh
-    /// said becomes the sentence.
-    fn fail_start(&mut self, why: Option<String>) -> String {
-        let text = self.decoder.unparsed_text();
-        // Without a sentence of our own, the connection ended by itself: let it finish
-        // saying why.
-        let ending = self.session.take().map(|s| s.finish(why.is_some()));
-        match (why, ending) {
-            (Some(why), _) => why,
-            (None, Some(e)) => self.target.explain(e, &text),
-            (None, None) => format!("The connection to {} closed.", self.target.name()),
-        }
-    }
-
-    fn read_more(&mut self) -> io::Result<usize> {
-        let Some(s) = self.session.as_mut() else {
-            return Ok(0);
-        };
-        let space = self.decoder.space();
-        let n = s.read(space)?;
-        self.decoder.filled(n);
-        Ok(n)
-    }
-
-    /// Moves whole records into `batch`.
-    fn drain(&mut self, batch: &mut Batch) -> Result<(), Lost> {
-        while !batch.is_full() {
-            let r = match self.decoder.next_record() {
-                Ok(Some(r)) => r,
-                Ok(None) => break,
-                Err(e) => {
-                    return Err(Lost::Fatal(format!(
-                        "The relay stream from {} broke: {e}.",
-                        self.target.name()
-                    )))
-                }
-            };
-            self.last_seen = Instant::now();
-            self.drops_now = r.drops();
-            match r.kind() {
-                Kind::Datagram => {
-                    if let Some(src) = r.source() {
-                        batch.push(r.payload(), src, r.time());
-                    }
-                }
-                Kind::Heartbeat | Kind::Other(_) => {}
-                Kind::Error => {
-                    let text = String::from_utf8_lossy(r.payload()).trim().to_string();
-                    return Err(Lost::Fatal(relay_error(self.target.name(), &text)));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn recover(&mut self, lost: Lost, status: &dyn Fn(&str)) -> io::Result<()> {
-        let why = match lost {
-            Lost::Fatal(m) => return Err(io::Error::other(m)),
-            Lost::Tunnel(why) => why,
-        };
-        let host = self.target.name().to_string();
-        let last = self.session.take().and_then(|s| s.finish(true).last_line());
-        let detail = last.map(|l| format!(" ({l})")).unwrap_or_default();
-        if self
-            .reconnected_at
-            .is_some_and(|t| t.elapsed() < RECONNECT_GRACE)
-        {
-            return Err(io::Error::other(format!(
-                "The SSH tunnel to {host} was lost again ({why}{detail}) soon after a reconnect; the capture stopped. Check the collector and the network path."
-            )));
-        }
-        log_msg!("SSH tunnel to {host} lost: {why}{detail}; reconnecting once");
-        status(&format!("SSH tunnel to {host} lost ({why}); reconnecting"));
-        self.drops_before += u64::from(self.drops_now);
-        self.drops_now = 0;
-        self.reconnected_at = Some(Instant::now());
-        // The lost relay keeps the port until its write watchdog (10 s) notices.
-        self.relay.bind_wait_s = 15;
-        let stop = self.stop.clone();
-        match self.start(status, stop.as_deref(), true) {
-            Ok(()) => {
-                status(&format!("Reconnected to {host}; capturing"));
-                Ok(())
-            }
-            Err(_) if stop.is_some_and(|s| s.load(Ordering::Relaxed)) => Err(io::Error::other(
-                format!("stopped while reconnecting to {host}"),
-            )),
-            Err(e) => Err(io::Error::other(format!(
-                "The SSH tunnel to {host} was lost ({why}) and reconnecting failed: {}",
-                e.trim_end_matches('.').to_string() + "."
-            ))),
-        }
+        let link = SshLink::<Process>::new(settings);
+        Self::open(Box::new(link), relay, status, stop)
     }
 }
 
-impl DatagramSource for SshCollector {
-    fn recv_batch(&mut self, batch: &mut Batch, status: &dyn Fn(&str)) -> io::Result<usize> {
-        batch.clear();
-        let deadline = Instant::now() + Duration::from_millis(POLL_MS as u64);
-        loop {
-            if let Err(lost) = self.drain(batch) {
-                if batch.is_empty() {
-                    self.recover(lost, status)?;
-                    continue;
-                }
-                // Deliver what arrived first; the loss shows again on the next call.
-                return Ok(batch.len());
-            }
-            if !batch.is_empty() || self.decoder.has_record() {
-                return Ok(batch.len());
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Some(fd) = self.session.as_ref().map(Session::fd) else {
-                return Err(io::Error::other("the SSH tunnel is closed"));
-            };
-            // Silence counts only once the pipe is empty: what queued up while awsvpc was
-            // busy (provisioning) is not a loss.
-            if !poll_readable(fd, left.as_millis() as i32) {
-                if self.last_seen.elapsed() > SILENCE {
-                    let lost = Lost::Tunnel(format!("nothing for {} s", SILENCE.as_secs()));
-                    self.recover(lost, status)?;
-                    continue;
-                }
-                if left.is_zero() {
-                    return Ok(0);
-                }
-                continue;
-            }
-            match self.read_more() {
-                Ok(0) => {
-                    let lost = Lost::Tunnel("the connection closed".into());
-                    self.recover(lost, status)?;
-                }
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => self.recover(Lost::Tunnel(e.to_string()), status)?,
-            }
-        }
-    }
-
-    fn drops(&self) -> u64 {
-        self.drops_before + u64::from(self.drops_now)
-    }
-
-    fn watch_stop(&mut self, stop: Arc<AtomicBool>) {
-        self.stop = Some(stop);
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "Relay on {} (UDP {}) over SSH",
-            self.target.name(),
-            self.relay.listen_port
-        )
-    }
-}
-
-/// The relay's own error record (bind failures) as the user's sentence.
-fn relay_error(host: &str, text: &str) -> String {
-    let text = text.trim_end_matches('.');
-    format!("The relay on {host} stopped: {text}.")
-}
-
-/// ssh's stderr and exit status as one sentence that names the problem and the fix.
+/// ssh's stderr and exit code as one sentence that names the problem and the fix.
 fn explain_failure(
     settings: &SshSettings,
-    status: Option<ExitStatus>,
+    code: Option<i32>,
     stderr: &[String],
     stdout_text: &str,
 ) -> String {
     let host = &settings.host;
     let all = stderr.join("\n");
-    let code = status.and_then(|s| s.code());
     let e = settings.effective();
     let has = |s: &str| all.contains(s);
     if has("REMOTE HOST IDENTIFICATION HAS CHANGED") || has("Host key for") && has("has changed") {
@@ -809,23 +416,6 @@ fn explain_failure(
     }
 }
 
-/// `name` at the start of a sentence.
-pub(crate) fn capitalized(name: &str) -> String {
-    let mut c = name.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().chain(c).collect(),
-        None => String::new(),
-    }
-}
-
-/// The sentence for a collector without python3 (`exec python3` exited 127); `who` begins
-/// it ("The collector …").
-pub(crate) fn no_python3(who: &str) -> String {
-    format!(
-        "{who} has no python3, which the relay needs; install it (sudo dnf install python3, or sudo apt install python3-minimal) or use an Amazon Linux 2023 or Ubuntu 22.04+ collector."
-    )
-}
-
 fn known_hosts_name(host: &str, port: u16) -> String {
     if port == 22 {
         host.to_string()
@@ -873,7 +463,6 @@ fn scan_host_key(host: &str, port: u16) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::process::ExitStatusExt;
 
     fn explain(code: i32, stderr: &[&str]) -> String {
         let s = SshSettings {
@@ -882,7 +471,7 @@ mod tests {
             ..Default::default()
         };
         let lines: Vec<String> = stderr.iter().map(|s| s.to_string()).collect();
-        explain_failure(&s, Some(ExitStatus::from_raw(code << 8)), &lines, "")
+        explain_failure(&s, Some(code), &lines, "")
     }
 
     /// The real ssh's own parser (`ssh -G` prints the configuration it would use, after

@@ -1,0 +1,208 @@
+//! A connection's bytes handed from the thread that receives them to the capture's receive
+//! thread, which waits for them with a deadline: std channels only, so that no transport
+//! polls a descriptor and each builds on any OS.
+//!
+//! The bound is a number of pieces in flight: a producer that finds them all taken waits
+//! (a pipe reader stops reading, so the pipe fills and its writer waits; a channel task
+//! stops taking channel data), and the pressure reaches the collector as it did when the
+//! receive thread read the pipe itself.
+
+use std::io::{self, Read};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::time::Duration;
+
+/// What a producer hands over.
+pub(crate) enum Piece {
+    /// `buf[..len]` arrived.
+    Data { buf: Vec<u8>, len: usize },
+    /// The connection ended: `None` at its end of file, or how reading it failed.
+    End(Option<String>),
+}
+
+/// How the stream ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Ended {
+    Eof,
+    Failed(String),
+}
+
+/// The receiving end: copies pieces into the caller's buffer.
+pub(crate) struct Inflow {
+    rx: Receiver<Piece>,
+    /// The piece being copied out: buffer, next byte, end.
+    held: Option<(Vec<u8>, usize, usize)>,
+    ended: Option<Ended>,
+    /// Called with each emptied buffer (recycles it, or tells the producer there is room).
+    give_back: Box<dyn FnMut(Vec<u8>) + Send>,
+}
+
+impl Inflow {
+    /// A stream of at most `pieces` queued pieces, fed through the returned sender by a
+    /// producer of the caller's (`Piece::End` or dropping the sender ends it).
+    pub(crate) fn channel(
+        pieces: usize,
+        give_back: impl FnMut(Vec<u8>) + Send + 'static,
+    ) -> (SyncSender<Piece>, Inflow) {
+        let (tx, rx) = mpsc::sync_channel(pieces);
+        let inflow = Inflow {
+            rx,
+            held: None,
+            ended: None,
+            give_back: Box::new(give_back),
+        };
+        (tx, inflow)
+    }
+
+    /// Reads `source` on a thread of its own into `pieces` buffers of `size` bytes taken
+    /// in turn: at most `pieces × size` bytes wait here, beside what `source` buffers
+    /// itself. After a read that filled less than a quarter of its piece, the thread waits
+    /// `gather` before reading again, so that a busy stream comes in fewer, fuller pieces
+    /// (a wake of two threads costs more than the bytes of a small write it carries); the
+    /// first bytes after a pause are not delayed. The thread ends at `source`'s end of
+    /// file or error, or once the inflow is dropped and it wants a buffer.
+    pub(crate) fn read_on_thread<R: Read + Send + 'static>(
+        name: &str,
+        mut source: R,
+        pieces: usize,
+        size: usize,
+        gather: Duration,
+    ) -> io::Result<Inflow> {
+        let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
+        for _ in 0..pieces {
+            let _ = free_tx.send(vec![0; size]);
+        }
+        let (tx, inflow) = Inflow::channel(pieces, move |buf| {
+            let _ = free_tx.send(buf);
+        });
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                while let Ok(mut buf) = free_rx.recv() {
+                    let piece = loop {
+                        match source.read(&mut buf) {
+                            Ok(0) => break Piece::End(None),
+                            Ok(len) => break Piece::Data { buf, len },
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) => break Piece::End(Some(e.to_string())),
+                        }
+                    };
+                    let small = match &piece {
+                        Piece::Data { len, .. } => *len < size / 4,
+                        Piece::End(_) => {
+                            let _ = tx.send(piece);
+                            return;
+                        }
+                    };
+                    if tx.send(piece).is_err() {
+                        return;
+                    }
+                    if small && !gather.is_zero() {
+                        std::thread::sleep(gather);
+                    }
+                }
+            })?;
+        Ok(inflow)
+    }
+
+    /// Copies what arrived into `into`, waiting at most `wait` for the first piece, then
+    /// taking whatever else is already queued. `Ok(0)`: nothing within `wait`. The end
+    /// comes after every byte before it, and again on every later call.
+    pub(crate) fn read(&mut self, into: &mut [u8], wait: Duration) -> Result<usize, Ended> {
+        let mut n = 0;
+        while n < into.len() {
+            if self.held.is_none() {
+                if let Some(e) = &self.ended {
+                    return if n > 0 { Ok(n) } else { Err(e.clone()) };
+                }
+                let piece = if n == 0 {
+                    match self.rx.recv_timeout(wait) {
+                        Ok(p) => p,
+                        Err(RecvTimeoutError::Timeout) => return Ok(0),
+                        Err(RecvTimeoutError::Disconnected) => Piece::End(None),
+                    }
+                } else {
+                    match self.rx.try_recv() {
+                        Ok(p) => p,
+                        Err(TryRecvError::Empty) => return Ok(n),
+                        Err(TryRecvError::Disconnected) => Piece::End(None),
+                    }
+                };
+                match piece {
+                    Piece::Data { buf, len } => self.held = Some((buf, 0, len)),
+                    Piece::End(why) => {
+                        self.ended = Some(why.map_or(Ended::Eof, Ended::Failed));
+                        continue;
+                    }
+                }
+            }
+            let Some((buf, at, end)) = self.held.as_mut() else {
+                continue;
+            };
+            let k = (*end - *at).min(into.len() - n);
+            into[n..n + k].copy_from_slice(&buf[*at..*at + k]);
+            *at += k;
+            n += k;
+            if *at == *end {
+                if let Some((buf, _, _)) = self.held.take() {
+                    (self.give_back)(buf);
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_arrive_in_order_then_the_end_every_time() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7) as u8).collect();
+        let mut inflow = Inflow::read_on_thread(
+            "test-inflow",
+            io::Cursor::new(data.clone()),
+            3,
+            4096,
+            Duration::ZERO,
+        )
+        .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1000];
+        loop {
+            match inflow.read(&mut buf, Duration::from_secs(10)) {
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(Ended::Eof) => break,
+                Err(Ended::Failed(e)) => panic!("{e}"),
+            }
+        }
+        assert_eq!(got, data);
+        assert!(matches!(
+            inflow.read(&mut buf, Duration::ZERO),
+            Err(Ended::Eof)
+        ));
+    }
+
+    #[test]
+    fn a_full_queue_holds_the_producer_and_nothing_is_a_timeout() {
+        let (tx, mut inflow) = Inflow::channel(2, |_| {});
+        let piece = || Piece::Data {
+            buf: vec![1; 10],
+            len: 10,
+        };
+        tx.try_send(piece()).unwrap();
+        tx.try_send(piece()).unwrap();
+        assert!(matches!(
+            tx.try_send(piece()),
+            Err(mpsc::TrySendError::Full(_))
+        ));
+        let mut buf = [0u8; 64];
+        assert_eq!(inflow.read(&mut buf, Duration::ZERO), Ok(20));
+        assert_eq!(inflow.read(&mut buf, Duration::ZERO), Ok(0));
+        tx.send(Piece::End(Some("reset".into()))).unwrap();
+        assert!(matches!(
+            inflow.read(&mut buf, Duration::ZERO),
+            Err(Ended::Failed(e)) if e == "reset"
+        ));
+    }
+}
