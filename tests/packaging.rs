@@ -23,7 +23,16 @@ fn the_deb_puts_awsvpc_where_wireshark_finds_it() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let o = run(script("packaging/deb/build.sh").arg(bin()).arg(tmp.path()));
+    // The test build without its debug information (700 MB of it), as a release is.
+    let stripped = tmp.path().join("awsvpc");
+    assert!(
+        run(Command::new("strip").arg("-o").arg(&stripped).arg(bin()))
+            .status
+            .success()
+    );
+    let o = run(script("packaging/deb/build.sh")
+        .arg(&stripped)
+        .arg(tmp.path()));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let deb = String::from_utf8_lossy(&o.stdout).trim().to_string();
     assert!(
@@ -50,7 +59,7 @@ fn the_deb_puts_awsvpc_where_wireshark_finds_it() {
     let installed = extcap.join("awsvpc");
     assert_eq!(
         std::fs::read(&installed).unwrap(),
-        std::fs::read(bin()).unwrap()
+        std::fs::read(&stripped).unwrap()
     );
     assert!(root.join("usr/share/doc/awsvpc/iam-policy.json").is_file());
     // tshark takes WIRESHARK_EXTCAP_DIR in place of the global folder, but not as root.
