@@ -163,16 +163,12 @@ fn the_windows_zip_installs_with_one_line_under_wine() {
     // profile after the Unix user).
     let appdata = r"C:\users\Jürgen Müller\AppData\Roaming";
     let wine = |args: &[&str]| {
-        run(Command::new("wine")
-            .env("WINEPREFIX", &prefix)
+        run(common::wine(&prefix)
             .env("USER", "Jürgen Müller")
             .env("LOGNAME", "Jürgen Müller")
-            .env("WINEDEBUG", "-all")
-            .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
-            .env_remove("DISPLAY")
             .args(args))
     };
-    let exe_z = format!("Z:{}", folder.join("awsvpc.exe").display()).replace('/', "\\");
+    let exe_z = z(&folder.join("awsvpc.exe"));
     let i = wine(&[&exe_z, "install"]);
     let said = String::from_utf8_lossy(&i.stdout);
     assert!(

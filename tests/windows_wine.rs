@@ -47,21 +47,6 @@ fn prefix() -> &'static Path {
     })
 }
 
-fn wine(prefix: &Path) -> Command {
-    let mut c = Command::new("wine");
-    c.env("WINEPREFIX", prefix)
-        .env("WINEDEBUG", "-all")
-        // No Gecko or Mono installer dialogs, no display.
-        .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
-        .env_remove("DISPLAY");
-    c
-}
-
-/// A Linux path as Wine's Z: drive names it.
-fn z(p: &Path) -> String {
-    format!("Z:{}", p.display()).replace('/', "\\")
-}
-
 fn awsvpc_exe(dir: &Path) -> Command {
     let mut c = wine(prefix());
     c.arg(dir.join("awsvpc.exe"));

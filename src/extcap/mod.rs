@@ -180,9 +180,10 @@ pub const WIRESHARK_4_4_0: &str = "Wireshark 4.4.0 is not supported: it ignores 
 /// Whether the Wireshark or tshark that runs this extcap is 4.4.0, which ignores extcap
 /// options given on the command line (Wireshark issue 20054, fixed in 4.4.1). Wireshark
 /// passes only `--extcap-version=4.4`, and only to `--extcap-interfaces`, so the patch
-/// level is read from the caller itself (`sys::caller_library`): on Linux the libwireshark it has mapped is
-/// `libwireshark.so.18.0.<patch>` (18 is 4.4's library version). The parent is asked first,
-/// then up to three more ancestors (a wrapper script); unknown means supported.
+/// level is read from the caller itself (`sys::caller_library`): on Linux the
+/// libwireshark it has mapped is `libwireshark.so.18.0.<patch>` (18 is 4.4's library
+/// version). The parent is asked first, then up to three more ancestors (a wrapper
+/// script); unknown means supported.
 pub fn wireshark_4_4_0() -> bool {
     crate::sys::caller_library("libwireshark.so.")
         .is_some_and(|name| name == "libwireshark.so.18.0.0")

@@ -34,6 +34,23 @@ static STATE: Mutex<State> = Mutex::new(State {
     children: Vec::new(),
 });
 
+/// Starts `exe args` detached (`sys::spawn_detached`: its own session on Unix, out of the
+/// console and job on Windows), stdin the read end of a fresh pipe, stdout and stderr the
+/// null device. std creates both pipe ends non-inheritable (close-on-exec) and hands only
+/// the child's stdin end over, so no other child (ssh, a credential helper) inherits the
+/// write end: EOF means this process is gone.
+fn spawn_detached(exe: &Path, args: &[OsString]) -> std::io::Result<(u32, std::io::PipeWriter)> {
+    let (reader, writer) = std::io::pipe()?;
+    let mut c = std::process::Command::new(exe);
+    c.args(args)
+        .stdin(std::process::Stdio::from(reader))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // The child is not waited for: once this process is gone it is reparented and reaped.
+    let child = crate::sys::spawn_detached(&mut c)?;
+    Ok((child.id(), writer))
+}
+
 fn child_message(pid: u32) -> [u8; 5] {
     let p = pid.to_le_bytes();
     [CHILD, p[0], p[1], p[2], p[3]]
@@ -43,7 +60,7 @@ fn child_message(pid: u32) -> [u8; 5] {
 /// pid. Writes to a guardian that is gone fail with EPIPE (Rust ignores SIGPIPE) and are
 /// ignored: the capture never depends on it.
 pub fn start(exe: &Path, args: &[OsString]) -> std::io::Result<u32> {
-    let (pid, mut writer) = platform::spawn_detached(exe, args)?;
+    let (pid, mut writer) = spawn_detached(exe, args)?;
     let mut s = STATE.lock().unwrap_or_else(|p| p.into_inner());
     for c in &s.children {
         let _ = writer.write_all(&child_message(*c));

@@ -1,37 +1,8 @@
-//! The guardian's Unix plumbing (Linux and macOS): a detached child in a session of its own
-//! reading the end of a pipe that only this process can write.
+//! The guardian's Unix plumbing (Linux and macOS): descriptors it must not hold, and the
+//! children it ends (by session, so that a recycled pid elsewhere is never touched).
 
-use std::ffi::OsString;
 use std::io;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
-
-/// Starts `exe args` in its own session (a signal to Wireshark's process group or to awsvpc
-/// does not reach it), stdin the read end of a fresh pipe, stdout and stderr /dev/null.
-/// `std::io::pipe` opens both ends close-on-exec, so only the guardian's stdin (a dup2,
-/// which clears the flag) carries the read end and no other child (ssh, a credential
-/// helper) inherits the write end: EOF means this process is gone.
-pub fn spawn_detached(exe: &Path, args: &[OsString]) -> io::Result<(u32, io::PipeWriter)> {
-    let (reader, writer) = io::pipe()?;
-    let mut c = Command::new(exe);
-    c.args(args)
-        .stdin(Stdio::from(reader))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    // SAFETY: setsid is async-signal-safe and changes only the child.
-    unsafe {
-        c.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    // The child is not waited for: once this process is gone it is reparented and reaped.
-    let child = c.spawn()?;
-    Ok((child.id(), writer))
-}
 
 /// Closes every descriptor above stderr that came in over exec: what Wireshark or awsvpc
 /// left inheritable (a fifo, a control pipe) must not be held open by the guardian.

@@ -6,29 +6,11 @@
 //! Windows has no sessions; a child's identity is its creation time, so that a recycled
 //! process id is never ended by mistake.
 
-use std::ffi::OsString;
-use std::io;
-use std::path::Path;
-use std::process::{Command, Stdio};
 use windows_sys::Win32::Foundation::{CloseHandle, FILETIME, HANDLE, STILL_ACTIVE};
 use windows_sys::Win32::System::Threading::{
     GetExitCodeProcess, GetProcessTimes, OpenProcess, TerminateProcess,
     PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_TERMINATE,
 };
-
-/// Starts `exe args` detached, stdin the read end of a fresh pipe, stdout and stderr NUL.
-/// std creates pipe handles non-inheritable and makes only the child's stdin end
-/// inheritable for the spawn, so no other child inherits the write end.
-pub fn spawn_detached(exe: &Path, args: &[OsString]) -> io::Result<(u32, io::PipeWriter)> {
-    let (reader, writer) = io::pipe()?;
-    let mut c = Command::new(exe);
-    c.args(args)
-        .stdin(Stdio::from(reader))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let child = crate::sys::spawn_detached(&mut c)?;
-    Ok((child.id(), writer))
-}
 
 /// Handles are not inherited unless asked for (std's default): nothing to close.
 pub fn close_inherited_fds() {}

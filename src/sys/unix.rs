@@ -1,5 +1,6 @@
-//! Wireshark's pipes on Unix, which are fifos: `stat`/`fstat` for the kind check, `O_NONBLOCK` opens, `poll` for room and for a
-//! reader that closed its end, `fcntl` for the pipe size and the blocking mode.
+//! Wireshark's pipes on Unix, which are fifos: `stat`/`fstat` for the kind check,
+//! `O_NONBLOCK` opens, `poll` for room and for a reader that closed its end, `fcntl` for
+//! the pipe size and the blocking mode.
 
 use super::NotAPipe;
 use std::fs::{File, FileType, OpenOptions};
@@ -61,18 +62,6 @@ fn kind_problem(t: FileType) -> Option<NotAPipe> {
 /// until then; the caller runs this on a thread of its own).
 pub fn open_read_waiting(path: &Path) -> io::Result<File> {
     File::open(path)
-}
-
-/// Sets a pipe's descriptor non-blocking (a child's stdout read by a polling loop).
-pub fn set_nonblocking(p: &impl AsFd) {
-    let fd = p.as_fd().as_raw_fd();
-    // SAFETY: fcntl on a descriptor the caller owns; no memory is passed.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags >= 0 {
-            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
-        }
-    }
 }
 
 /// Opens `path` for writing without blocking, without `O_CREAT` or `O_TRUNC`. `Ok(None)`
@@ -158,7 +147,9 @@ pub fn spawn_detached(c: &mut std::process::Command) -> io::Result<std::process:
     // SAFETY: setsid is async-signal-safe and changes only the child.
     unsafe {
         c.pre_exec(|| {
-            libc::setsid();
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
             Ok(())
         });
     }

@@ -117,9 +117,6 @@ pub fn reader_gone(_p: &impl AsHandle) -> bool {
 /// A named pipe's buffer is set by its creator (Wireshark), not by the client.
 pub fn widen_pipe(_p: &impl AsHandle) {}
 
-/// Child pipes are read by threads on Windows; nothing to do.
-pub fn set_nonblocking(_p: &impl AsHandle) {}
-
 /// CreateProcess flags (winbase.h): no console, its own Ctrl-C group, out of the job.
 const DETACHED_PROCESS: u32 = 0x0000_0008;
 const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;

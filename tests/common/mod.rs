@@ -514,3 +514,21 @@ pub fn http(port: u16, method: &str, path: &str, body: &str) -> String {
     assert!(head.starts_with("HTTP/1.1 200"), "{method} {path}: {out}");
     body.to_string()
 }
+
+/// `wine` with the prefix `prefix`, quiet, without a display, and without the Gecko and Mono
+/// installer dialogs (the Wine tests and the Windows zip's install).
+#[allow(dead_code)] // not every test binary runs Wine
+pub fn wine(prefix: &Path) -> Command {
+    let mut c = Command::new("wine");
+    c.env("WINEPREFIX", prefix)
+        .env("WINEDEBUG", "-all")
+        .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
+        .env_remove("DISPLAY");
+    c
+}
+
+/// A Linux path as Wine's Z: drive names it.
+#[allow(dead_code)]
+pub fn z(p: &Path) -> String {
+    format!("Z:{}", p.display()).replace('/', "\\")
+}
