@@ -148,6 +148,7 @@ fn through_ssm(snaplen: Option<u32>, zlib: u32, offered: u64, seconds: u64) -> R
         listen_port: udp_port,
         snaplen,
         bind_wait_s: 0,
+        on_host: None,
     };
     let script = relay_listener_script_with(&relay, tcp_port, 10, RelayAt::Inline, zlib);
     let _listener = Killed(

@@ -66,6 +66,9 @@ pub struct CaptureConfig {
     pub enis: Vec<String>,
     pub session_number: Option<i32>,
     pub amazon_dns: bool,
+    /// `--diagnose reachability`: a silent source's path is also put to EC2 Reachability
+    /// Analyzer, once per source (AWS bills each analysis).
+    pub reachability: bool,
     pub cleanup_expired: bool,
     pub listen_addr: IpAddr,
     pub listen_port: u16,
@@ -183,6 +186,15 @@ impl CaptureConfig {
             Some(v) => Err(format!("--{name} must be true or false, not {v:?}.")),
         };
         let amazon_dns = flag("amazon-dns", false)?;
+        let reachability = match args.get("diagnose").unwrap_or("checks") {
+            "checks" => false,
+            "reachability" => true,
+            other => {
+                return Err(format!(
+                    "--diagnose must be checks or reachability, not {other:?}."
+                ))
+            }
+        };
         let cleanup_expired = flag("cleanup-expired", true)?;
         let word =
             |name: &str, what: &str, ok: fn(char) -> bool| -> Result<Option<String>, String> {
@@ -278,6 +290,7 @@ impl CaptureConfig {
             enis,
             session_number,
             amazon_dns,
+            reachability,
             cleanup_expired,
             listen_addr,
             listen_port,

@@ -213,6 +213,7 @@ fn example_user_data(ssm: bool) -> Result<String, String> {
         listen_port: 4789,
         snaplen: Some(awsvpc::transport::ssm::DEFAULT_SNAPLEN),
         bind_wait_s: 0,
+        on_host: None,
     };
     let setup = CollectorSetup {
         listen_port: 4789,

@@ -13,7 +13,7 @@ use crate::config::CaptureConfig;
 use crate::sources::KnownSource;
 use crate::{log_info, log_msg};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 
@@ -23,7 +23,10 @@ pub const SESSION_HOUR_USD: f64 = 0.015;
 pub struct Mirror {
     rt: Runtime,
     aws: Aws,
-    ledger: Ledger,
+    /// Shared with the diagnosis thread, whose Reachability Analyzer paths are part of the
+    /// run (`aws::reachability`); locked for a moment at a time, never across a request.
+    ledger: Arc<Mutex<Ledger>>,
+    run_id: String,
     pub sources: Vec<KnownSource>,
     pub sessions: Vec<String>,
     /// The collector instance launched for this capture (`--collector ephemeral`).
@@ -334,7 +337,8 @@ impl Mirror {
                 Ok(Mirror {
                     rt,
                     aws,
-                    ledger,
+                    run_id: ledger.run_id.clone(),
+                    ledger: Arc::new(Mutex::new(ledger)),
                     sources: p.sources,
                     sessions: p.sessions,
                     collector,
@@ -361,7 +365,12 @@ impl Mirror {
     }
 
     pub fn run_id(&self) -> &str {
-        &self.ledger.run_id
+        &self.run_id
+    }
+
+    /// The run's ledger, for what the diagnosis creates during the capture.
+    pub fn ledger(&self) -> Arc<Mutex<Ledger>> {
+        self.ledger.clone()
     }
 
     pub fn region(&self) -> &str {
@@ -414,21 +423,22 @@ impl Mirror {
             stop.store(true, Ordering::Relaxed);
             let _ = t.join();
         }
+        let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
         let report = self.rt.block_on(teardown::teardown(
             &self.aws,
-            &mut self.ledger,
+            &mut ledger,
             teardown::DEADLINE,
             teardown::Groups::Defer,
         ));
-        finish_in_background(&self.ledger, &report.deferred);
+        finish_in_background(&ledger, &report.deferred);
         // What this teardown could not remove its sentence names; the guardian stands down.
         crate::sys::guardian::done();
         log_msg!(
             "teardown of run {}: removed {}",
-            self.ledger.run_id,
+            self.run_id,
             report.removed.join(", ")
         );
-        match report.sentence(&self.ledger.run_id) {
+        match report.sentence(&self.run_id) {
             Some(s) => Err(s),
             None => Ok(()),
         }

@@ -5,9 +5,13 @@
 //! `path_facts::BOUND`, at most once per source per `EVERY`). The finding goes to the
 //! status bar and the log on the next tick. The same worker polls the sources' SkipMirror
 //! metrics every `POLL` (`aws::skip_mirror`) into `Counters::upstream`, which the toolbar
-//! counters and the pcapng statistics show as their own count.
+//! counters and the pcapng statistics show as their own count. With `--diagnose
+//! reachability` a source's first diagnosis also starts one Reachability Analyzer analysis
+//! (`aws::reachability`), whose sentence follows when AWS has answered (minutes), while the
+//! checks and polls of other sources go on.
 
-use crate::aws::{client, path_facts};
+use crate::aws::ledger::Ledger;
+use crate::aws::{client, path_facts, reachability};
 use crate::capture::Progress;
 use crate::config::CaptureConfig;
 use crate::diagnose::MirrorFilter;
@@ -16,8 +20,9 @@ use crate::pipeline::Counters;
 use crate::sources::KnownSource;
 use crate::{log_info, log_msg};
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 /// How long a source may deliver nothing before its path is checked.
 pub const AFTER: Duration = Duration::from_secs(10);
@@ -52,8 +57,12 @@ pub struct Watch<'a> {
     every: Duration,
     sources: Vec<KnownSource>,
     state: Mutex<State>,
-    requests: Mutex<Option<Sender<Request>>>,
+    requests: Mutex<Option<UnboundedSender<Request>>>,
     results: Mutex<Receiver<Report>>,
+    /// Dropped with the watch: the worker stops wherever it is.
+    shutdown: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    /// Said by the worker as it ends, so that dropping the watch waits for it (bounded).
+    ended: Mutex<Receiver<()>>,
 }
 
 /// What the worker hands back to the tick.
@@ -70,8 +79,10 @@ impl<'a> Watch<'a> {
         mirror: &crate::mirror::Mirror,
         inner: &'a (dyn Progress + Sync),
     ) -> Self {
-        let (req_tx, req_rx) = channel::<Request>();
+        let (req_tx, req_rx) = unbounded_channel::<Request>();
         let (res_tx, res_rx) = channel::<Report>();
+        let (end_tx, end_rx) = channel::<()>();
+        let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
         let work = Worker {
             sources: mirror
                 .sources
@@ -85,10 +96,14 @@ impl<'a> Watch<'a> {
             sessions: mirror.sessions.clone(),
             filter: cfg.filter.clone(),
             narrowing: path_facts::narrowing(cfg),
+            ledger: cfg.reachability.then(|| mirror.ledger()),
         };
         let spawned = std::thread::Builder::new()
             .name("diagnose".into())
-            .spawn(move || work.run(req_rx, res_tx));
+            .spawn(move || {
+                work.run(req_rx, res_tx, shutdown_rx);
+                let _ = end_tx.send(());
+            });
         if let Err(e) = &spawned {
             log_msg!("could not start the mirror path diagnosis: {e}");
         }
@@ -101,6 +116,8 @@ impl<'a> Watch<'a> {
             state: Mutex::new(State::default()),
             requests: Mutex::new(spawned.ok().map(|_| req_tx)),
             results: Mutex::new(res_rx),
+            shutdown: Mutex::new(Some(shutdown_tx)),
+            ended: Mutex::new(end_rx),
         }
     }
 
@@ -169,6 +186,21 @@ impl Progress for Watch<'_> {
     }
 }
 
+/// The capture is over: the worker stops before the mirror's teardown, so that nothing it
+/// would create or remove races the teardown of the ledger they share. A step in flight is
+/// abandoned: what an unanswered create may have made carries the run's tag, and the
+/// teardown finds it by that tag (`teardown::resolve_unknown_ids`).
+impl Drop for Watch<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.shutdown.lock() {
+            s.take();
+        }
+        if let Ok(ended) = self.ended.lock() {
+            let _ = ended.recv_timeout(Duration::from_secs(3));
+        }
+    }
+}
+
 /// The diagnosis thread: its own runtime and AWS client, made on the first use.
 struct Worker {
     /// (source ENI, VNI).
@@ -180,6 +212,8 @@ struct Worker {
     sessions: Vec<String>,
     filter: Option<String>,
     narrowing: Narrowing,
+    /// With `--diagnose reachability`: the run's ledger, for the analyzer's resources.
+    ledger: Option<Arc<Mutex<Ledger>>>,
 }
 
 #[derive(Default)]
@@ -193,33 +227,89 @@ struct Known {
     skipped: Option<(Vec<u64>, u32)>,
     /// A metrics failure is logged once.
     said: bool,
+    /// Sources already put to Reachability Analyzer (once per capture: it is billed).
+    analysed: Vec<String>,
 }
 
 impl Worker {
-    fn run(self, requests: Receiver<Request>, results: Sender<Report>) {
+    fn run(
+        self,
+        requests: UnboundedReceiver<Request>,
+        results: Sender<Report>,
+        shutdown: tokio::sync::oneshot::Receiver<()>,
+    ) {
         let Ok(rt) = client::runtime() else {
             log_msg!("could not start the mirror path diagnosis runtime");
             return;
         };
+        rt.block_on(async move {
+            tokio::select! {
+                _ = self.serve(requests, results) => {}
+                _ = shutdown => {}
+            }
+        });
+    }
+
+    /// Answers requests, polls the metrics and collects analyses until the watch is gone.
+    async fn serve(&self, mut requests: UnboundedReceiver<Request>, results: Sender<Report>) {
         let mut k = Known::default();
-        let mut polled = Instant::now();
+        let mut analyses = tokio::task::JoinSet::new();
+        let first = tokio::time::Instant::now() + self.poll;
+        let mut poll = tokio::time::interval_at(first, self.poll);
         loop {
-            let wait = self.poll.saturating_sub(polled.elapsed());
-            let report = match requests.recv_timeout(wait) {
-                Ok(r) => Report::Sentence(rt.block_on(self.diagnose(&mut k, &r))),
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    polled = Instant::now();
-                    match rt.block_on(self.poll_metrics(&mut k)) {
-                        Some(counts) => Report::Upstream(counts),
-                        None => continue,
+            let report = tokio::select! {
+                r = requests.recv() => {
+                    let Some(r) = r else { break };
+                    let sentence = self.diagnose(&mut k, &r).await;
+                    if let Some(job) = self.analysis(&mut k, &r) {
+                        analyses.spawn(job);
                     }
+                    Report::Sentence(sentence)
                 }
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                _ = poll.tick() => match self.poll_metrics(&mut k).await {
+                    Some(counts) => Report::Upstream(counts),
+                    None => continue,
+                },
+                Some(done) = analyses.join_next() => match done {
+                    Ok(sentence) => Report::Sentence(sentence),
+                    Err(_) => continue,
+                },
             };
             if results.send(report).is_err() {
                 break;
             }
         }
+    }
+
+    /// The Reachability Analyzer job for `r`'s source, when asked for and not yet run.
+    fn analysis(
+        &self,
+        k: &mut Known,
+        r: &Request,
+    ) -> Option<impl std::future::Future<Output = String> + Send + 'static> {
+        let ledger = self.ledger.clone()?;
+        if k.analysed.contains(&r.eni) {
+            return None;
+        }
+        let aws = k.aws.clone()?;
+        let target = k
+            .targets
+            .as_ref()?
+            .iter()
+            .find(|(s, _)| *s == r.eni)
+            .map(|(_, t)| t.clone())?;
+        k.analysed.push(r.eni.clone());
+        let (eni, secs) = (r.eni.clone(), r.secs);
+        log_msg!(
+            "nothing from {eni} for {secs} s: asking Reachability Analyzer about its path to {target} (billed by AWS: $0.10)"
+        );
+        Some(async move {
+            let body = match reachability::analyze(&aws, &ledger, &eni, &target).await {
+                Ok(body) => body,
+                Err(u) => format!("could not check {} ({}).", u.what, u.why),
+            };
+            format!("Nothing from {eni} for {secs} s: {body}")
+        })
     }
 
     async fn connect(&self, k: &mut Known) -> Result<(), String> {

@@ -480,44 +480,11 @@ fn leak_matrix_signals_at_every_provisioning_step() {
     } = Lab::start("awk");
     let existing = untagged_target(&col, &world.collector_eni);
     let sshd = common::sshd::Sshd::start(work.path(), Some(&col), "");
-    let mut host_args = sshd.args();
-    host_args.extend(["--target-id".into(), existing.clone()]);
-    let local_args: Vec<String> = ["--collector", "local"].map(String::from).to_vec();
-    // The "instance" never boots here: the signal always comes before SSH.
-    let ephemeral_args: Vec<String> = [
-        "--collector",
-        "ephemeral",
-        "--ssh-host",
-        "127.0.0.1",
-        "--ssh-allow",
-        "198.51.100.7/32",
-    ]
-    .map(String::from)
-    .to_vec();
     seed_al2023(&col);
-    let modes: [(&str, &Vec<String>, &[&str]); 3] = [
-        (
-            "local",
-            &local_args,
-            &["target", "filter", "rule", "session"],
-        ),
-        ("host", &host_args, &["filter", "rule", "session"]),
-        (
-            "ephemeral",
-            &ephemeral_args,
-            &[
-                "security-group",
-                "instance",
-                "target",
-                "filter",
-                "rule",
-                "session",
-            ],
-        ),
-    ];
+    let modes = leak_matrix_modes(&sshd, &existing);
     let mut report = Vec::new();
-    for (mode, args, steps) in modes {
-        for step in steps {
+    for (mode, args, steps) in &modes {
+        for step in *steps {
             for (sig, name) in [
                 (libc::SIGTERM, "TERM"),
                 (libc::SIGINT, "INT"),

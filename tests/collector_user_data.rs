@@ -51,6 +51,7 @@ fn relay() -> RelayOptions {
         listen_port: 4789,
         snaplen: Some(128),
         bind_wait_s: 0,
+        on_host: None,
     }
 }
 

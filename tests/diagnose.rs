@@ -1,7 +1,8 @@
 //! "When nothing arrives, say why", end to end against the emulator: the account is seeded
 //! with a broken path, a capture starts (`--collector local`, this namespace's ENI as the
-//! target), no datagram arrives, and the log — where every status-bar message goes too —
-//! shows the finding; fixing the account makes the next check say the path is open.
+//! target), no datagram arrives, and the log shows the finding, and Wireshark's toolbar
+//! receives it as a status-bar frame on control-out; fixing the account makes the next
+//! check say the path is open.
 //! The checks run 1 s after the start and every 2 s here (AWSVPC_TEST_DIAGNOSE_*).
 #![cfg(feature = "aws")]
 
@@ -151,19 +152,60 @@ struct Capture {
     child: Child,
     log: PathBuf,
     reader: std::thread::JoinHandle<Vec<u8>>,
+    /// The status-bar messages Wireshark's toolbar received, in order.
+    status_bar: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Wireshark's end of control-in, open for the whole capture.
+    _control_in: std::fs::File,
 }
 
 fn capture(lab: &Lab, name: &str, eni: &str, vpc: &str, filter: Option<&str>) -> Capture {
+    capture_with(lab, name, eni, vpc, filter, &[])
+}
+
+/// A capture as Wireshark starts it, with both control pipes: the GUI's side reads every
+/// status-bar frame from control-out (tests/extcap_protocol.rs has the whole toolbar).
+fn capture_with(
+    lab: &Lab,
+    name: &str,
+    eni: &str,
+    vpc: &str,
+    filter: Option<&str>,
+    extra: &[&str],
+) -> Capture {
+    use std::io::Write;
     let w = lab.work.path();
     let log = w.join(format!("{name}.log"));
     let fifo = w.join(format!("{name}.fifo"));
-    mkfifo(&fifo);
+    let (cin, cout) = (
+        w.join(format!("{name}.cin")),
+        w.join(format!("{name}.cout")),
+    );
+    for p in [&fifo, &cin, &cout] {
+        mkfifo(p);
+    }
     let reader = fifo_reader(&fifo);
+    let status_bar = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = status_bar.clone();
+    let cout2 = cout.clone();
+    std::thread::spawn(move || {
+        let mut from_extcap = std::fs::File::open(cout2).unwrap();
+        while let Ok(f) = awsvpc::extcap::control::read_frame(&mut from_extcap) {
+            if f.command == 6 {
+                let text = String::from_utf8_lossy(&f.payload).to_string();
+                seen.lock().unwrap().push(text);
+            }
+        }
+    });
     let mut c = Command::new("ip");
     c.args(["netns", "exec", &lab.col])
         .arg(bin())
         .args(["--capture", "--extcap-interface", "awsvpc", "--fifo"])
         .arg(&fifo)
+        .arg("--extcap-control-out")
+        .arg(&cout)
+        .arg("--extcap-control-in")
+        .arg(&cin)
+        .args(extra)
         .args(["--collector", "local", "--eni", eni, "--vpc", vpc])
         .args(["--log-level", "debug", "--log-file"])
         .arg(&log)
@@ -175,10 +217,16 @@ fn capture(lab: &Lab, name: &str, eni: &str, vpc: &str, filter: Option<&str>) ->
     aws_env(&mut c, lab.imds_port, &w.join(format!("{name}.state")));
     c.env("AWSVPC_TEST_DIAGNOSE_AFTER_SECS", "1")
         .env("AWSVPC_TEST_DIAGNOSE_EVERY_SECS", "2");
+    let child = c.spawn().unwrap();
+    // Blocks until awsvpc opens control-in, as the GUI's main thread does; then Initialized.
+    let mut control_in = std::fs::OpenOptions::new().write(true).open(&cin).unwrap();
+    control_in.write_all(&[b'T', 0, 0, 2, 0, 0]).unwrap();
     Capture {
-        child: c.spawn().unwrap(),
+        child,
         log,
         reader,
+        status_bar,
+        _control_in: control_in,
     }
 }
 
@@ -208,6 +256,24 @@ impl Capture {
         }
     }
 
+    /// Waits for a status-bar frame equal to the log's `line` (the part after the log's
+    /// `[level] ` prefix): what the user sees in Wireshark.
+    fn on_status_bar(&self, line: &str) {
+        let text = line.split_once("] ").map_or(line, |(_, t)| t).to_string();
+        let start = std::time::Instant::now();
+        loop {
+            if self.status_bar.lock().unwrap().contains(&text) {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "not on the status bar: {text:?}; it showed {:#?}",
+                self.status_bar.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn stop(mut self, col: &str) {
         let status = stop_child(&mut self.child, libc::SIGTERM);
         assert!(status.success());
@@ -216,6 +282,23 @@ impl Capture {
         let err = std::fs::read_to_string(self.log.with_extension("err")).unwrap();
         assert!(err.is_empty(), "nothing on stderr: {err}");
     }
+}
+
+/// A lab whose collector's group admits the VXLAN from anywhere: (lab, VPC, source ENI,
+/// collector ENI).
+fn open_lab(name: &str) -> (Lab, String, String, String) {
+    let lab = Lab::start(name);
+    let (vpc, src, col_eni) = (
+        lab.world.vpc.clone(),
+        lab.world.source_eni.clone(),
+        lab.world.collector_eni.clone(),
+    );
+    let (v, c2) = (vpc.clone(), col_eni.clone());
+    ec2_in(&lab.col, move |c| async move {
+        let sg = group(&c, &v, Some("0.0.0.0/0")).await;
+        set_groups(&c, &c2, &[&sg]).await;
+    });
+    (lab, vpc, src, col_eni)
 }
 
 fn open_sentence(eni: &str) -> String {
@@ -244,6 +327,7 @@ fn security_group_without_vxlan_then_fixed() {
     });
     let cap = capture(&lab, "sg", &src, &vpc, None);
     let (line, at) = cap.finding(&src, "security group", 0);
+    cap.on_status_bar(&line);
     assert!(
         line.contains(&format!(
             "security group {sg} of the collector {col_eni} admits no UDP 4789 from {src_ip}; add that rule (awsvpc adds it to groups it created)."
@@ -254,7 +338,8 @@ fn security_group_without_vxlan_then_fixed() {
     ec2_in(&lab.col, move |c| async move {
         allow_vxlan(&c, &g, &format!("{src_ip}/32")).await
     });
-    cap.finding(&src, &open_sentence(&src), at);
+    let (open, _) = cap.finding(&src, &open_sentence(&src), at);
+    cap.on_status_bar(&open);
     cap.stop(&lab.col);
 }
 
@@ -324,6 +409,7 @@ fn network_acl_denies_inbound_then_fixed() {
     });
     let cap = capture(&lab, "nacl", &src, &vpc, None);
     let (line, at) = cap.finding(&src, "network ACL", 0);
+    cap.on_status_bar(&line);
     assert!(
         line.contains(&format!(
             "network ACL {acl} of the collector's subnet {col_subnet} denies inbound UDP 4789 from 10.77.2.15 (rule 90)"
@@ -389,6 +475,7 @@ fn different_vpcs_without_a_route_then_peered() {
     });
     let cap = capture(&lab, "route", &src, &vpc2, None);
     let (line, at) = cap.finding(&src, "no peering or transit gateway route", 0);
+    cap.on_status_bar(&line);
     assert!(
         line.contains(&format!(
             "the source is in {vpc2} and the target in {vpc} with no peering or transit gateway route; add a route to {target_ip} in {rtb}, or use a collector in {vpc2}."
@@ -426,20 +513,11 @@ fn filter_rules_accept_nothing_of_the_eni() {
     if !ready(&["ip", "python3"]) {
         return;
     }
-    let lab = Lab::start("dflt");
-    let (vpc, src, col_eni) = (
-        lab.world.vpc.clone(),
-        lab.world.source_eni.clone(),
-        lab.world.collector_eni.clone(),
-    );
-    let (v, c2) = (vpc.clone(), col_eni.clone());
-    ec2_in(&lab.col, move |c| async move {
-        let sg = group(&c, &v, Some("0.0.0.0/0")).await;
-        set_groups(&c, &c2, &[&sg]).await;
-    });
+    let (lab, vpc, src, _) = open_lab("dflt");
     let f = "src host 10.9.9.9 and dst host 10.8.8.8";
     let cap = capture(&lab, "never", &src, &vpc, Some(f));
     let (line, _) = cap.finding(&src, "accept nothing", 0);
+    cap.on_status_bar(&line);
     assert!(
         line.contains(&format!(
             "the mirror filter's rules accept nothing of what {src} sends (capture filter '{f}' narrowed to all 10.9.9.9 10.8.8.8;"
@@ -450,6 +528,7 @@ fn filter_rules_accept_nothing_of_the_eni() {
     // A filter that can match, on an open path: the filter or an idle ENI.
     let cap = capture(&lab, "narrowed", &src, &vpc, Some("tcp port 8443"));
     let (line, _) = cap.finding(&src, "accept nothing", 0);
+    cap.on_status_bar(&line);
     assert!(
         line.contains(&format!(
             "the mirror filter's rules accept nothing of what {src} sends (capture filter 'tcp port 8443' narrowed to TCP 8443); the ENI may be idle."
@@ -464,17 +543,7 @@ fn a_missing_permission_degrades_the_check() {
     if !ready(&["ip", "python3"]) {
         return;
     }
-    let lab = Lab::start("dperm");
-    let (vpc, src, col_eni) = (
-        lab.world.vpc.clone(),
-        lab.world.source_eni.clone(),
-        lab.world.collector_eni.clone(),
-    );
-    let (v, c2) = (vpc.clone(), col_eni.clone());
-    ec2_in(&lab.col, move |c| async move {
-        let sg = group(&c, &v, Some("0.0.0.0/0")).await;
-        set_groups(&c, &c2, &[&sg]).await;
-    });
+    let (lab, vpc, src, _) = open_lab("dperm");
     in_netns(&lab.col, || {
         http(
             EMULATOR_PORT,
@@ -485,6 +554,7 @@ fn a_missing_permission_degrades_the_check() {
     });
     let cap = capture(&lab, "perm", &src, &vpc, None);
     let (line, _) = cap.finding(&src, "could not check", 0);
+    cap.on_status_bar(&line);
     assert!(
         line.contains(&format!(
             "{}; but awsvpc could not check the collector's security groups (permission ec2:DescribeSecurityGroups missing).",
@@ -579,4 +649,72 @@ fn an_existing_target_is_checked_before_provisioning() {
         warnings(&lab.col, cfg, &target, &col_eni).is_empty(),
         "an open path is no warning"
     );
+}
+
+/// Every Reachability Analyzer resource the emulator still has.
+fn insights_left(col: &str) -> Vec<String> {
+    ec2_in(col, |c| async move {
+        let mut left: Vec<String> = c
+            .describe_network_insights_paths()
+            .send()
+            .await
+            .unwrap()
+            .network_insights_paths()
+            .iter()
+            .filter_map(|p| p.network_insights_path_id().map(str::to_string))
+            .collect();
+        left.extend(
+            c.describe_network_insights_analyses()
+                .send()
+                .await
+                .unwrap()
+                .network_insights_analyses()
+                .iter()
+                .filter_map(|a| a.network_insights_analysis_id().map(str::to_string)),
+        );
+        left
+    })
+}
+
+/// `--diagnose reachability`: the silent source's path goes to Reachability Analyzer once
+/// (tagged, in the ledger, deleted after the answer), and its answer reaches the status bar.
+/// wb-mini's analyzer finds every path open; the translation of AWS's explanation codes is
+/// unit-tested in src/aws/reachability.rs.
+#[test]
+fn reachability_analyzer_once_per_source_and_nothing_left() {
+    if !ready(&["ip", "python3"]) {
+        return;
+    }
+    let (lab, vpc, src, col_eni) = open_lab("dra");
+    let cap = capture_with(
+        &lab,
+        "reach",
+        &src,
+        &vpc,
+        None,
+        &["--diagnose", "reachability"],
+    );
+    let (line, at) = cap.finding(&src, "Reachability Analyzer", 0);
+    assert!(
+        line.contains(&format!(
+            "Reachability Analyzer finds the path from {src} to {col_eni} on UDP 4789 open (analysis nia-"
+        )) && line.ends_with(&format!("); {src} sent nothing that matches.")),
+        "{line}"
+    );
+    cap.on_status_bar(&line);
+    // The evaluator's checks go on; the analyzer, billed, is not asked again.
+    let (_, later) = cap.finding(&src, &open_sentence(&src), at);
+    cap.finding(&src, &open_sentence(&src), later);
+    let log = std::fs::read_to_string(&cap.log).unwrap();
+    assert_eq!(
+        log.matches("asking Reachability Analyzer").count(),
+        1,
+        "one analysis per source: {log}"
+    );
+    assert!(
+        insights_left(&lab.col).is_empty(),
+        "the path and the analysis were deleted once answered"
+    );
+    cap.stop(&lab.col);
+    assert!(insights_left(&lab.col).is_empty());
 }

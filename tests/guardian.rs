@@ -224,46 +224,13 @@ fn kill_at_every_provisioning_step_leaves_nothing_without_cleanup() {
     let lab = Lab::start("agk");
     let existing = untagged_target(&lab.col, &lab.world.collector_eni);
     let sshd = common::sshd::Sshd::start(lab.work.path(), Some(&lab.col), "");
-    let mut host_args = sshd.args();
-    host_args.extend(["--target-id".into(), existing.clone()]);
-    let local_args: Vec<String> = ["--collector", "local"].map(String::from).to_vec();
-    // The "instance" never boots here: the kill always comes before SSH.
-    let ephemeral_args: Vec<String> = [
-        "--collector",
-        "ephemeral",
-        "--ssh-host",
-        "127.0.0.1",
-        "--ssh-allow",
-        "198.51.100.7/32",
-    ]
-    .map(String::from)
-    .to_vec();
     seed_al2023(&lab.col);
-    let modes: [(&str, &Vec<String>, &[&str]); 3] = [
-        (
-            "local",
-            &local_args,
-            &["target", "filter", "rule", "session"],
-        ),
-        ("host", &host_args, &["filter", "rule", "session"]),
-        (
-            "ephemeral",
-            &ephemeral_args,
-            &[
-                "security-group",
-                "instance",
-                "target",
-                "filter",
-                "rule",
-                "session",
-            ],
-        ),
-    ];
+    let modes = leak_matrix_modes(&sshd, &existing);
     let ssh_config = sshd.ssh_config.display().to_string();
     let mut report = Vec::new();
     let mut times = Vec::new();
-    for (mode, args, steps) in modes {
-        for step in steps {
+    for (mode, args, steps) in &modes {
+        for step in *steps {
             let case = format!("{mode}-{step}-KILL");
             let mut c = capture(
                 &lab,
@@ -279,7 +246,7 @@ fn kill_at_every_provisioning_step_leaves_nothing_without_cleanup() {
             assert!(alive(guardian), "{case}: the guardian runs");
             assert_holds_nothing_of(guardian, c.child.id(), &[&c.fifo], &c.log);
             let ssh = children_named(c.child.id(), "ssh");
-            if mode == "host" {
+            if *mode == "host" {
                 assert_eq!(ssh.len(), 1, "{case}: the collector's ssh runs");
             }
             let created = in_netns(&lab.col, leftovers).len();
@@ -311,7 +278,7 @@ fn kill_at_every_provisioning_step_leaves_nothing_without_cleanup() {
             );
             // The ssh is gone (waited for above). Who ended it is a race: the guardian, or
             // ssh itself on SIGPIPE once its reader was killed; the log says which.
-            if mode == "host" && !lines.iter().any(|x| x.contains("ended 1 child process")) {
+            if *mode == "host" && !lines.iter().any(|x| x.contains("ended 1 child process")) {
                 eprintln!("{case}: the capture's ssh ended on its own before the guardian looked");
             }
             times.push(gone);

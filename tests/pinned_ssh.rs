@@ -74,6 +74,7 @@ fn relay(addr: IpAddr, port: u16) -> RelayOptions {
         listen_port: port,
         snaplen: None,
         bind_wait_s: 0,
+        on_host: None,
     }
 }
 

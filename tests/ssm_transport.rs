@@ -44,6 +44,7 @@ fn relay_options(udp_port: u16) -> RelayOptions {
         listen_port: udp_port,
         snaplen: None,
         bind_wait_s: 0,
+        on_host: None,
     }
 }
 

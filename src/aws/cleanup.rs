@@ -6,6 +6,7 @@ use super::client::Aws;
 use super::errors::explain;
 use super::ledger::{Kind, Ledger};
 use super::tags;
+use crate::log_info;
 use aws_sdk_ec2::types::{Filter, Tag};
 use std::time::{Duration, SystemTime};
 
@@ -109,6 +110,54 @@ pub async fn find(aws: &Aws, sel: &Selection) -> Result<Vec<Found>, String> {
             }
         }
     };
+    // Reachability Analyzer's analyses and paths (`--diagnose reachability`). A cleanup
+    // that cannot list them (no permission for what it never used) still removes the mirror.
+    let mut pages = aws
+        .ec2
+        .describe_network_insights_analyses()
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        match page {
+            Ok(page) => {
+                for a in page.network_insights_analyses() {
+                    push(
+                        Kind::InsightsAnalysis,
+                        a.network_insights_analysis_id(),
+                        a.tags(),
+                    );
+                }
+            }
+            Err(e) => {
+                log_info!(
+                    "not searched for Reachability Analyzer analyses: {}",
+                    explain("ec2:DescribeNetworkInsightsAnalyses", &e, p)
+                );
+                break;
+            }
+        }
+    }
+    let mut pages = aws
+        .ec2
+        .describe_network_insights_paths()
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        match page {
+            Ok(page) => {
+                for n in page.network_insights_paths() {
+                    push(Kind::InsightsPath, n.network_insights_path_id(), n.tags());
+                }
+            }
+            Err(e) => {
+                log_info!(
+                    "not searched for Reachability Analyzer paths: {}",
+                    explain("ec2:DescribeNetworkInsightsPaths", &e, p)
+                );
+                break;
+            }
+        }
+    }
     let mut pages = aws
         .ec2
         .describe_traffic_mirror_sessions()

@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
+    /// A Reachability Analyzer analysis (`--diagnose reachability`), then its path.
+    InsightsAnalysis,
+    InsightsPath,
     Session,
     FilterRule,
     Filter,
@@ -20,7 +23,9 @@ pub enum Kind {
 
 impl Kind {
     /// Teardown order: what depends on others goes first.
-    pub const TEARDOWN_ORDER: [Kind; 6] = [
+    pub const TEARDOWN_ORDER: [Kind; 8] = [
+        Kind::InsightsAnalysis,
+        Kind::InsightsPath,
         Kind::Session,
         Kind::FilterRule,
         Kind::Filter,
@@ -58,6 +63,10 @@ pub struct Ledger {
     pub entries: Vec<Entry>,
     #[serde(skip)]
     path: PathBuf,
+    /// Its file was removed: a late write (the diagnosis thread, which shares the ledger)
+    /// must not bring it back.
+    #[serde(skip)]
+    finished: bool,
 }
 
 /// The folder holding ledgers: `$AWSVPC_STATE_DIR`, else `$XDG_STATE_HOME/awsvpc/runs`,
@@ -89,6 +98,7 @@ impl Ledger {
             pid: Some(std::process::id()),
             entries: Vec::new(),
             path: dir.join(format!("{run_id}.json")),
+            finished: false,
         };
         l.save()?;
         Ok(l)
@@ -105,6 +115,7 @@ impl Ledger {
             pid: None,
             entries: Vec::new(),
             path: PathBuf::new(),
+            finished: false,
         }
     }
 
@@ -140,6 +151,10 @@ impl Ledger {
         client_token: &str,
         parent: Option<&str>,
     ) -> std::io::Result<usize> {
+        if self.finished {
+            // Nothing may be created once the run's teardown is over.
+            return Err(std::io::Error::other("the capture's teardown has finished"));
+        }
         self.entries.push(Entry {
             kind,
             client_token: client_token.to_string(),
@@ -196,14 +211,14 @@ impl Ledger {
     }
 
     /// Removes the file once nothing is left.
-    pub fn finish(&self) -> std::io::Result<()> {
+    pub fn finish(&mut self) -> std::io::Result<()> {
         if self.path.as_os_str().is_empty() {
             return Ok(());
         }
         if self.entries.iter().all(|e| e.deleted) {
             match std::fs::remove_file(&self.path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                _ => {}
+                _ => self.finished = true,
             }
         }
         Ok(())
@@ -211,7 +226,7 @@ impl Ledger {
 
     /// Writes the whole ledger atomically (temporary file, fsync, rename).
     fn save(&self) -> std::io::Result<()> {
-        if self.path.as_os_str().is_empty() {
+        if self.path.as_os_str().is_empty() || self.finished {
             return Ok(());
         }
         let tmp = self.path.with_extension("json.tmp");

@@ -11,6 +11,7 @@ pub mod launch;
 pub mod ledger;
 pub mod path_facts;
 pub mod provision;
+pub mod reachability;
 pub mod skip_mirror;
 pub mod support;
 pub mod tags;

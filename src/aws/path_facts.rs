@@ -23,7 +23,7 @@ use std::time::Duration;
 pub const BOUND: Duration = Duration::from_secs(30);
 
 /// What a failed read makes of its check.
-fn unchecked<E, R>(what: &str, op: &str, e: &SdkError<E, R>) -> Unchecked
+pub(super) fn unchecked<E, R>(what: &str, op: &str, e: &SdkError<E, R>) -> Unchecked
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,

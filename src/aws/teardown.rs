@@ -1,5 +1,5 @@
-//! Removing what a run created, in dependency order (sessions, then filter rules, filters,
-//! targets, instances, security groups), retrying throttling and in-use errors with
+//! Removing what a run created, in dependency order (Reachability Analyzer analyses and
+//! paths, sessions, then filter rules, filters, targets, instances, security groups), retrying throttling and in-use errors with
 //! backoff, counting NotFound as done, and always within a deadline: Wireshark kills an
 //! extcap 30 s after asking it to stop.
 
@@ -83,6 +83,24 @@ async fn delete_once(aws: &Aws, kind: Kind, id: &str) -> Outcome {
     let p = aws.profile.as_deref();
     let ec2 = &aws.ec2;
     match kind {
+        Kind::InsightsAnalysis => classify(
+            "ec2:DeleteNetworkInsightsAnalysis",
+            ec2.delete_network_insights_analysis()
+                .network_insights_analysis_id(id)
+                .send()
+                .await
+                .map(|_| ()),
+            p,
+        ),
+        Kind::InsightsPath => classify(
+            "ec2:DeleteNetworkInsightsPath",
+            ec2.delete_network_insights_path()
+                .network_insights_path_id(id)
+                .send()
+                .await
+                .map(|_| ()),
+            p,
+        ),
         Kind::Session => classify(
             "ec2:DeleteTrafficMirrorSession",
             ec2.delete_traffic_mirror_session()
@@ -185,6 +203,12 @@ async fn delete(aws: &Aws, kind: Kind, id: &str, deadline: Instant) -> Result<()
         }
     }
     Ok(())
+}
+
+/// Deletes one resource now, outside a run's teardown (the diagnosis's own paths), with
+/// the same retries for a few seconds.
+pub async fn delete_now(aws: &Aws, kind: Kind, id: &str) -> Result<(), String> {
+    delete(aws, kind, id, Instant::now() + Duration::from_secs(10)).await
 }
 
 /// A create whose answer was lost (timeout, broken connection) may have created the

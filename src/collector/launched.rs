@@ -40,6 +40,7 @@ fn relay(cfg: &CaptureConfig) -> RelayOptions {
         listen_port: cfg.listen_port,
         snaplen: cfg.snaplen,
         bind_wait_s: 0,
+        on_host: None,
     }
 }
 

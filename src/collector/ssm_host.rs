@@ -63,6 +63,7 @@ pub fn connect(
         listen_port: cfg.listen_port,
         snaplen: cfg.snaplen,
         bind_wait_s: 0,
+        on_host: None,
     };
     let port = listener_port();
     status(&format!(

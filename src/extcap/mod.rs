@@ -506,6 +506,7 @@ fn capture(
                 listen_port: cfg.listen_port,
                 snaplen: cfg.snaplen,
                 bind_wait_s: 0,
+                on_host: None,
             };
             let status = |s: &str| progress.status(s);
             // The collector first: a host that cannot be reached must fail before anything
@@ -609,6 +610,8 @@ fn capture_then_teardown<S: crate::collector::DatagramSource>(
             .map_err(|e| format!("Capture failed: {e}.")),
         None => Err("Wireshark's capture pipe is not open.".into()),
     };
+    // The diagnosis stops first: it shares the ledger the teardown works from.
+    drop(watch);
     progress.status("Removing the mirror sessions, filter, target and the collector instance");
     let removed = mirror.teardown();
     let ending = captured?;

@@ -18,6 +18,8 @@
 #         cost the SSH channel less per byte; times are the kernel's anyway.
 #         With --zlib LEVEL (for Session Manager's ~1 MB/s): b"AWSVPCZ\x01", then
 #         the same records as one zlib stream, sync-flushed after every write.
+# On-host: --on-host MAC etc. need onhost.py's functions before this file
+#         (awsvpc sends both as one source); see there.
 # Exit:   0 = stdout closed, SIGTERM/SIGINT/SIGHUP, --idle-exit, or stdout
 #             blocked for --stall-exit seconds (the reader is gone but the
 #             SSH connection has not noticed yet; this frees the port);
@@ -269,10 +271,26 @@ def main():
     p.add_argument("--bind-wait", type=float, default=0.0)
     p.add_argument("--zlib", type=int, default=0, choices=range(10))
     p.add_argument("--no-mmsg", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--on-host", default="")
+    p.add_argument("--vni", type=int, default=0)
+    p.add_argument("--src-ip", default="0.0.0.0")
+    p.add_argument("--bpf", default="")
+    p.add_argument("--exclude", action="append", default=[])
+    p.add_argument("--exclude-agent", action="store_true")
+    p.add_argument("--drop-to", default="")
     a = p.parse_args()
     snap = a.snaplen if 0 < a.snaplen < 65535 else 65535
     STALL[0] = a.stall_exit
-    s = open_socket(a)
+    if a.on_host:
+        if "open_packet" not in globals():
+            fail("this relay was sent without its on-host part (onhost.py).")
+        if not 0 <= a.vni < 1 << 24:
+            fail("--vni must be from 0 to 16777215.")
+        s, _ = open_packet(a)
+        # --snaplen counts the record's payload, the VXLAN header included.
+        snap = min(snap, 65535) - 8
+    else:
+        s = open_socket(a)
     try:  # a 1 MiB pipe to sshd (Linux's default 64 KiB is 40 full frames)
         import fcntl
         fcntl.fcntl(1, 1031, 1 << 20)  # F_SETPIPE_SZ
@@ -285,8 +303,8 @@ def main():
     else:
         put(MAGIC)
     started = True
-    rx = None
-    if not a.no_mmsg:
+    rx = packet_rx(s, snap, a) if a.on_host else None
+    if rx is None and not a.no_mmsg:
         try:
             rx = mmsg_rx(s, snap)
         except Exception as e:
@@ -306,7 +324,7 @@ def main():
         t = time.time()
         if a.idle_exit > 0 and t - last >= a.idle_exit:
             return 0
-        d = proc_drops(s)
+        d = None if a.on_host else proc_drops(s)
         if d is not None:
             drops = d
         put(REC.pack(2, 0, 0, drops, int(t * NS), b"\0\0", 0, b""))

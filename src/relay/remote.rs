@@ -2,11 +2,25 @@
 //! SSH (its source follows on stdin), and the listener that runs it for each Session
 //! Manager port session (a script for Run Command, or a file the user data writes).
 
-use super::{RelayOptions, SOURCE};
+use super::{source_for, RelayOptions};
 
-/// The remote command that runs the relay, whose source follows on stdin.
+/// The remote command that runs the relay, whose source follows on stdin. On-host, the
+/// relay needs root for its packet socket (it becomes nobody right after): the login's own
+/// if it is root, else `sudo -n` (never a prompt); and it leaves out this SSH connection,
+/// which `$SSH_CONNECTION` names ("client port server port").
 pub fn remote_command(relay: &RelayOptions) -> String {
-    format!("exec python3 - {}", relay.args().join(" "))
+    let args: Vec<String> = relay
+        .args()
+        .into_iter()
+        .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
+        .collect();
+    let args = args.join(" ");
+    match relay.on_host {
+        None => format!("exec python3 - {args}"),
+        Some(_) => format!(
+            "S=; [ \"$(id -u)\" = 0 ] || S='sudo -n'; exec $S python3 - {args} --exclude \"$SSH_CONNECTION\""
+        ),
+    }
 }
 
 /// Buffers on the collector, kept small over SSM. The session carries ~1 MB/s, so what
@@ -66,10 +80,16 @@ pub fn relay_listener_script_with(
         .map(|a| format!("\"{a}\""))
         .collect::<Vec<_>>()
         .join(",");
+    // On-host the relay opens its packet socket as root and then becomes nobody itself.
+    let on_host = if relay.on_host.is_some() {
+        "True"
+    } else {
+        "False"
+    };
     let source = match at {
         RelayAt::Inline => format!(
             "base64.b64decode(\"{}\").decode()",
-            base64(SOURCE.as_bytes())
+            base64(source_for(&relay).as_bytes())
         ),
         RelayAt::File(path) => format!("open(\"{path}\").read()"),
     };
@@ -77,7 +97,7 @@ pub fn relay_listener_script_with(
         r#"import base64,os,socket,subprocess,sys,time
 S={source}
 A=[{args}]
-if os.getuid()==0:
+if os.getuid()==0 and not {on_host}:
     import pwd
     u=pwd.getpwnam("nobody")
     os.setgroups([])
@@ -163,6 +183,7 @@ mod tests {
             listen_port: 4789,
             snaplen: Some(128),
             bind_wait_s: 0,
+            on_host: None,
         };
         let script = relay_listener_script(&r, 4790, 600, RelayAt::Inline);
         assert!(!script.contains('\''));

@@ -205,6 +205,7 @@ mod tests {
                     listen_port: 4789,
                     snaplen: Some(128),
                     bind_wait_s: 0,
+                    on_host: None,
                 },
                 tcp_port: 4790,
             }),

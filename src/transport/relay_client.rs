@@ -446,6 +446,7 @@ mod tests {
             listen_port: 4789,
             snaplen: None,
             bind_wait_s: 0,
+            on_host: None,
         };
         let stop = AtomicBool::new(false);
         (

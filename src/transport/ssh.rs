@@ -22,7 +22,7 @@
 
 use crate::log_info;
 use crate::relay::remote::remote_command;
-use crate::relay::{RelayOptions, SOURCE};
+use crate::relay::{source_for, RelayOptions};
 use crate::transport::inflow::Inflow;
 use crate::transport::relay_client::{Link, RelayClient};
 use crate::transport::ssh_link::{no_python3, SshLink, SshSession};
@@ -224,10 +224,15 @@ impl Process {
                 }
             })
             .ok();
-        // The relay is < 16 KB: it fits the pipe, so this never blocks on a peer that does
-        // not read. A failure here (ssh already gone) is explained by ssh's stderr.
+        // From a thread: with its on-host part the relay is over 16 KB, more than some pipes
+        // hold before ssh reads. A failure (ssh already gone) is explained by ssh's stderr.
         if let Some(mut stdin) = child.stdin.take() {
-            let _ = stdin.write_all(SOURCE.as_bytes());
+            let source = source_for(relay).into_owned();
+            let _ = std::thread::Builder::new()
+                .name("ssh-stdin".into())
+                .spawn(move || {
+                    let _ = stdin.write_all(source.as_bytes());
+                });
         }
         let stdout = child.stdout.take().expect("piped");
         // A 1 MiB pipe absorbs the reader thread's scheduling delays (on a busy machine,

@@ -392,3 +392,44 @@ pub fn seed_al2023(col: &str) {
         })
     });
 }
+
+/// The leak matrix's rows: each collector mode, the awsvpc arguments that run it in the
+/// lab (`host`: `sshd`'s, with the user's own target `existing`), and the provisioning
+/// steps a capture can be stopped after (`AWSVPC_TEST_HOLD_AFTER`). The ephemeral
+/// "instance" never boots here: the stop always comes before SSH.
+#[allow(dead_code)] // not every test binary runs the matrix
+pub fn leak_matrix_modes(
+    sshd: &super::sshd::Sshd,
+    existing: &str,
+) -> Vec<(&'static str, Vec<String>, &'static [&'static str])> {
+    let mut host = sshd.args();
+    host.extend(["--target-id".into(), existing.to_string()]);
+    let strings = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    vec![
+        (
+            "local",
+            strings(&["--collector", "local"]),
+            &["target", "filter", "rule", "session"],
+        ),
+        ("host", host, &["filter", "rule", "session"]),
+        (
+            "ephemeral",
+            strings(&[
+                "--collector",
+                "ephemeral",
+                "--ssh-host",
+                "127.0.0.1",
+                "--ssh-allow",
+                "198.51.100.7/32",
+            ]),
+            &[
+                "security-group",
+                "instance",
+                "target",
+                "filter",
+                "rule",
+                "session",
+            ],
+        ),
+    ]
+}
