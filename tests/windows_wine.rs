@@ -28,23 +28,41 @@ fn windows_dir() -> Option<PathBuf> {
 /// user's cache folder, so that no run leaves another behind.
 fn prefix() -> &'static Path {
     static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| {
+    P.get_or_init(|| make_prefix("awsvpc-wine-prefix"))
+}
+
+/// The prefix of the test that runs Wine inside the network namespace `ns`: a wineserver
+/// of its own, started there, so that no Windows process of the other tests starts in
+/// that namespace nor one of this test outside it.
+fn netns_prefix(ns: &str) -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| make_prefix_in("awsvpc-wine-prefix-netns", Some(ns)))
+}
+
+fn make_prefix(name: &str) -> PathBuf {
+    make_prefix_in(name, None)
+}
+
+fn make_prefix_in(name: &str, ns: Option<&str>) -> PathBuf {
+    {
         let d = std::env::var_os("HOME")
             .map(PathBuf::from)
             .unwrap_or_else(std::env::temp_dir)
-            .join(".cache/awsvpc-wine-prefix");
+            .join(".cache")
+            .join(name);
         std::fs::create_dir_all(&d).unwrap();
-        let o = wine(&d)
-            .args(["cmd", "/c", "exit"])
-            .output()
-            .expect("run wine");
+        let mut w = match ns {
+            Some(ns) => wine_in_netns(&d, ns),
+            None => wine(&d),
+        };
+        let o = w.args(["cmd", "/c", "exit"]).output().expect("run wine");
         assert!(
             o.status.success(),
             "wine prefix: {}",
             String::from_utf8_lossy(&o.stderr)
         );
         d
-    })
+    }
 }
 
 fn awsvpc_exe(dir: &Path) -> Command {
@@ -352,12 +370,33 @@ fn a_live_capture_into_named_pipes_equals_linux_and_stops_by_terminate_process()
 /// The Linux end of the ssh stand-in: for each connection, the real ssh with the argv it
 /// sends, its stdin and stdout carried over the connection (EOF included).
 fn ssh_bridge() -> std::net::SocketAddr {
+    ssh_bridge_in(None).0
+}
+
+/// [`ssh_bridge`] listening in, and running ssh in, the namespace `ns`; with the number
+/// of connections whose ssh still runs.
+fn ssh_bridge_in(
+    ns: Option<&str>,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
     use std::io::{BufRead, Read, Write};
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    use std::sync::atomic::Ordering;
+    let l = match ns {
+        // A socket stays in the namespace it was made in, whichever thread accepts.
+        Some(ns) => aws_lab::in_netns(ns, || std::net::TcpListener::bind("127.0.0.1:0").unwrap()),
+        None => std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+    };
     let addr = l.local_addr().unwrap();
+    let live = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let ns = ns.map(str::to_string);
+    let count = live.clone();
     std::thread::spawn(move || {
         for conn in l.incoming() {
             let Ok(conn) = conn else { return };
+            let (ns, count) = (ns.clone(), count.clone());
+            count.fetch_add(1, Ordering::SeqCst);
             std::thread::spawn(move || {
                 let mut rd = std::io::BufReader::new(conn.try_clone().unwrap());
                 let mut line = Vec::new();
@@ -369,7 +408,15 @@ fn ssh_bridge() -> std::net::SocketAddr {
                     .split('\0')
                     .map(str::to_string)
                     .collect();
-                let mut child = Command::new("ssh")
+                let mut ssh = match &ns {
+                    Some(ns) => {
+                        let mut c = Command::new("ip");
+                        c.args(["netns", "exec", ns, "ssh"]);
+                        c
+                    }
+                    None => Command::new("ssh"),
+                };
+                let mut child = ssh
                     .args(&args)
                     .stdin(std::process::Stdio::piped())
                     .stdout(std::process::Stdio::piped())
@@ -392,10 +439,27 @@ fn ssh_bridge() -> std::net::SocketAddr {
                 let _ = child.kill();
                 let _ = child.wait();
                 let _ = conn.shutdown(std::net::Shutdown::Both);
+                count.fetch_sub(1, Ordering::SeqCst);
             });
         }
     });
-    addr
+    (addr, live)
+}
+
+/// The ssh config the bridge's real ssh reads: the key and known_hosts reach it there,
+/// in the spelling it reads (the stand-in passes only its argv).
+fn bridge_ssh_config(sshd: &common::sshd::Sshd, dir: &Path) -> PathBuf {
+    let config = dir.join("wine_ssh_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Host *\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  GlobalKnownHostsFile /dev/null\n",
+            sshd.client_key.display(),
+            sshd.known_hosts.display()
+        ),
+    )
+    .unwrap();
+    config
 }
 
 #[test]
@@ -411,16 +475,7 @@ fn a_host_collector_over_ssh_into_named_pipes_equals_linux() {
     // ssh.exe (tests/wine-peer/src/bin/ssh_shim.rs) relays its argv and stdio over
     // loopback to this bridge, which runs the real ssh with them. The key and known_hosts
     // reach ssh through its config file, in the spelling it reads.
-    let config = tmp.path().join("wine_ssh_config");
-    std::fs::write(
-        &config,
-        format!(
-            "Host *\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  GlobalKnownHostsFile /dev/null\n",
-            sshd.client_key.display(),
-            sshd.known_hosts.display()
-        ),
-    )
-    .unwrap();
+    let config = bridge_ssh_config(&sshd, tmp.path());
     let port = sshd.port.to_string();
     capture_equals_linux(
         &dir,
@@ -442,4 +497,142 @@ fn a_host_collector_over_ssh_into_named_pipes_equals_linux() {
             ("AWSVPC_TEST_SSH_BRIDGE", ssh_bridge().to_string().into()),
         ],
     );
+}
+
+/// Issue 14 on Windows: Wireshark for Windows ends every extcap with `TerminateProcess`,
+/// so the guardian is the only teardown a Windows capture gets. At every provisioning step
+/// of every mode, awsvpc.exe (under Wine, in the AWS lab's collector namespace, against
+/// wb-mini) is terminated by the peer; its guardian, a detached awsvpc.exe, must remove
+/// everything without `awsvpc cleanup`, and the host collector's ssh (a child in awsvpc's
+/// kill-on-close job) must end with it.
+#[test]
+fn terminate_process_at_every_provisioning_step_leaves_nothing_without_cleanup() {
+    use aws_lab::{in_netns, leftovers, Lab};
+    use std::sync::atomic::Ordering;
+    use std::time::Instant;
+    let Some(dir) = windows_dir() else { return };
+    if !aws_lab::ready(&["ip", "tc", "python3", "ssh", "/usr/sbin/sshd"]) {
+        return;
+    }
+    let lab = Lab::start("wgk");
+    let existing = aws_lab::untagged_target(&lab.col, &lab.world.collector_eni);
+    let sshd = common::sshd::Sshd::start(lab.work.path(), Some(&lab.col), "");
+    let config = bridge_ssh_config(&sshd, lab.work.path());
+    let (bridge, bridged) = ssh_bridge_in(Some(&lab.col));
+    aws_lab::seed_al2023(&lab.col);
+    // The key and known_hosts reach the bridge's real ssh through its config file: as
+    // arguments awsvpc.exe would hand it Windows paths (Z:\…) that ssh cannot open.
+    let mut modes = aws_lab::leak_matrix_modes(&sshd, &existing);
+    for (_, args, _) in &mut modes {
+        while let Some(i) = args
+            .iter()
+            .position(|a| a == "--ssh-key" || a == "--ssh-known-hosts")
+        {
+            args.drain(i..i + 2);
+        }
+    }
+    let mut report = Vec::new();
+    let mut times = Vec::new();
+    for (mode, args, steps) in &modes {
+        for step in *steps {
+            let case = format!("{mode}-{step}-TerminateProcess");
+            let w = lab.work.path();
+            let state = w.join(format!("state-{case}"));
+            let log = w.join(format!("{case}.log"));
+            let kill = w.join(format!("{case}.kill"));
+            let mut cmd = wine_in_netns(netns_prefix(&lab.col), &lab.col);
+            aws_lab::aws_env(&mut cmd, lab.imds_port, &state);
+            cmd.env("AWSVPC_STATE_DIR", z(&state))
+                .env("AWSVPC_TEST_HOLD_AFTER", step)
+                .env("AWSVPC_SSH", dir.join("ssh.exe"))
+                .env("AWSVPC_SSH_CONFIG", &config)
+                .env("AWSVPC_TEST_SSH_BRIDGE", bridge.to_string())
+                .env("PEER_KILL_FILE", z(&kill))
+                .arg(dir.join("wine_pipe_peer.exe"))
+                .args([&z(&w.join(format!("{case}.pcapng"))), "0", "300"])
+                .arg(dir.join("awsvpc.exe"))
+                .args(["--capture", "--extcap-interface", "awsvpc"])
+                .args(args.iter())
+                .args(["--eni", &lab.world.source_eni, "--vpc", &lab.world.vpc])
+                .args(["--log-level", "debug", "--log-file", &z(&log)])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            let mut child = cmd.spawn().unwrap();
+            let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+            let hold = format!("holding after creating the {step}");
+            wait_for(Duration::from_secs(120), &hold, || {
+                let l = log_text();
+                assert!(!l.contains("fatal:"), "{case}: {l}");
+                if let Ok(Some(s)) = child.try_wait() {
+                    let mut out = String::new();
+                    let mut err = String::new();
+                    use std::io::Read;
+                    let _ = child.stdout.take().unwrap().read_to_string(&mut out);
+                    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+                    panic!("{case}: the peer ended first ({s}): {out}\n{err}\n{l}");
+                }
+                l.contains(&hold).then_some(())
+            });
+            assert!(
+                log_text().contains("guardian started (pid "),
+                "{case}: the guardian runs: {}",
+                log_text()
+            );
+            if *mode == "host" {
+                assert_eq!(
+                    bridged.load(Ordering::SeqCst),
+                    1,
+                    "{case}: the collector's ssh runs"
+                );
+            }
+            let col = lab.col.clone();
+            let created = in_netns(&col, leftovers).len();
+            assert!(created > 0, "{case}: something was created");
+
+            // The peer's TerminateProcess, now.
+            std::fs::write(&kill, b"").unwrap();
+            let killed = Instant::now();
+            let o = child.wait_with_output().unwrap();
+            let said = String::from_utf8_lossy(&o.stdout);
+            assert!(
+                said.contains("exit=None"),
+                "{case}: terminated, not exited: {said}"
+            );
+            let gone = wait_for(Duration::from_secs(150), "the guardian's teardown", || {
+                let col = lab.col.clone();
+                in_netns(&col, leftovers)
+                    .is_empty()
+                    .then(|| killed.elapsed())
+            });
+            wait_for(Duration::from_secs(30), "the guardian's last line", || {
+                let l = log_text();
+                l.lines()
+                    .any(|x| x.contains("] guardian: ") && x.contains(" resources of run"))
+                    .then_some(())
+            });
+            wait_for(Duration::from_secs(30), "the capture's ssh to end", || {
+                (bridged.load(Ordering::SeqCst) == 0).then_some(())
+            });
+            let ledgers = std::fs::read_dir(&state).map_or(0, |d| d.count());
+            assert_eq!(ledgers, 0, "{case}: the ledger is finished");
+            times.push(gone);
+            report.push(format!(
+                "{case}: {created} created, 0 left {:.1} s after the kill",
+                gone.as_secs_f64()
+            ));
+        }
+    }
+    assert!(
+        aws_lab::target_exists(&lab.col, &existing),
+        "the user's target {existing} survived every case"
+    );
+    times.sort();
+    eprintln!(
+        "Windows (Wine) guardian leak matrix:\n  {}\n  last resource gone after TerminateProcess: median {:.1} s, max {:.1} s",
+        report.join("\n  "),
+        times[times.len() / 2].as_secs_f64(),
+        times[times.len() - 1].as_secs_f64()
+    );
+    drop(sshd);
 }

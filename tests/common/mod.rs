@@ -519,7 +519,19 @@ pub fn http(port: u16, method: &str, path: &str, body: &str) -> String {
 /// installer dialogs (the Wine tests and the Windows zip's install).
 #[allow(dead_code)] // not every test binary runs Wine
 pub fn wine(prefix: &Path) -> Command {
-    let mut c = Command::new("wine");
+    wine_env(Command::new("wine"), prefix)
+}
+
+/// [`wine`] in the network namespace `ns` (`ip netns exec` keeps the environment; the
+/// programs Wine starts from there stay in it).
+#[allow(dead_code)]
+pub fn wine_in_netns(prefix: &Path, ns: &str) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", ns, "wine"]);
+    wine_env(c, prefix)
+}
+
+fn wine_env(mut c: Command, prefix: &Path) -> Command {
     c.env("WINEPREFIX", prefix)
         .env("WINEDEBUG", "-all")
         .env("WINEDLLOVERRIDES", "mscoree,mshtml=")

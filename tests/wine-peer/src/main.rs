@@ -5,6 +5,9 @@
 //! `TerminateProcess`, as Wireshark for Windows stops every extcap.
 //!
 //! `wine_pipe_peer OUT PACKETS LIMIT_SECS AWSVPC_EXE [ARGS…]`; prints `packets=N exit=…`.
+//! With PACKETS 0 the peer ends awsvpc once the file `PEER_KILL_FILE` (a Windows path)
+//! exists instead (the guardian test kills at the moment it chooses), or when awsvpc
+//! exits first.
 
 #[cfg(not(windows))]
 fn main() {
@@ -148,7 +151,12 @@ mod win {
         });
         let deadline = Instant::now() + Duration::from_secs(limit);
         let mut exited = None;
-        while packets.load(Ordering::SeqCst) < want && Instant::now() < deadline {
+        let kill_file = std::env::var_os("PEER_KILL_FILE").map(std::path::PathBuf::from);
+        let more = || match (&kill_file, want) {
+            (Some(f), 0) => !f.exists(),
+            _ => packets.load(Ordering::SeqCst) < want,
+        };
+        while more() && Instant::now() < deadline {
             if let Ok(Some(s)) = child.try_wait() {
                 exited = Some(s);
                 break;
