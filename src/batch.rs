@@ -100,6 +100,16 @@ impl Batch {
         true
     }
 
+    /// Appends datagram `i` of `other` as it is (its truncation included); false when full.
+    pub fn push_from(&mut self, other: &Batch, i: usize) -> bool {
+        let (d, src, ts, truncated) = other.get(i);
+        let pushed = self.push(d, src, ts);
+        if pushed {
+            self.truncated[self.count - 1] = truncated;
+        }
+        pushed
+    }
+
     /// Fills the batch from byte slices (benchmarks and tests, without a socket).
     pub fn fill_from<'a>(&mut self, items: impl IntoIterator<Item = (&'a [u8], IpAddr, Duration)>) {
         self.count = 0;

@@ -30,6 +30,18 @@ impl CaptureFilter {
         &self.expression
     }
 
+    /// The program in `tcpdump -ddd`'s form with commas for line breaks ("n,code jt jf
+    /// k,…"): what the on-host relay attaches to its packet socket (SO_ATTACH_FILTER), so
+    /// that only matching frames leave the instance.
+    pub fn classic_bpf(&self) -> String {
+        let insns = self.program.instructions();
+        let mut s = insns.len().to_string();
+        for (code, jt, jf, k) in insns {
+            s.push_str(&format!(",{code} {jt} {jf} {k}"));
+        }
+        s
+    }
+
     /// True when the frame passes. `wire_len` is the frame's original length.
     #[inline]
     pub fn matches(&self, frame: &[u8], wire_len: usize) -> bool {
@@ -80,5 +92,16 @@ mod tests {
         assert!(e.contains("port"), "{e}");
         assert!(CaptureFilter::compile("bogus filter").is_err());
         assert!(compile_optional(Some("  ")).unwrap().is_none());
+    }
+
+    #[test]
+    fn classic_bpf_is_tcpdump_ddd_with_commas() {
+        let f = CaptureFilter::compile("udp").unwrap();
+        let p = f.classic_bpf();
+        let parts: Vec<&str> = p.split(',').collect();
+        assert_eq!(parts[0].parse::<usize>().unwrap(), parts.len() - 1);
+        // `ldh [12]` first: the EtherType, as tcpdump -ddd prints it.
+        assert_eq!(parts[1], "40 0 0 12");
+        assert!(parts[1..].iter().all(|l| l.split(' ').count() == 4));
     }
 }

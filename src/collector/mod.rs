@@ -2,11 +2,13 @@
 //! target, or a lab box receiving VXLAN). A remote collector's relay streams the same
 //! datagrams through a transport (`crate::transport`); both fill the same batches.
 //! `launched`: the collector awsvpc launches for a capture, and how its stream is reached;
-//! `ssm_host`: an existing collector reached through Session Manager.
+//! `ssm_host`: an existing collector reached through Session Manager. `merged`: several
+//! sources as one (mirrored ENIs and ENIs captured on their own instances).
 
 #[cfg(feature = "aws")]
 pub mod launched;
 pub mod local;
+pub mod merged;
 #[cfg(feature = "aws")]
 pub mod ssm_host;
 

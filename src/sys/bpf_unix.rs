@@ -39,6 +39,15 @@ impl Program {
         Ok(Program(program))
     }
 
+    /// The program as (code, jt, jf, k), for a kernel elsewhere to run (the on-host relay).
+    pub fn instructions(&self) -> Vec<(u16, u8, u8, u32)> {
+        let insns = self.0.get_instructions();
+        // SAFETY: as in `matches`: BpfInstruction is repr(transparent) over bpf_insn.
+        let raw =
+            unsafe { std::slice::from_raw_parts(insns.as_ptr() as *const BpfInsn, insns.len()) };
+        raw.iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect()
+    }
+
     /// True when the frame passes. `wire_len` is the frame's original length.
     #[inline]
     pub fn matches(&self, frame: &[u8], wire_len: usize) -> bool {

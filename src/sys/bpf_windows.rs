@@ -123,6 +123,14 @@ impl Program {
         }
     }
 
+    /// The program as (code, jt, jf, k), for a kernel elsewhere to run (the on-host relay).
+    pub fn instructions(&self) -> Vec<(u16, u8, u8, u32)> {
+        self.insns
+            .iter()
+            .map(|i| (i.code, i.jt, i.jf, i.k))
+            .collect()
+    }
+
     /// True when the frame passes. `wire_len` is the frame's original length.
     #[inline]
     pub fn matches(&self, frame: &[u8], wire_len: usize) -> bool {
