@@ -25,6 +25,17 @@ pub enum Connect {
     Ssm,
 }
 
+/// `--capture-mode`: how each ENI is captured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaptureMode {
+    /// Through a mirror where AWS can, on the ENI's own instance where it cannot.
+    Auto,
+    /// Through a mirror only (an ENI AWS cannot mirror is refused).
+    Mirror,
+    /// On each ENI's own instance: no mirror session, target or collector.
+    OnHost,
+}
+
 /// `--collector ephemeral`: what to launch and who may reach it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LaunchOptions {
@@ -66,6 +77,13 @@ pub struct CaptureConfig {
     pub enis: Vec<String>,
     pub session_number: Option<i32>,
     pub amazon_dns: bool,
+    /// `--capture-mode`, and how an on-host capture reaches its instance
+    /// (`--on-host-connect`, Session Manager by default).
+    pub capture_mode: CaptureMode,
+    pub on_host_connect: Connect,
+    /// Bytes kept per frame of an on-host capture: `--snaplen`, else headers only over
+    /// Session Manager as for a remote collector.
+    pub on_host_snaplen: Option<u32>,
     /// `--diagnose reachability`: a silent source's path is also put to EC2 Reachability
     /// Analyzer, once per source (AWS bills each analysis).
     pub reachability: bool,
@@ -85,6 +103,18 @@ pub struct CaptureConfig {
 }
 
 impl CaptureConfig {
+    /// The relay options of a remote collector (`--listen-addr`, `--listen-port`,
+    /// `--snaplen`).
+    pub fn relay(&self) -> crate::relay::RelayOptions {
+        crate::relay::RelayOptions {
+            listen_addr: self.listen_addr,
+            listen_port: self.listen_port,
+            snaplen: self.snaplen,
+            bind_wait_s: 0,
+            on_host: None,
+        }
+    }
+
     /// Whether this capture calls AWS: it mirrors ENIs, launches a collector, or reaches
     /// one through Session Manager.
     pub fn uses_aws(&self) -> bool {
@@ -186,6 +216,29 @@ impl CaptureConfig {
             Some(v) => Err(format!("--{name} must be true or false, not {v:?}.")),
         };
         let amazon_dns = flag("amazon-dns", false)?;
+        let capture_mode = match args.get("capture-mode").unwrap_or("auto") {
+            "auto" => CaptureMode::Auto,
+            "mirror" => CaptureMode::Mirror,
+            "on-host" => CaptureMode::OnHost,
+            other => {
+                return Err(format!(
+                    "--capture-mode must be auto, mirror or on-host, not {other:?}."
+                ))
+            }
+        };
+        let on_host_connect = match args.get("on-host-connect").unwrap_or("ssm") {
+            "ssh" => Connect::Ssh,
+            "ssm" => Connect::Ssm,
+            other => {
+                return Err(format!(
+                    "--on-host-connect must be ssm or ssh, not {other:?}."
+                ))
+            }
+        };
+        let on_host_snaplen = match number::<u32>(args, "snaplen", 0, 65535, "a byte count")? {
+            None if on_host_connect == Connect::Ssm => Some(crate::transport::ssm::DEFAULT_SNAPLEN),
+            n => n.filter(|n| *n > 0),
+        };
         let reachability = match args.get("diagnose").unwrap_or("checks") {
             "checks" => false,
             "reachability" => true,
@@ -290,6 +343,9 @@ impl CaptureConfig {
             enis,
             session_number,
             amazon_dns,
+            capture_mode,
+            on_host_connect,
+            on_host_snaplen,
             reachability,
             cleanup_expired,
             listen_addr,

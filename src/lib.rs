@@ -27,6 +27,8 @@ pub mod mirror;
 pub mod narrow;
 pub mod offline;
 #[cfg(feature = "aws")]
+pub mod onhost;
+#[cfg(feature = "aws")]
 pub mod path_watch;
 pub mod pcap_reader;
 pub mod pipeline;

@@ -11,6 +11,9 @@ pub struct KnownSource {
     pub vni: u32,
     pub eni: String,
     pub mac: Option<MacAddr>,
+    /// Captured on this instance of its own (`--capture-mode`), not mirrored: what its
+    /// kernel sees, segmentation offload included.
+    pub on_host: Option<String>,
 }
 
 /// Parses `VNI=ENI[,MAC]` entries separated by `;` or whitespace (the form of `--source`).
@@ -55,6 +58,7 @@ pub fn parse_source_map(spec: &str) -> Result<Vec<KnownSource>, String> {
             vni,
             eni: eni.to_string(),
             mac,
+            on_host: None,
         });
     }
     Ok(out)
@@ -161,6 +165,21 @@ impl SourceTable {
         };
         let mac = known.and_then(|k| k.mac);
         let description = match (known, &mac) {
+            (
+                Some(
+                    k @ KnownSource {
+                        on_host: Some(i), ..
+                    },
+                ),
+                m,
+            ) => format!(
+                "On-host capture of {}{} on {i}, VNI {}: what its kernel sees, not a mirror",
+                k.eni,
+                m.as_ref()
+                    .map(|m| format!(" (MAC {})", format_mac(m)))
+                    .unwrap_or_default(),
+                key.vni
+            ),
             (Some(k), Some(m)) => format!(
                 "Mirror of {} (MAC {}) from {}, VNI {}",
                 k.eni,

@@ -295,15 +295,7 @@ fn discovery_provision_capture_teardown_nothing_left() {
     aws_env(&mut ts, imds_port, &state);
     let mut tshark = ts.spawn().unwrap();
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
-    wait_for(
-        Duration::from_secs(60),
-        "provisioning and listening",
-        || {
-            let l = log_text();
-            assert!(!l.contains("fatal:"), "{l}");
-            l.contains("listening on").then_some(())
-        },
-    );
+    wait_log(&log, "listening on");
     let live = in_netns(&col, {
         let eni = world.source_eni.clone();
         move || sessions_on(eni)
@@ -733,23 +725,6 @@ fn cloud_init_ready() -> bool {
     ok
 }
 
-/// Session Manager inside the lab: the tests' gateway-and-agent peer in namespace `col`
-/// (forwarding to `port` on its loopback, or to the port a session's URL names), and the
-/// emulator's StartSession answering with it.
-fn session_manager_in(col: &str, port: u16) -> common::ssm_peer::Peer {
-    use common::ssm_peer::{Faults, Peer, TOKEN};
-    let peer = in_netns(col, move || {
-        Peer::start(
-            std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-            Faults::default(),
-            Duration::from_secs(60),
-        )
-    });
-    let body = serde_json::json!({"stream_url": peer.url, "token": TOKEN}).to_string();
-    in_netns(col, move || http(EMULATOR_PORT, "POST", "/_ssm", &body));
-    peer
-}
-
 /// tshark capturing through awsvpc with `prefs` (option, value) into `out`.
 fn tshark_with(
     lab_col: &str,
@@ -1036,26 +1011,8 @@ fn host_collector_over_ssm_with_an_existing_target() {
     ];
     let mut ts = tshark_with(&col, work.path(), home.path(), imds_port, &prefs, &out);
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
-    // The agent: what Run Command was asked to run.
-    let sent: serde_json::Value = wait_for(Duration::from_secs(60), "Run Command", || {
-        assert!(!log_text().contains("fatal:"), "{}", log_text());
-        let list: serde_json::Value = serde_json::from_str(&in_netns(&col, || {
-            http(EMULATOR_PORT, "GET", "/_ssm/commands", "")
-        }))
-        .unwrap();
-        list.as_array().and_then(|a| a.first().cloned())
-    });
-    let command = sent["commands"][0].as_str().unwrap().to_string();
-    // As the agent runs it: root, the system's python3 (not this machine's pyenv under /root,
-    // which `nobody` could not read).
-    let o = run(Command::new("ip")
-        .args(["netns", "exec", &col, "sh", "-c", &command])
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"));
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let done = serde_json::json!({"id": sent["id"], "status": "Success"}).to_string();
-    in_netns(&col, move || {
-        http(EMULATOR_PORT, "POST", "/_ssm/done", &done)
-    });
+    // The agent: what Run Command was asked to run, run on the collector.
+    play_run_command(&col, &col, &log, |_| {});
     wait_for(
         Duration::from_secs(60),
         "the relay through Session Manager",

@@ -55,7 +55,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     // The AWS control plane and the mirror.
-    ("aws", &["aws", "mirror", "path_watch"]),
+    ("aws", &["aws", "mirror", "onhost", "path_watch"]),
     // Wireshark's protocol, on top: imported by nothing.
     ("extcap", &["extcap"]),
 ];

@@ -6,6 +6,7 @@ use super::client::Aws;
 use super::errors::explain;
 use super::support::eni_unsupported_reason;
 use crate::manifest::ArgValue;
+use crate::wire::ethernet::parse_mac;
 use aws_sdk_ec2::types::{Filter, Tag};
 use std::collections::HashMap;
 
@@ -93,6 +94,44 @@ impl Eni {
         eni_unsupported_reason(&self.interface_type, self.instance_type.as_deref())
     }
 
+    /// Why `eni` can be captured on its instance, or the sentence that refuses it: before
+    /// anything is created or connected.
+    pub fn on_host_refusal(&self, mirror_why: Option<&str>) -> Option<String> {
+        let e = self;
+        let cannot = mirror_why
+            .map(|w| format!("AWS cannot mirror it ({w}) and "))
+            .unwrap_or_default();
+        if !e.interface_type.is_empty() && e.interface_type != "interface" {
+            return Some(format!(
+                "{} is a {} network interface that AWS manages: {cannot}no instance of yours runs on it to capture on; capture the instances that talk to it instead.",
+                e.id,
+                e.interface_type.replace('_', " ")
+            ));
+        }
+        let Some(_) = &e.instance_id else {
+            return Some(format!(
+                "{} is attached to no instance of yours (a managed service's interface, such as RDS, or a detached one): {cannot}awsvpc has nothing to capture on; capture the instances that talk to it instead.",
+                e.id
+            ));
+        };
+        if e.mac.as_deref().and_then(parse_mac).is_none() {
+            return Some(format!(
+                "EC2 does not say {}'s MAC address, which on-host capture needs to find its device; choose another ENI.",
+                e.id
+            ));
+        }
+        None
+    }
+
+    /// What the options dialog says of an ENI: how it will be captured.
+    pub fn how_captured(&self) -> Option<String> {
+        let why = self.unsupported()?;
+        Some(match self.on_host_refusal(Some(&why)) {
+            None => format!("on-host capture (AWS cannot mirror it: {why})"),
+            Some(_) => format!("cannot be captured: {why}, and no instance of yours runs on it"),
+        })
+    }
+
     pub fn display(&self) -> String {
         let mut d = self.id.clone();
         if let Some(i) = &self.instance_id {
@@ -107,8 +146,8 @@ impl Eni {
         if let Some(t) = &self.instance_type {
             d.push_str(&format!(" · {t}"));
         }
-        if let Some(why) = self.unsupported() {
-            d.push_str(&format!(" — cannot be mirrored: {why}"));
+        if let Some(how) = self.how_captured() {
+            d.push_str(&format!(" — {how}"));
         }
         d
     }
@@ -201,7 +240,8 @@ pub async fn eni_values(aws: &Aws, vpc: Option<&str>) -> Result<Vec<ArgValue>, S
         .into_iter()
         .map(|e| {
             let mut v = value(&e.id, e.display());
-            v.enabled = e.unsupported().is_none();
+            // Offered when it can be captured somehow: mirrored, or on its own instance.
+            v.enabled = e.unsupported().is_none() || e.on_host_refusal(None).is_none();
             v
         })
         .collect())
@@ -328,4 +368,57 @@ pub async fn target_interface(aws: &Aws, id: &str) -> Result<Option<TargetInterf
             .and_then(|a| a.instance_id())
             .map(str::to_string),
     }))
+}
+
+#[cfg(test)]
+mod on_host_tests {
+    use super::*;
+
+    fn eni(kind: &str, instance: Option<&str>, ty: Option<&str>) -> Eni {
+        Eni {
+            id: "eni-1".into(),
+            interface_type: kind.into(),
+            instance_id: instance.map(str::to_string),
+            instance_type: ty.map(str::to_string),
+            mac: Some("02:00:00:00:00:01".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn managed_and_detached_interfaces_are_refused_in_one_sentence() {
+        let nat = eni("nat_gateway", None, None)
+            .on_host_refusal(Some("x"))
+            .unwrap();
+        assert!(
+            nat.starts_with("eni-1 is a nat gateway network interface that AWS manages"),
+            "{nat}"
+        );
+        let rds = eni("interface", None, None).on_host_refusal(None).unwrap();
+        assert!(rds.contains("attached to no instance of yours"), "{rds}");
+        assert!(eni("interface", Some("i-1"), Some("m7i.large"))
+            .on_host_refusal(None)
+            .is_none());
+        let mut no_mac = eni("interface", Some("i-1"), None);
+        no_mac.mac = None;
+        assert!(no_mac
+            .on_host_refusal(None)
+            .unwrap()
+            .contains("MAC address"));
+    }
+
+    #[test]
+    fn the_dialog_says_how_an_eni_is_captured() {
+        assert_eq!(
+            eni("interface", Some("i-1"), Some("m5.large")).how_captured(),
+            None
+        );
+        let m7i = eni("interface", Some("i-1"), Some("m7i.large"))
+            .how_captured()
+            .unwrap();
+        assert!(
+            m7i.starts_with("on-host capture (AWS cannot mirror it:"),
+            "{m7i}"
+        );
+    }
 }

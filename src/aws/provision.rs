@@ -472,6 +472,7 @@ pub async fn provision_checked(
             vni: *vni,
             eni: eni.id.clone(),
             mac: eni.mac.as_deref().and_then(parse_mac),
+            on_host: None,
         });
         sessions.push(id);
         hold_point("session", stop).await;

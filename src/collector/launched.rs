@@ -35,13 +35,7 @@ pub enum Access {
 
 /// The relay the collector runs for `cfg`.
 fn relay(cfg: &CaptureConfig) -> RelayOptions {
-    RelayOptions {
-        listen_addr: cfg.listen_addr,
-        listen_port: cfg.listen_port,
-        snaplen: cfg.snaplen,
-        bind_wait_s: 0,
-        on_host: None,
-    }
+    cfg.relay()
 }
 
 /// What to launch for `cfg`, and how it will be reached. Generates the SSH keys; makes no

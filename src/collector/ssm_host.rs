@@ -48,8 +48,21 @@ pub fn connect(
             iface.eni
         )
     })?;
+    start_relay(control, &instance, cfg.relay(), status, stop)
+}
+
+/// Starts the relay listener on `instance` with Run Command (once its agent is online) and
+/// connects a port session to it: a host collector's relay, or an on-host capture's.
+/// `Ok(None)`: stopped.
+pub fn start_relay(
+    control: Control,
+    instance: &str,
+    relay: RelayOptions,
+    status: &dyn Fn(&str),
+    stop: &AtomicBool,
+) -> Result<Option<SsmCollector>, String> {
     let Some(agent) = control.wait_online(
-        &instance,
+        instance,
         ONLINE_WAIT,
         Duration::from_secs(2),
         status,
@@ -58,25 +71,18 @@ pub fn connect(
     else {
         return Ok(None);
     };
-    let relay = RelayOptions {
-        listen_addr: cfg.listen_addr,
-        listen_port: cfg.listen_port,
-        snaplen: cfg.snaplen,
-        bind_wait_s: 0,
-        on_host: None,
-    };
     let port = listener_port();
     status(&format!(
         "Starting the relay listener on {instance} with Run Command (agent {agent})"
     ));
     let command = relay_listener_command(&relay, port, LISTENER_IDLE_S);
-    if !control.run_command(&instance, &command, START_WAIT, stop)? {
+    if !control.run_command(instance, &command, START_WAIT, stop)? {
         return Ok(None);
     }
     crate::log_msg!("relay listener started on {instance} (127.0.0.1:{port}) by Run Command");
     SsmCollector::connect(
         control,
-        SsmSettings::new(&instance, port),
+        SsmSettings::new(instance, port),
         relay,
         status,
         stop,

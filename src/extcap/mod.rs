@@ -11,10 +11,10 @@ pub mod fifo;
 use crate::aws_profiles;
 use crate::capture::{self, Ending, Progress};
 use crate::collector::local::UdpCollector;
+use crate::collector::DatagramSource;
 use crate::config::{self, CaptureConfig, CollectorMode};
 use crate::manifest::{render_values, sentence_safe, ArgValue, Manifest};
 use crate::pipeline::Counters;
-use crate::relay::RelayOptions;
 use crate::transport::ssh::{SshCollector, SshSettings};
 use crate::{log_debug, log_info, log_msg};
 use args::{ExtcapArgs, Step};
@@ -474,6 +474,23 @@ fn capture(
     if cfg.enis.is_empty() && (cfg.profile.is_some() || cfg.region.is_some() || cfg.vpc.is_some()) {
         log_msg!("no --eni: no AWS call is made, so --profile, --region and --vpc are not used");
     }
+    let mut cfg = cfg;
+    // ENIs AWS cannot mirror (every ENI with --capture-mode on-host) are captured on their
+    // own instances, reached before any collector or AWS resource (src/onhost.rs).
+    let Some(extra) = on_host_sources(&mut cfg, &progress, &stop)? else {
+        log_msg!("stopped while starting an on-host capture");
+        return Ok(Ending::Stopped);
+    };
+    if cfg.enis.is_empty() && !extra.is_empty() {
+        // Nothing to mirror: no collector, no mirror, nothing created in AWS.
+        let out = fifo
+            .take_writer()
+            .ok_or("Wireshark's capture pipe is not open.")?;
+        let source = crate::collector::merged::Merged::new(extra);
+        let ending = capture::run(&cfg, source, out, stop, &progress)
+            .map_err(|e| format!("Capture failed: {e}."))?;
+        return finished(ending);
+    }
     match cfg.collector {
         CollectorMode::Local => {
             progress.status(&format!(
@@ -482,10 +499,10 @@ fn capture(
             ));
             // Before any AWS work: a busy port must fail before anything is created.
             let collector = UdpCollector::bind(cfg.listen_addr, cfg.listen_port)?;
-            mirror_and_capture(cfg, collector, fifo, stop, &progress)
+            mirror_and_capture(cfg, with_extra(collector, extra), fifo, stop, &progress)
         }
         CollectorMode::Host if cfg.connect == crate::config::Connect::Ssm => {
-            host_over_ssm(cfg, fifo, stop, &progress)
+            host_over_ssm(cfg, extra, fifo, stop, &progress)
         }
         CollectorMode::Host => {
             let t = cfg
@@ -500,14 +517,9 @@ fn capture(
                 known_hosts: t.known_hosts.map(Into::into),
                 config: std::env::var_os("AWSVPC_SSH_CONFIG").map(Into::into),
                 program: std::env::var("AWSVPC_SSH").unwrap_or_default(),
+                on_host: false,
             };
-            let relay = RelayOptions {
-                listen_addr: cfg.listen_addr,
-                listen_port: cfg.listen_port,
-                snaplen: cfg.snaplen,
-                bind_wait_s: 0,
-                on_host: None,
-            };
+            let relay = cfg.relay();
             let status = |s: &str| progress.status(s);
             // The collector first: a host that cannot be reached must fail before anything
             // is created in AWS.
@@ -515,9 +527,9 @@ fn capture(
                 log_msg!("stopped while connecting to the collector");
                 return Ok(Ending::Stopped);
             };
-            mirror_and_capture(cfg, collector, fifo, stop, &progress)
+            mirror_and_capture(cfg, with_extra(collector, extra), fifo, stop, &progress)
         }
-        CollectorMode::Ephemeral => ephemeral_capture(cfg, fifo, stop, &progress),
+        CollectorMode::Ephemeral => ephemeral_capture(cfg, extra, fifo, stop, &progress),
     }
 }
 
@@ -526,6 +538,7 @@ fn capture(
 #[cfg(feature = "aws")]
 fn host_over_ssm(
     cfg: CaptureConfig,
+    extra: Vec<Box<dyn DatagramSource>>,
     fifo: &mut fifo::Fifo,
     stop: Arc<AtomicBool>,
     progress: &ToolbarProgress,
@@ -535,12 +548,13 @@ fn host_over_ssm(
         log_msg!("stopped while connecting to the collector");
         return Ok(Ending::Stopped);
     };
-    mirror_and_capture(cfg, collector, fifo, stop, progress)
+    mirror_and_capture(cfg, with_extra(collector, extra), fifo, stop, progress)
 }
 
 #[cfg(not(feature = "aws"))]
 fn host_over_ssm(
     _cfg: CaptureConfig,
+    _extra: Vec<Box<dyn DatagramSource>>,
     _fifo: &mut fifo::Fifo,
     _stop: Arc<AtomicBool>,
     _progress: &ToolbarProgress,
@@ -577,8 +591,7 @@ fn mirror_then_capture<S: crate::collector::DatagramSource>(
     progress: &ToolbarProgress,
 ) -> Result<Ending, String> {
     let m = provision_mirror(&cfg, None, stop.clone(), progress)?;
-    cfg.expected_vnis = Some(m.sources.iter().map(|s| s.vni).collect());
-    cfg.sources = m.sources.clone();
+    with_mirror_sources(&mut cfg, &m.sources);
     capture_then_teardown(&cfg, source, m.mirror, fifo, stop, progress)
 }
 
@@ -625,6 +638,7 @@ fn capture_then_teardown<S: crate::collector::DatagramSource>(
 #[cfg(feature = "aws")]
 fn ephemeral_capture(
     mut cfg: CaptureConfig,
+    extra: Vec<Box<dyn DatagramSource>>,
     fifo: &mut fifo::Fifo,
     stop: Arc<AtomicBool>,
     progress: &ToolbarProgress,
@@ -633,12 +647,12 @@ fn ephemeral_capture(
     let status = |s: &str| progress.status(s);
     let (launch, access) = launched::prepare(&cfg)?;
     let m = provision_mirror(&cfg, Some(launch), stop.clone(), progress)?;
-    cfg.expected_vnis = Some(m.sources.iter().map(|s| s.vni).collect());
-    cfg.sources = m.sources.clone();
+    with_mirror_sources(&mut cfg, &m.sources);
     let connected = launched::connect(&cfg, &m.mirror, access, &status, &stop);
     let why = match connected {
         Ok(Some(source)) => {
-            return capture_then_teardown(&cfg, source, m.mirror, fifo, stop, progress)
+            let source = with_extra(source, extra);
+            return capture_then_teardown(&cfg, source, m.mirror, fifo, stop, progress);
         }
         Ok(None) => STOPPED.to_string(),
         Err(e) => e,
@@ -653,11 +667,72 @@ fn ephemeral_capture(
 #[cfg(not(feature = "aws"))]
 fn ephemeral_capture(
     _cfg: CaptureConfig,
+    _extra: Vec<Box<dyn DatagramSource>>,
     _fifo: &mut fifo::Fifo,
     _stop: Arc<AtomicBool>,
     _progress: &ToolbarProgress,
 ) -> Result<Ending, String> {
     Err(NO_AWS.to_string())
+}
+
+/// The capture's sources become the mirror's, and the on-host ones planned before it; only
+/// their VNIs are expected.
+#[cfg(feature = "aws")]
+fn with_mirror_sources(cfg: &mut CaptureConfig, mirrored: &[crate::sources::KnownSource]) {
+    let on_host: Vec<_> = cfg
+        .sources
+        .iter()
+        .filter(|s| s.on_host.is_some())
+        .cloned()
+        .collect();
+    cfg.sources = mirrored.iter().cloned().chain(on_host).collect();
+    cfg.expected_vnis = Some(cfg.sources.iter().map(|s| s.vni).collect());
+}
+
+/// `source`, and the on-host captures' relays beside it when there are any.
+fn with_extra<S: DatagramSource + 'static>(
+    source: S,
+    extra: Vec<Box<dyn DatagramSource>>,
+) -> Box<dyn DatagramSource> {
+    if extra.is_empty() {
+        return Box::new(source);
+    }
+    let mut all: Vec<Box<dyn DatagramSource>> = vec![Box::new(source)];
+    all.extend(extra);
+    Box::new(crate::collector::merged::Merged::new(all))
+}
+
+/// Plans the capture's ENIs (`crate::onhost`) and starts the on-host ones; `cfg.enis`
+/// keeps those to mirror. `Ok(None)`: stopped.
+#[cfg(feature = "aws")]
+fn on_host_sources(
+    cfg: &mut CaptureConfig,
+    progress: &ToolbarProgress,
+    stop: &AtomicBool,
+) -> Result<Option<Vec<Box<dyn DatagramSource>>>, String> {
+    let plan = crate::onhost::plan(cfg)?;
+    if plan.on_host.is_empty() {
+        return Ok(Some(Vec::new()));
+    }
+    let status = |s: &str| progress.status(s);
+    let Some((sources, known)) = crate::onhost::start(cfg, &plan.on_host, &status, stop)? else {
+        return Ok(None);
+    };
+    cfg.enis = plan.mirror;
+    cfg.sources
+        .retain(|s| !known.iter().any(|k| k.vni == s.vni));
+    cfg.sources.extend(known);
+    cfg.expected_vnis = Some(cfg.sources.iter().map(|s| s.vni).collect());
+    Ok(Some(sources))
+}
+
+#[cfg(not(feature = "aws"))]
+fn on_host_sources(
+    _cfg: &mut CaptureConfig,
+    _progress: &ToolbarProgress,
+    _stop: &AtomicBool,
+) -> Result<Option<Vec<Box<dyn DatagramSource>>>, String> {
+    Ok(Some(Vec::new()))
 }
 
 /// The sentence of a capture stopped before it could start.

@@ -181,7 +181,7 @@ def packet_rx(s, snap, a):
         try:
             ends = [(ip_bytes(w[i]), int(w[i + 1])) for i in (0, 2)]
         except (OSError, ValueError, IndexError):
-            fail("--exclude needs \"IP PORT IP PORT\", not %r." % e)
+            continue  # no connection to leave out ("", or sshd's "UNKNOWN 65535 …")
         fixed.add(conn_key(*ends))
     state = {"skip": set(fixed), "at": 0.0}
     stats = struct.Struct("=II")  # struct tpacket_stats: packets, drops

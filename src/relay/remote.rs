@@ -17,8 +17,10 @@ pub fn remote_command(relay: &RelayOptions) -> String {
     let args = args.join(" ");
     match relay.on_host {
         None => format!("exec python3 - {args}"),
+        // python3 is looked for first (a shell builtin), so that a missing one is said as
+        // such rather than as whatever sudo makes of it.
         Some(_) => format!(
-            "S=; [ \"$(id -u)\" = 0 ] || S='sudo -n'; exec $S python3 - {args} --exclude \"$SSH_CONNECTION\""
+            "command -v python3 >/dev/null || {{ echo 'python3: not found' >&2; exit 127; }}; S=; [ \"$(id -u)\" = 0 ] || S='sudo -n'; exec $S python3 - {args} --exclude \"$SSH_CONNECTION\""
         ),
     }
 }

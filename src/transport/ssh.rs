@@ -59,6 +59,9 @@ pub struct SshSettings {
     pub config: Option<PathBuf>,
     /// The ssh program (`AWSVPC_SSH`, default the system's OpenSSH client).
     pub program: String,
+    /// The host is an instance captured on itself (`crate::onhost`), not a collector: what
+    /// the sentences call it.
+    pub on_host: bool,
 }
 
 impl SshSettings {
@@ -399,7 +402,23 @@ fn explain_failure(
             e.port
         );
     }
+    // An on-host relay needs root for its packet socket; `sudo -n` never prompts.
+    if has("sudo: a password is required") || has("sudo: a terminal is required") {
+        return format!(
+            "On-host capture needs root on {host}, and its SSH user may not run sudo without a password; log in as root (User root in ~/.ssh/config), allow that user passwordless sudo for python3, or use --on-host-connect ssm."
+        );
+    }
+    if has("sudo: not found") || has("sudo: command not found") {
+        return format!(
+            "On-host capture needs root on {host}, which has no sudo for its SSH user; log in as root (User root in ~/.ssh/config) or use --on-host-connect ssm."
+        );
+    }
     if code == Some(127) && (has("python3") || all.is_empty()) {
+        if settings.on_host {
+            return format!(
+                "The instance {host} has no python3, which on-host capture runs there; install it (sudo dnf install python3, or sudo apt install python3-minimal)."
+            );
+        }
         return no_python3(&format!("The collector {host}"));
     }
     let said = stderr

@@ -433,3 +433,56 @@ pub fn leak_matrix_modes(
         ),
     ]
 }
+
+/// Session Manager inside the lab: the tests' gateway-and-agent peer in namespace `col`
+/// (forwarding to `port` on its loopback, or to the port a session's URL names), and the
+/// emulator's StartSession answering with it.
+#[allow(dead_code)] // not every test binary uses Session Manager
+pub fn session_manager_in(col: &str, port: u16) -> super::ssm_peer::Peer {
+    use super::ssm_peer::{Faults, Peer, TOKEN};
+    let peer = in_netns(col, move || {
+        Peer::start(
+            std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            Faults::default(),
+            Duration::from_secs(60),
+        )
+    });
+    let body = serde_json::json!({"stream_url": peer.url, "token": TOKEN}).to_string();
+    in_netns(col, move || http(EMULATOR_PORT, "POST", "/_ssm", &body));
+    peer
+}
+
+/// Plays the SSM agent for Run Command: waits for the command awsvpc sent (its JSON:
+/// id, instances, commands), lets `before` see it, runs it as the agent would (root, the
+/// system's python3, not this machine's pyenv under /root) in namespace `run_in`, and
+/// reports it done.
+#[allow(dead_code)]
+pub fn play_run_command(
+    col: &str,
+    run_in: &str,
+    log: &Path,
+    before: impl FnOnce(&str),
+) -> serde_json::Value {
+    let log_text = || std::fs::read_to_string(log).unwrap_or_default();
+    let col2 = col.to_string();
+    let sent: serde_json::Value = wait_for(Duration::from_secs(60), "Run Command", || {
+        assert!(!log_text().contains("fatal:"), "{}", log_text());
+        let c = col2.clone();
+        let list: serde_json::Value = serde_json::from_str(&in_netns(&c, || {
+            http(EMULATOR_PORT, "GET", "/_ssm/commands", "")
+        }))
+        .unwrap();
+        list.as_array().and_then(|a| a.first().cloned())
+    });
+    let command = sent["commands"][0].as_str().unwrap().to_string();
+    before(&command);
+    let o = run(Command::new("ip")
+        .args(["netns", "exec", run_in, "sh", "-c", &command])
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let done = serde_json::json!({"id": sent["id"], "status": "Success"}).to_string();
+    in_netns(col, move || {
+        http(EMULATOR_PORT, "POST", "/_ssm/done", &done)
+    });
+    sent
+}

@@ -259,6 +259,16 @@ pub fn spawn_logged(mut cmd: Command, err: &Path) -> std::process::Child {
 }
 
 /// Waits until the file at `path` contains `needle`.
+/// Waits (60 s at most) for awsvpc's log to say `needle`; a fatal line fails at once.
+#[allow(dead_code)]
+pub fn wait_log(log: &Path, needle: &str) {
+    wait_for(Duration::from_secs(60), needle, || {
+        let l = std::fs::read_to_string(log).unwrap_or_default();
+        assert!(!l.contains("fatal:"), "{l}");
+        l.contains(needle).then_some(())
+    })
+}
+
 pub fn wait_text(path: &Path, needle: &str) {
     wait_for(Duration::from_secs(30), needle, || {
         std::fs::read_to_string(path)

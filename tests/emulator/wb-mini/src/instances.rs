@@ -316,6 +316,33 @@ impl Instances {
             .collect()
     }
 
+    /// DescribeNetworkInterfaces with the MAC of each primary ENI this server made (as AWS
+    /// lists it; winterbaume's interfaces have none).
+    pub fn with_macs(&self, answer: MockResponse) -> MockResponse {
+        if answer.status != 200 {
+            return answer;
+        }
+        let macs: HashMap<String, String> = self
+            .enis
+            .lock()
+            .unwrap()
+            .values()
+            .map(|e| (e.id.clone(), e.mac.clone()))
+            .collect();
+        if macs.is_empty() {
+            return answer;
+        }
+        let text = String::from_utf8_lossy(&answer.body).to_string();
+        let ids = Regex::new(r"<networkInterfaceId>(eni-[0-9a-f]+)</networkInterfaceId>").unwrap();
+        let out = ids.replace_all(&text, |c: &regex::Captures| match macs.get(&c[1]) {
+            Some(m) => format!("{}<macAddress>{m}</macAddress>", &c[0]),
+            None => c[0].to_string(),
+        });
+        let mut r = answer;
+        r.body = out.into_owned().into();
+        r
+    }
+
     /// RunInstances or DescribeInstances with each known instance's primary ENI listed.
     pub fn with_interfaces(&self, answer: MockResponse) -> MockResponse {
         if answer.status != 200 {

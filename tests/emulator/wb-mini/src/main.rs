@@ -404,7 +404,9 @@ async fn ec2_call(router: &Router, ec2: &dyn MockService, req: MockRequest) -> M
             router.groups.modified(&p, &r);
             r
         }
-        Some("DescribeNetworkInterfaces") => router.groups.with_groups(ec2.handle(req).await),
+        Some("DescribeNetworkInterfaces") => {
+            known.with_macs(router.groups.with_groups(ec2.handle(req).await))
+        }
         Some("CreateRoute") => ec2.handle(routes::create_route(req, &p)).await,
         Some("DescribeRouteTables") => routes::describe(ec2.handle(req).await),
         Some("DescribeInstances") => known.with_interfaces(ec2.handle(req).await),
