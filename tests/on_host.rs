@@ -427,8 +427,16 @@ fn an_on_host_capture_over_session_manager_equals_tcpdump() {
     // The gateway-and-agent peer dials the port each session's URL names.
     let peer = session_manager_in(&col, 9);
     let home = installed_home();
-    let (mut ts, log, out) =
-        tshark_over(&s, home.path(), &[("--eni", &s.instance.eni)], None, "ssm");
+    // Whole frames (the default over Session Manager is 128 bytes), so that every byte and
+    // direction flag can be compared.
+    let (mut ts, log, out) = tshark_over(
+        &s,
+        home.path(),
+        &[("--eni", &s.instance.eni), ("--snaplen", "0")],
+        None,
+        "ssm",
+    );
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
     // The agent, on the instance; its peer reaches the listener's port there.
     let sent = play_run_command(&col, &src, &log, |command| {
         let port: u16 = command
@@ -454,7 +462,6 @@ fn an_on_host_capture_over_session_manager_equals_tcpdump() {
         uid.split_whitespace().skip(1).all(|u| u == "65534"),
         "{uid}"
     );
-    // Headers only over Session Manager (128 bytes), as for a remote collector.
     traffic_matches_direct(
         &s.lab.tb,
         s.lab.work.path(),
@@ -462,7 +469,11 @@ fn an_on_host_capture_over_session_manager_equals_tcpdump() {
         &log,
         &out,
         &s.instance.eni,
-        Oracle::Truncated(awsvpc::transport::ssm::DEFAULT_SNAPLEN as usize),
+        Oracle::FramesAndDirection,
+    );
+    assert!(
+        log_text().contains("stream compressed"),
+        "zlib, as for a remote collector"
     );
     assert!(peer.report.lock().unwrap().problems.is_empty());
     assert!(

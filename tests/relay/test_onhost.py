@@ -176,5 +176,29 @@ class OnHostTest(unittest.TestCase):
                       b" 02:00:00:00:00:99", out)
 
 
+class FrameParserTest(unittest.TestCase):
+    """onhost.py's frame_conn reads frames off the wire: it must never raise."""
+
+    def test_never_raises_on_any_frame(self):
+        import random
+        ns = {}
+        with open(ONHOST) as f:
+            exec(compile(f.read(), ONHOST, "exec"), ns)
+        frame_conn = ns["frame_conn"]
+        rng = random.Random(15)
+        seeds = [bytes(14), b"\0" * 12 + b"\x08\x00" + bytes([0x45]) + bytes(40),
+                 b"\0" * 12 + b"\x86\xdd" + bytes(60),
+                 b"\0" * 12 + b"\x81\x00\0\0\x08\x00" + bytes(44)]
+        n = int(os.environ.get("ONHOST_FUZZ_RUNS", "200000"))
+        for _ in range(n):
+            f = bytearray(rng.choice(seeds))
+            for _ in range(rng.randrange(4)):
+                if f and rng.random() < 0.7:
+                    f[rng.randrange(len(f))] = rng.randrange(256)
+                else:
+                    del f[rng.randrange(len(f) + 1):]
+            frame_conn(bytes(f))
+
+
 if __name__ == "__main__":
     unittest.main()
