@@ -73,6 +73,7 @@ impl<'a> Watch<'a> {
         let (req_tx, req_rx) = channel::<Request>();
         let (res_tx, res_rx) = channel::<Report>();
         let work = Worker {
+            rt: mirror.runtime().clone(),
             sources: mirror
                 .sources
                 .iter()
@@ -169,8 +170,11 @@ impl Progress for Watch<'_> {
     }
 }
 
-/// The diagnosis thread: its own runtime and AWS client, made on the first use.
+/// The diagnosis thread: its AWS client made on the first use, on the capture's runtime.
 struct Worker {
+    /// Shared with the mirror; held until this thread ends, so a call it is finishing
+    /// when the capture ends still has its runtime.
+    rt: std::sync::Arc<tokio::runtime::Runtime>,
     /// (source ENI, VNI).
     sources: Vec<(String, u32)>,
     started: SystemTime,
@@ -197,10 +201,7 @@ struct Known {
 
 impl Worker {
     fn run(self, requests: Receiver<Request>, results: Sender<Report>) {
-        let Ok(rt) = client::runtime() else {
-            log_msg!("could not start the mirror path diagnosis runtime");
-            return;
-        };
+        let rt = &self.rt;
         let mut k = Known::default();
         let mut polled = Instant::now();
         loop {

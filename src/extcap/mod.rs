@@ -9,13 +9,10 @@ pub mod control;
 pub mod fifo;
 
 use crate::aws_profiles;
-use crate::capture::{self, Ending, Progress};
-use crate::collector::local::UdpCollector;
-use crate::config::{self, CaptureConfig, CollectorMode};
+use crate::capture::{Ending, Progress};
+use crate::config::{self, CaptureConfig};
 use crate::manifest::{render_values, sentence_safe, ArgValue, Manifest};
 use crate::pipeline::Counters;
-use crate::relay::RelayOptions;
-use crate::transport::ssh::{SshCollector, SshSettings};
 use crate::{log_debug, log_info, log_msg};
 use args::{ExtcapArgs, Step};
 use control::{Command, ControlSender, Incoming};
@@ -224,7 +221,12 @@ fn reload(m: &Manifest, args: &ExtcapArgs, option: &str) -> String {
         "region" | "vpc" | "eni" | "launch-template" | "target-id"
     );
     let result = if aws_list {
-        aws_reload(args, option)
+        crate::plan::aws_list(
+            args.get("profile"),
+            args.get("region"),
+            args.get("vpc"),
+            option,
+        )
     } else if let Some(from) = &arg.values_from {
         Ok(dynamic_values(from))
     } else {
@@ -250,27 +252,6 @@ fn unavailable(why: &str) -> ArgValue {
         default: true,
         enabled: false,
     }
-}
-
-#[cfg(not(feature = "aws"))]
-fn aws_reload(_args: &ExtcapArgs, _option: &str) -> Result<Vec<ArgValue>, String> {
-    Err(NO_AWS.to_string())
-}
-
-#[cfg(feature = "aws")]
-fn aws_reload(args: &ExtcapArgs, option: &str) -> Result<Vec<ArgValue>, String> {
-    use crate::aws::{client, discovery};
-    let rt = client::runtime()?;
-    rt.block_on(async {
-        let aws = client::connect(args.get("profile"), args.get("region")).await?;
-        match option {
-            "region" => discovery::regions(&aws).await,
-            "vpc" => discovery::vpcs(&aws).await,
-            "eni" => discovery::eni_values(&aws, args.get("vpc")).await,
-            "launch-template" => discovery::launch_templates(&aws).await,
-            _ => discovery::targets(&aws).await,
-        }
-    })
 }
 
 /// A sentence on one line, with any value it quotes cut to 120 characters: an argument of
@@ -461,244 +442,8 @@ fn capture(
         last_packets: std::sync::Mutex::new((0, std::time::Instant::now())),
     };
     let cfg = CaptureConfig::from_args(args, m)?;
-    if let Some(f) = &cfg.filter {
-        crate::filter::CaptureFilter::compile(f)
-            .map_err(|e| format!("Invalid capture filter {f:?}: {e}."))?;
-    }
-    // Local files before any network call (a collector's SSH, AWS, the public address): a
-    // wrong profile is named first, at once, even offline.
-    #[cfg(feature = "aws")]
-    if cfg.uses_aws() {
-        crate::aws::client::check_profile(cfg.profile.as_deref())?;
-    }
-    if cfg.enis.is_empty() && (cfg.profile.is_some() || cfg.region.is_some() || cfg.vpc.is_some()) {
-        log_msg!("no --eni: no AWS call is made, so --profile, --region and --vpc are not used");
-    }
-    match cfg.collector {
-        CollectorMode::Local => {
-            progress.status(&format!(
-                "Opening UDP {}:{}",
-                cfg.listen_addr, cfg.listen_port
-            ));
-            // Before any AWS work: a busy port must fail before anything is created.
-            let collector = UdpCollector::bind(cfg.listen_addr, cfg.listen_port)?;
-            mirror_and_capture(cfg, collector, fifo, stop, &progress)
-        }
-        CollectorMode::Host if cfg.connect == crate::config::Connect::Ssm => {
-            host_over_ssm(cfg, fifo, stop, &progress)
-        }
-        CollectorMode::Host => {
-            let t = cfg
-                .ssh
-                .clone()
-                .ok_or("--collector host needs --ssh-host.")?;
-            let settings = SshSettings {
-                host: t.host,
-                port: t.port,
-                user: t.user,
-                key: t.key.map(Into::into),
-                known_hosts: t.known_hosts.map(Into::into),
-                config: std::env::var_os("AWSVPC_SSH_CONFIG").map(Into::into),
-                program: std::env::var("AWSVPC_SSH").unwrap_or_default(),
-            };
-            let relay = RelayOptions {
-                listen_addr: cfg.listen_addr,
-                listen_port: cfg.listen_port,
-                snaplen: cfg.snaplen,
-                bind_wait_s: 0,
-            };
-            let status = |s: &str| progress.status(s);
-            // The collector first: a host that cannot be reached must fail before anything
-            // is created in AWS.
-            let Some(collector) = SshCollector::connect(settings, relay, &status, &stop)? else {
-                log_msg!("stopped while connecting to the collector");
-                return Ok(Ending::Stopped);
-            };
-            mirror_and_capture(cfg, collector, fifo, stop, &progress)
-        }
-        CollectorMode::Ephemeral => ephemeral_capture(cfg, fifo, stop, &progress),
-    }
+    crate::plan::run(cfg, fifo, stop, &progress)
 }
-
-/// `--collector host --connect ssm`: the relay of the instance behind `--target-id`, started
-/// through its SSM agent, before anything is created in AWS.
-#[cfg(feature = "aws")]
-fn host_over_ssm(
-    cfg: CaptureConfig,
-    fifo: &mut fifo::Fifo,
-    stop: Arc<AtomicBool>,
-    progress: &ToolbarProgress,
-) -> Result<Ending, String> {
-    let status = |s: &str| progress.status(s);
-    let Some(collector) = crate::collector::ssm_host::connect(&cfg, &status, &stop)? else {
-        log_msg!("stopped while connecting to the collector");
-        return Ok(Ending::Stopped);
-    };
-    mirror_and_capture(cfg, collector, fifo, stop, progress)
-}
-
-#[cfg(not(feature = "aws"))]
-fn host_over_ssm(
-    _cfg: CaptureConfig,
-    _fifo: &mut fifo::Fifo,
-    _stop: Arc<AtomicBool>,
-    _progress: &ToolbarProgress,
-) -> Result<Ending, String> {
-    Err(NO_AWS.to_string())
-}
-
-/// Provisions the mirror when ENIs are chosen, captures from `source` with the sources the
-/// mirror maps, and tears the mirror down on every way out, before reporting anything.
-fn mirror_and_capture<S: crate::collector::DatagramSource>(
-    cfg: CaptureConfig,
-    source: S,
-    fifo: &mut fifo::Fifo,
-    stop: Arc<AtomicBool>,
-    progress: &ToolbarProgress,
-) -> Result<Ending, String> {
-    if cfg.enis.is_empty() {
-        let out = fifo
-            .take_writer()
-            .ok_or("Wireshark's capture pipe is not open.")?;
-        let ending = capture::run(&cfg, source, out, stop, progress)
-            .map_err(|e| format!("Capture failed: {e}."))?;
-        return finished(ending);
-    }
-    mirror_then_capture(cfg, source, fifo, stop, progress)
-}
-
-#[cfg(feature = "aws")]
-fn mirror_then_capture<S: crate::collector::DatagramSource>(
-    mut cfg: CaptureConfig,
-    source: S,
-    fifo: &mut fifo::Fifo,
-    stop: Arc<AtomicBool>,
-    progress: &ToolbarProgress,
-) -> Result<Ending, String> {
-    let m = provision_mirror(&cfg, None, stop.clone(), progress)?;
-    cfg.expected_vnis = Some(m.sources.iter().map(|s| s.vni).collect());
-    cfg.sources = m.sources.clone();
-    capture_then_teardown(&cfg, source, m.mirror, fifo, stop, progress)
-}
-
-#[cfg(not(feature = "aws"))]
-fn mirror_then_capture<S: crate::collector::DatagramSource>(
-    _cfg: CaptureConfig,
-    _source: S,
-    _fifo: &mut fifo::Fifo,
-    _stop: Arc<AtomicBool>,
-    _progress: &ToolbarProgress,
-) -> Result<Ending, String> {
-    Err(NO_AWS.to_string())
-}
-
-/// Captures from `source` with the sources `mirror` maps, then tears the mirror down.
-#[cfg(feature = "aws")]
-fn capture_then_teardown<S: crate::collector::DatagramSource>(
-    cfg: &CaptureConfig,
-    source: S,
-    mirror: crate::mirror::Mirror,
-    fifo: &mut fifo::Fifo,
-    stop: Arc<AtomicBool>,
-    progress: &ToolbarProgress,
-) -> Result<Ending, String> {
-    // A source that delivers nothing gets its mirror path checked (src/diagnose).
-    let watch = crate::path_watch::Watch::new(cfg, &mirror, progress);
-    let captured = match fifo.take_writer() {
-        Some(out) => capture::run(cfg, source, out, stop, &watch)
-            .map_err(|e| format!("Capture failed: {e}.")),
-        None => Err("Wireshark's capture pipe is not open.".into()),
-    };
-    progress.status("Removing the mirror sessions, filter, target and the collector instance");
-    let removed = mirror.teardown();
-    let ending = captured?;
-    removed?;
-    finished(ending)
-}
-
-/// `--collector ephemeral`: launches a collector with the capture's user data, mirrors the
-/// ENIs to it, connects (bounded by its boot), captures, and removes everything; a failure
-/// to connect is reported after teardown.
-#[cfg(feature = "aws")]
-fn ephemeral_capture(
-    mut cfg: CaptureConfig,
-    fifo: &mut fifo::Fifo,
-    stop: Arc<AtomicBool>,
-    progress: &ToolbarProgress,
-) -> Result<Ending, String> {
-    use crate::collector::launched;
-    let status = |s: &str| progress.status(s);
-    let (launch, access) = launched::prepare(&cfg)?;
-    let m = provision_mirror(&cfg, Some(launch), stop.clone(), progress)?;
-    cfg.expected_vnis = Some(m.sources.iter().map(|s| s.vni).collect());
-    cfg.sources = m.sources.clone();
-    let connected = launched::connect(&cfg, &m.mirror, access, &status, &stop);
-    let why = match connected {
-        Ok(Some(source)) => {
-            return capture_then_teardown(&cfg, source, m.mirror, fifo, stop, progress)
-        }
-        Ok(None) => STOPPED.to_string(),
-        Err(e) => e,
-    };
-    progress.status("Removing what was created for the capture");
-    match m.mirror.teardown() {
-        Ok(()) => Err(why),
-        Err(left) => Err(format!("{}. {left}", why.trim_end_matches('.'))),
-    }
-}
-
-#[cfg(not(feature = "aws"))]
-fn ephemeral_capture(
-    _cfg: CaptureConfig,
-    _fifo: &mut fifo::Fifo,
-    _stop: Arc<AtomicBool>,
-    _progress: &ToolbarProgress,
-) -> Result<Ending, String> {
-    Err(NO_AWS.to_string())
-}
-
-/// The sentence of a capture stopped before it could start.
-#[cfg(feature = "aws")]
-const STOPPED: &str =
-    "The capture was stopped during provisioning; everything created so far was removed.";
-
-/// A source that failed mid-capture ends the capture with its sentence, after teardown.
-fn finished(ending: Ending) -> Result<Ending, String> {
-    match ending {
-        Ending::SourceFailed(why) => Err(why),
-        e => Ok(e),
-    }
-}
-
-/// A capture's mirror in AWS: what to expect on the wire, and how to remove it.
-#[cfg(feature = "aws")]
-struct ProvisionedMirror {
-    sources: Vec<crate::sources::KnownSource>,
-    mirror: crate::mirror::Mirror,
-}
-
-#[cfg(feature = "aws")]
-fn provision_mirror(
-    cfg: &CaptureConfig,
-    launch: Option<crate::aws::launch::LaunchRequest>,
-    stop: Arc<AtomicBool>,
-    progress: &ToolbarProgress,
-) -> Result<ProvisionedMirror, String> {
-    let mirror = crate::mirror::Mirror::start(cfg, launch, stop, &|s| progress.status(s))?;
-    progress.status(&format!(
-        "Mirroring {} ENI(s) to the collector (run {}, about ${:.3}/hour while capturing); waiting for packets",
-        mirror.sessions.len(),
-        mirror.run_id(),
-        mirror.cost_per_hour()
-    ));
-    Ok(ProvisionedMirror {
-        sources: mirror.sources.clone(),
-        mirror,
-    })
-}
-
-#[cfg(not(feature = "aws"))]
-const NO_AWS: &str = "This awsvpc was built without AWS support (cargo feature \"aws\"); clear --eni to capture with the local collector, or install a full build.";
 
 /// The control pipes, when Wireshark passed them.
 enum ControlPipes {

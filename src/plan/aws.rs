@@ -1,0 +1,150 @@
+//! The capture plans that need AWS: a mirror to a connected collector, a host collector
+//! over Session Manager, a collector launched for the capture. Each runs on one tokio
+//! runtime made for the capture ([`client::capture_runtime`]), shared by the mirror, the
+//! collector's Session Manager, the path diagnosis and the expiry refresher.
+
+use super::{finished, launched, ssm_host, Run};
+use crate::aws::client;
+use crate::capture::{self, Ending, Pipe};
+use crate::config::CaptureConfig;
+use crate::log_msg;
+use crate::manifest::ArgValue;
+use crate::mirror::Mirror;
+use crate::source::DatagramSource;
+use std::sync::Arc;
+use tokio::runtime::Runtime;
+
+/// The sentence of a capture stopped before it could start.
+const STOPPED: &str =
+    "The capture was stopped during provisioning; everything created so far was removed.";
+
+/// `--collector host --connect ssm`: the relay of the instance behind `--target-id`, started
+/// through its SSM agent, before anything is created in AWS.
+pub(super) fn host_over_ssm<P: Pipe>(
+    cfg: CaptureConfig,
+    run: &mut Run<P>,
+) -> Result<Ending, String> {
+    let rt = client::capture_runtime()?;
+    let status = |s: &str| run.progress.status(s);
+    let Some(collector) = ssm_host::connect(&cfg, &rt, &status, &run.stop)? else {
+        log_msg!("stopped while connecting to the collector");
+        return Ok(Ending::Stopped);
+    };
+    if cfg.enis.is_empty() {
+        return super::capture_only(&cfg, collector, run);
+    }
+    mirror_on(rt, cfg, collector, run)
+}
+
+/// Provisions the mirror of `cfg`'s ENIs to `source`, a collector already connected, then
+/// captures and tears down.
+pub(super) fn mirror_then_capture<S: DatagramSource, P: Pipe>(
+    cfg: CaptureConfig,
+    source: S,
+    run: &mut Run<P>,
+) -> Result<Ending, String> {
+    mirror_on(client::capture_runtime()?, cfg, source, run)
+}
+
+fn mirror_on<S: DatagramSource, P: Pipe>(
+    rt: Arc<Runtime>,
+    mut cfg: CaptureConfig,
+    source: S,
+    run: &mut Run<P>,
+) -> Result<Ending, String> {
+    let mirror = provision_mirror(rt, &cfg, None, run)?;
+    expect_sources(&mut cfg, &mirror);
+    capture_then_teardown(&cfg, source, mirror, run)
+}
+
+/// What the capture expects on the wire: the sources the mirror maps.
+fn expect_sources(cfg: &mut CaptureConfig, mirror: &Mirror) {
+    cfg.expected_vnis = Some(mirror.sources.iter().map(|s| s.vni).collect());
+    cfg.sources = mirror.sources.clone();
+}
+
+/// Captures from `source` with the sources `mirror` maps, then tears the mirror down.
+fn capture_then_teardown<S: DatagramSource, P: Pipe>(
+    cfg: &CaptureConfig,
+    source: S,
+    mirror: Mirror,
+    run: &mut Run<P>,
+) -> Result<Ending, String> {
+    // A source that delivers nothing gets its mirror path checked (src/diagnose).
+    let watch = crate::path_watch::Watch::new(cfg, &mirror, run.progress);
+    let captured = match run.pipe.take_writer() {
+        Some(out) => capture::run(cfg, source, out, run.stop.clone(), &watch)
+            .map_err(|e| format!("Capture failed: {e}.")),
+        None => Err("Wireshark's capture pipe is not open.".into()),
+    };
+    run.progress
+        .status("Removing the mirror sessions, filter, target and the collector instance");
+    let removed = mirror.teardown();
+    let ending = captured?;
+    removed?;
+    finished(ending)
+}
+
+/// `--collector ephemeral`: launches a collector with the capture's user data, mirrors the
+/// ENIs to it, connects (bounded by its boot), captures, and removes everything; a failure
+/// to connect is reported after teardown.
+pub(super) fn ephemeral_capture<P: Pipe>(
+    mut cfg: CaptureConfig,
+    run: &mut Run<P>,
+) -> Result<Ending, String> {
+    let rt = client::capture_runtime()?;
+    let (launch, access) = launched::prepare(&cfg)?;
+    let mirror = provision_mirror(rt, &cfg, Some(launch), run)?;
+    expect_sources(&mut cfg, &mirror);
+    let status = |s: &str| run.progress.status(s);
+    let connected = launched::connect(&cfg, &mirror, access, &status, &run.stop);
+    let why = match connected {
+        Ok(Some(source)) => return capture_then_teardown(&cfg, source, mirror, run),
+        Ok(None) => STOPPED.to_string(),
+        Err(e) => e,
+    };
+    run.progress
+        .status("Removing what was created for the capture");
+    match mirror.teardown() {
+        Ok(()) => Err(why),
+        Err(left) => Err(format!("{}. {left}", why.trim_end_matches('.'))),
+    }
+}
+
+fn provision_mirror<P>(
+    rt: Arc<Runtime>,
+    cfg: &CaptureConfig,
+    launch: Option<crate::aws::launch::LaunchRequest>,
+    run: &Run<P>,
+) -> Result<Mirror, String> {
+    let progress = run.progress;
+    let mirror = Mirror::start(rt, cfg, launch, run.stop.clone(), &|s| progress.status(s))?;
+    progress.status(&format!(
+        "Mirroring {} ENI(s) to the collector (run {}, about ${:.3}/hour while capturing); waiting for packets",
+        mirror.sessions.len(),
+        mirror.run_id(),
+        mirror.cost_per_hour()
+    ));
+    Ok(mirror)
+}
+
+/// An AWS list for the options dialog (a query call, not a capture: its own runtime).
+pub(super) fn list(
+    profile: Option<&str>,
+    region: Option<&str>,
+    vpc: Option<&str>,
+    option: &str,
+) -> Result<Vec<ArgValue>, String> {
+    use crate::aws::discovery;
+    let rt = client::runtime()?;
+    rt.block_on(async {
+        let aws = client::connect(profile, region).await?;
+        match option {
+            "region" => discovery::regions(&aws).await,
+            "vpc" => discovery::vpcs(&aws).await,
+            "eni" => discovery::eni_values(&aws, vpc).await,
+            "launch-template" => discovery::launch_templates(&aws).await,
+            _ => discovery::targets(&aws).await,
+        }
+    })
+}

@@ -1,0 +1,217 @@
+//! The capture plan: which collector a capture reads, whether a mirror is provisioned for
+//! it, and the order of connecting, provisioning, capturing and teardown (a collector that
+//! cannot be reached fails before anything is created in AWS; the mirror is torn down on
+//! every way out, before anything is reported). The extcap layer above opens Wireshark's
+//! pipes and hands over the checked configuration.
+//!
+//! This module is also the one seam of the `aws` feature: everything the extcap layer and
+//! `main` ask of AWS goes through the functions below, and only here does a build without
+//! AWS answer differently (with [`NO_AWS`]).
+
+#[cfg(feature = "aws")]
+mod aws;
+#[cfg(feature = "aws")]
+pub mod launched;
+#[cfg(feature = "aws")]
+pub mod ssm_host;
+
+use crate::capture::{self, Ending, Pipe, Progress};
+use crate::collector::local::UdpCollector;
+use crate::config::{CaptureConfig, CollectorMode, Connect};
+use crate::log_msg;
+use crate::manifest::ArgValue;
+use crate::relay::RelayOptions;
+use crate::source::DatagramSource;
+use crate::transport::ssh::{SshCollector, SshSettings};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// Runs the capture `cfg` describes into `pipe` until `stop`, the reader's leaving, or a
+/// source failure; `Err` is the one sentence for the user.
+pub fn run<P: Pipe>(
+    cfg: CaptureConfig,
+    pipe: &mut P,
+    stop: Arc<AtomicBool>,
+    progress: &(dyn Progress + Sync),
+) -> Result<Ending, String> {
+    let mut run = Run {
+        pipe,
+        stop,
+        progress,
+    };
+    if let Some(f) = &cfg.filter {
+        crate::filter::CaptureFilter::compile(f)
+            .map_err(|e| format!("Invalid capture filter {f:?}: {e}."))?;
+    }
+    // Local files before any network call (a collector's SSH, AWS, the public address): a
+    // wrong profile is named first, at once, even offline.
+    if cfg.uses_aws() {
+        check_profile(&cfg)?;
+    }
+    if cfg.enis.is_empty() && (cfg.profile.is_some() || cfg.region.is_some() || cfg.vpc.is_some()) {
+        log_msg!("no --eni: no AWS call is made, so --profile, --region and --vpc are not used");
+    }
+    match cfg.collector {
+        CollectorMode::Local => {
+            progress.status(&format!(
+                "Opening UDP {}:{}",
+                cfg.listen_addr, cfg.listen_port
+            ));
+            // Before any AWS work: a busy port must fail before anything is created.
+            let collector = UdpCollector::bind(cfg.listen_addr, cfg.listen_port)?;
+            mirror_and_capture(cfg, collector, &mut run)
+        }
+        CollectorMode::Host if cfg.connect == Connect::Ssm => {
+            with_aws::<UdpCollector, P>(AwsPlan::HostOverSsm, cfg, &mut run)
+        }
+        CollectorMode::Host => {
+            let t = cfg
+                .ssh
+                .clone()
+                .ok_or("--collector host needs --ssh-host.")?;
+            let settings = SshSettings {
+                host: t.host,
+                port: t.port,
+                user: t.user,
+                key: t.key.map(Into::into),
+                known_hosts: t.known_hosts.map(Into::into),
+                config: std::env::var_os("AWSVPC_SSH_CONFIG").map(Into::into),
+                program: std::env::var("AWSVPC_SSH").unwrap_or_default(),
+            };
+            let status = |s: &str| progress.status(s);
+            // The collector first: a host that cannot be reached must fail before anything
+            // is created in AWS.
+            let Some(collector) = SshCollector::connect(settings, relay(&cfg), &status, &run.stop)?
+            else {
+                log_msg!("stopped while connecting to the collector");
+                return Ok(Ending::Stopped);
+            };
+            mirror_and_capture(cfg, collector, &mut run)
+        }
+        CollectorMode::Ephemeral => with_aws::<UdpCollector, P>(AwsPlan::Ephemeral, cfg, &mut run),
+    }
+}
+
+/// What every plan is given: Wireshark's capture pipe, the stop flag, the progress reports.
+struct Run<'a, P> {
+    pipe: &'a mut P,
+    stop: Arc<AtomicBool>,
+    progress: &'a (dyn Progress + Sync),
+}
+
+/// The relay a remote collector runs for `cfg`.
+fn relay(cfg: &CaptureConfig) -> RelayOptions {
+    RelayOptions {
+        listen_addr: cfg.listen_addr,
+        listen_port: cfg.listen_port,
+        snaplen: cfg.snaplen,
+        bind_wait_s: 0,
+    }
+}
+
+/// Provisions the mirror when ENIs are chosen, captures from `source` with the sources the
+/// mirror maps, and tears the mirror down on every way out, before reporting anything.
+fn mirror_and_capture<S: DatagramSource, P: Pipe>(
+    cfg: CaptureConfig,
+    source: S,
+    run: &mut Run<P>,
+) -> Result<Ending, String> {
+    if cfg.enis.is_empty() {
+        return capture_only(&cfg, source, run);
+    }
+    with_aws(AwsPlan::MirrorTo(source), cfg, run)
+}
+
+/// Captures from `source` without a mirror of awsvpc's.
+fn capture_only<S: DatagramSource, P: Pipe>(
+    cfg: &CaptureConfig,
+    source: S,
+    run: &mut Run<P>,
+) -> Result<Ending, String> {
+    let out = run
+        .pipe
+        .take_writer()
+        .ok_or("Wireshark's capture pipe is not open.")?;
+    let ending = capture::run(cfg, source, out, run.stop.clone(), run.progress)
+        .map_err(|e| format!("Capture failed: {e}."))?;
+    finished(ending)
+}
+
+/// A source that failed mid-capture ends the capture with its sentence, after teardown.
+fn finished(ending: Ending) -> Result<Ending, String> {
+    match ending {
+        Ending::SourceFailed(why) => Err(why),
+        e => Ok(e),
+    }
+}
+
+/// What a capture needs AWS for.
+enum AwsPlan<S> {
+    /// `--collector host --connect ssm`: the relay of the instance behind `--target-id`.
+    HostOverSsm,
+    /// A mirror of the chosen ENIs to a collector already connected.
+    MirrorTo(S),
+    /// `--collector ephemeral`: a collector launched for the capture.
+    Ephemeral,
+}
+
+/// The sentence of a build without the `aws` feature, for anything that needs AWS.
+pub const NO_AWS: &str = "This awsvpc was built without AWS support (cargo feature \"aws\"); clear --eni to capture with the local collector, or install a full build.";
+
+#[cfg(feature = "aws")]
+fn with_aws<S: DatagramSource, P: Pipe>(
+    plan: AwsPlan<S>,
+    cfg: CaptureConfig,
+    run: &mut Run<P>,
+) -> Result<Ending, String> {
+    match plan {
+        AwsPlan::HostOverSsm => aws::host_over_ssm(cfg, run),
+        AwsPlan::MirrorTo(source) => aws::mirror_then_capture(cfg, source, run),
+        AwsPlan::Ephemeral => aws::ephemeral_capture(cfg, run),
+    }
+}
+
+#[cfg(not(feature = "aws"))]
+fn with_aws<S: DatagramSource, P: Pipe>(
+    _: AwsPlan<S>,
+    _: CaptureConfig,
+    _: &mut Run<P>,
+) -> Result<Ending, String> {
+    Err(NO_AWS.to_string())
+}
+
+/// The profile is one of this machine's (local files only); a build without AWS makes no
+/// AWS call, so has no profile to check.
+fn check_profile(cfg: &CaptureConfig) -> Result<(), String> {
+    #[cfg(feature = "aws")]
+    crate::aws::client::check_profile(cfg.profile.as_deref())?;
+    let _ = cfg;
+    Ok(())
+}
+
+/// The values of an AWS list in the options dialog (`option`: region, vpc, eni,
+/// launch-template, target-id), for a reload.
+pub fn aws_list(
+    profile: Option<&str>,
+    region: Option<&str>,
+    vpc: Option<&str>,
+    option: &str,
+) -> Result<Vec<ArgValue>, String> {
+    #[cfg(feature = "aws")]
+    return aws::list(profile, region, vpc, option);
+    #[cfg(not(feature = "aws"))]
+    {
+        let _ = (profile, region, vpc, option);
+        Err(NO_AWS.to_string())
+    }
+}
+
+/// `--extcap-cleanup-postkill`, run by Wireshark after it killed a capture: the dead run's
+/// guardian work. A build without AWS creates nothing, so has nothing to clean.
+pub fn postkill() -> ExitCode {
+    #[cfg(feature = "aws")]
+    return crate::aws::guardian::postkill();
+    #[cfg(not(feature = "aws"))]
+    ExitCode::SUCCESS
+}
