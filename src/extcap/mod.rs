@@ -66,7 +66,7 @@ pub fn run_os(argv: &[OsString], out: &mut dyn Write) -> ExitCode {
             ExitCode::SUCCESS
         }
         _ => {
-            eprintln!("{why}");
+            crate::log::to_stderr(&why);
             ExitCode::FAILURE
         }
     }
@@ -191,10 +191,10 @@ fn interface_ok(args: &ExtcapArgs, m: &Manifest) -> bool {
         None => true,
         Some(i) if i == m.interface.value => true,
         Some(i) => {
-            eprintln!(
+            crate::log::to_stderr(&format!(
                 "awsvpc provides the interface \"{}\", not {i:?}.",
                 m.interface.value
-            );
+            ));
             false
         }
     }
@@ -369,7 +369,7 @@ fn capture_step(args: &ExtcapArgs, fifo: Option<PathBuf>, refused: Option<String
                 c.send(0, Command::Statusbar, line.as_bytes());
             }
             // The one line Wireshark shows as "Error by extcap pipe: …".
-            eprintln!("{line}");
+            crate::log::to_stderr(&line);
             fifo.close_after_error();
             ExitCode::FAILURE
         }
