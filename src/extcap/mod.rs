@@ -442,7 +442,7 @@ fn capture(
         last_packets: std::sync::Mutex::new((0, std::time::Instant::now())),
     };
     let cfg = CaptureConfig::from_args(args, m)?;
-    crate::plan::run(cfg, fifo, stop, &progress)
+    crate::plan::run(cfg, fifo, stop, &progress).map_err(|e| e.to_string())
 }
 
 /// The control pipes, when Wireshark passed them.

@@ -3,7 +3,7 @@
 //! runtime made for the capture ([`client::capture_runtime`]), shared by the mirror, the
 //! collector's Session Manager, the path diagnosis and the expiry refresher.
 
-use super::{finished, launched, ssm_host, Run};
+use super::{finished, launched, ssm_host, PlanError, Run};
 use crate::aws::client;
 use crate::capture::{self, Ending, Pipe};
 use crate::config::CaptureConfig;
@@ -14,16 +14,12 @@ use crate::source::DatagramSource;
 use std::sync::Arc;
 use tokio::runtime::Runtime;
 
-/// The sentence of a capture stopped before it could start.
-const STOPPED: &str =
-    "The capture was stopped during provisioning; everything created so far was removed.";
-
 /// `--collector host --connect ssm`: the relay of the instance behind `--target-id`, started
 /// through its SSM agent, before anything is created in AWS.
 pub(super) fn host_over_ssm<P: Pipe>(
     cfg: CaptureConfig,
     run: &mut Run<P>,
-) -> Result<Ending, String> {
+) -> Result<Ending, PlanError> {
     let rt = client::capture_runtime()?;
     let status = |s: &str| run.progress.status(s);
     let Some(collector) = ssm_host::connect(&cfg, &rt, &status, &run.stop)? else {
@@ -42,7 +38,7 @@ pub(super) fn mirror_then_capture<S: DatagramSource, P: Pipe>(
     cfg: CaptureConfig,
     source: S,
     run: &mut Run<P>,
-) -> Result<Ending, String> {
+) -> Result<Ending, PlanError> {
     mirror_on(client::capture_runtime()?, cfg, source, run)
 }
 
@@ -51,7 +47,7 @@ fn mirror_on<S: DatagramSource, P: Pipe>(
     mut cfg: CaptureConfig,
     source: S,
     run: &mut Run<P>,
-) -> Result<Ending, String> {
+) -> Result<Ending, PlanError> {
     let mirror = provision_mirror(rt, &cfg, None, run)?;
     expect_sources(&mut cfg, &mirror);
     capture_then_teardown(&cfg, source, mirror, run)
@@ -69,13 +65,14 @@ fn capture_then_teardown<S: DatagramSource, P: Pipe>(
     source: S,
     mirror: Mirror,
     run: &mut Run<P>,
-) -> Result<Ending, String> {
+) -> Result<Ending, PlanError> {
     // A source that delivers nothing gets its mirror path checked (src/diagnose).
     let watch = crate::path_watch::Watch::new(cfg, &mirror, run.progress);
     let captured = match run.pipe.take_writer() {
-        Some(out) => capture::run(cfg, source, out, run.stop.clone(), &watch)
-            .map_err(|e| format!("Capture failed: {e}.")),
-        None => Err("Wireshark's capture pipe is not open.".into()),
+        Some(out) => {
+            capture::run(cfg, source, out, run.stop.clone(), &watch).map_err(PlanError::Capture)
+        }
+        None => Err(PlanError::PipeNotOpen),
     };
     run.progress
         .status("Removing the mirror sessions, filter, target and the collector instance");
@@ -91,7 +88,7 @@ fn capture_then_teardown<S: DatagramSource, P: Pipe>(
 pub(super) fn ephemeral_capture<P: Pipe>(
     mut cfg: CaptureConfig,
     run: &mut Run<P>,
-) -> Result<Ending, String> {
+) -> Result<Ending, PlanError> {
     let rt = client::capture_runtime()?;
     let (launch, access) = launched::prepare(&cfg)?;
     let mirror = provision_mirror(rt, &cfg, Some(launch), run)?;
@@ -100,14 +97,17 @@ pub(super) fn ephemeral_capture<P: Pipe>(
     let connected = launched::connect(&cfg, &mirror, access, &status, &run.stop);
     let why = match connected {
         Ok(Some(source)) => return capture_then_teardown(&cfg, source, mirror, run),
-        Ok(None) => STOPPED.to_string(),
-        Err(e) => e,
+        Ok(None) => PlanError::Stopped,
+        Err(e) => PlanError::Refused(e),
     };
     run.progress
         .status("Removing what was created for the capture");
     match mirror.teardown() {
         Ok(()) => Err(why),
-        Err(left) => Err(format!("{}. {left}", why.trim_end_matches('.'))),
+        Err(left) => Err(PlanError::NotRemoved {
+            why: why.to_string(),
+            left,
+        }),
     }
 }
 

@@ -27,22 +27,58 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+/// Why a capture did not run, or ended with an error; each `Display` is the one sentence
+/// the user sees.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The sentence of the layer that found the problem (a collector, AWS, the mirror).
+    #[error("{0}")]
+    Refused(String),
+    #[error("Invalid capture filter {filter:?}: {why}.")]
+    InvalidFilter { filter: String, why: String },
+    #[error("--collector host needs --ssh-host.")]
+    NoSshHost,
+    #[error("Wireshark's capture pipe is not open.")]
+    PipeNotOpen,
+    #[error("Capture failed: {0}.")]
+    Capture(std::io::Error),
+    /// The source failed mid-capture (a remote collector's tunnel could not be restored).
+    #[error("{0}")]
+    SourceFailed(String),
+    /// Stopped before the capture could start; what was created is removed.
+    #[error("The capture was stopped during provisioning; everything created so far was removed.")]
+    Stopped,
+    /// `why` ended the capture, and the teardown after it left `left`.
+    #[error("{}. {left}", .why.trim_end_matches('.'))]
+    NotRemoved { why: String, left: String },
+    #[error("{}", NO_AWS)]
+    NoAws,
+}
+
+impl From<String> for PlanError {
+    fn from(sentence: String) -> Self {
+        PlanError::Refused(sentence)
+    }
+}
+
 /// Runs the capture `cfg` describes into `pipe` until `stop`, the reader's leaving, or a
-/// source failure; `Err` is the one sentence for the user.
+/// source failure.
 pub fn run<P: Pipe>(
     cfg: CaptureConfig,
     pipe: &mut P,
     stop: Arc<AtomicBool>,
     progress: &(dyn Progress + Sync),
-) -> Result<Ending, String> {
+) -> Result<Ending, PlanError> {
     let mut run = Run {
         pipe,
         stop,
         progress,
     };
     if let Some(f) = &cfg.filter {
-        crate::filter::CaptureFilter::compile(f)
-            .map_err(|e| format!("Invalid capture filter {f:?}: {e}."))?;
+        crate::filter::CaptureFilter::compile(f).map_err(|e| PlanError::InvalidFilter {
+            filter: f.clone(),
+            why: e.to_string(),
+        })?;
     }
     // Local files before any network call (a collector's SSH, AWS, the public address): a
     // wrong profile is named first, at once, even offline.
@@ -66,10 +102,7 @@ pub fn run<P: Pipe>(
             with_aws::<UdpCollector, P>(AwsPlan::HostOverSsm, cfg, &mut run)
         }
         CollectorMode::Host => {
-            let t = cfg
-                .ssh
-                .clone()
-                .ok_or("--collector host needs --ssh-host.")?;
+            let t = cfg.ssh.clone().ok_or(PlanError::NoSshHost)?;
             let settings = SshSettings {
                 host: t.host,
                 port: t.port,
@@ -116,7 +149,7 @@ fn mirror_and_capture<S: DatagramSource, P: Pipe>(
     cfg: CaptureConfig,
     source: S,
     run: &mut Run<P>,
-) -> Result<Ending, String> {
+) -> Result<Ending, PlanError> {
     if cfg.enis.is_empty() {
         return capture_only(&cfg, source, run);
     }
@@ -128,20 +161,17 @@ fn capture_only<S: DatagramSource, P: Pipe>(
     cfg: &CaptureConfig,
     source: S,
     run: &mut Run<P>,
-) -> Result<Ending, String> {
-    let out = run
-        .pipe
-        .take_writer()
-        .ok_or("Wireshark's capture pipe is not open.")?;
+) -> Result<Ending, PlanError> {
+    let out = run.pipe.take_writer().ok_or(PlanError::PipeNotOpen)?;
     let ending = capture::run(cfg, source, out, run.stop.clone(), run.progress)
-        .map_err(|e| format!("Capture failed: {e}."))?;
+        .map_err(PlanError::Capture)?;
     finished(ending)
 }
 
 /// A source that failed mid-capture ends the capture with its sentence, after teardown.
-fn finished(ending: Ending) -> Result<Ending, String> {
+fn finished(ending: Ending) -> Result<Ending, PlanError> {
     match ending {
-        Ending::SourceFailed(why) => Err(why),
+        Ending::SourceFailed(why) => Err(PlanError::SourceFailed(why)),
         e => Ok(e),
     }
 }
@@ -164,7 +194,7 @@ fn with_aws<S: DatagramSource, P: Pipe>(
     plan: AwsPlan<S>,
     cfg: CaptureConfig,
     run: &mut Run<P>,
-) -> Result<Ending, String> {
+) -> Result<Ending, PlanError> {
     match plan {
         AwsPlan::HostOverSsm => aws::host_over_ssm(cfg, run),
         AwsPlan::MirrorTo(source) => aws::mirror_then_capture(cfg, source, run),
@@ -177,8 +207,8 @@ fn with_aws<S: DatagramSource, P: Pipe>(
     _: AwsPlan<S>,
     _: CaptureConfig,
     _: &mut Run<P>,
-) -> Result<Ending, String> {
-    Err(NO_AWS.to_string())
+) -> Result<Ending, PlanError> {
+    Err(PlanError::NoAws)
 }
 
 /// The profile is one of this machine's (local files only); a build without AWS makes no
@@ -214,4 +244,31 @@ pub fn postkill() -> ExitCode {
     return crate::aws::guardian::postkill();
     #[cfg(not(feature = "aws"))]
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PlanError;
+
+    #[test]
+    fn sentences_are_the_ones_users_know() {
+        let left = PlanError::NotRemoved {
+            why: PlanError::Stopped.to_string(),
+            left: "Left: tmf-1.".into(),
+        };
+        assert_eq!(
+            left.to_string(),
+            "The capture was stopped during provisioning; everything created so far was removed. Left: tmf-1."
+        );
+        let failed = PlanError::Capture(std::io::Error::other("the relay broke"));
+        assert_eq!(failed.to_string(), "Capture failed: the relay broke.");
+        let filter = PlanError::InvalidFilter {
+            filter: "tcp port".into(),
+            why: "syntax error".into(),
+        };
+        assert_eq!(
+            filter.to_string(),
+            "Invalid capture filter \"tcp port\": syntax error."
+        );
+    }
 }
