@@ -4,10 +4,11 @@
 //! buffer are dropped and counted, and the counts reach the toolbar and the pcapng
 //! statistics.
 
-use crate::collector::{Batch, DatagramSource};
+use crate::batch::Batch;
 use crate::config::CaptureConfig;
 use crate::pipeline::{unix_now, Counters, Pipeline};
 use crate::sink::pcapng::PcapngSink;
+use crate::source::DatagramSource;
 use crate::sources::SourceTable;
 use crate::{log_info, log_msg};
 use std::io::{self, Write};
@@ -49,6 +50,14 @@ pub trait Output: Write + Send {
     /// Whether the reader closed its end. A write notices that by itself (`EPIPE`); this is
     /// for when nothing is written: an idle mirror, or datagrams the filter drops.
     fn reader_gone(&self) -> bool;
+}
+
+/// Wireshark's capture pipe, opened before the capture plan runs. The plan takes its writer
+/// when the capture begins; a plan that fails before that leaves the pipe to the fatal path,
+/// which writes the error line first and closes the pipe after.
+pub trait Pipe {
+    type Writer: Output;
+    fn take_writer(&mut self) -> Option<Self::Writer>;
 }
 
 /// The error of a write given up because the capture was stopped while the reader took

@@ -7,6 +7,8 @@
 pub mod argv;
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "aws")]
+pub mod aws_errors;
 pub mod aws_profiles;
 pub mod batch;
 pub mod capture;
@@ -27,13 +29,13 @@ pub mod mirror;
 pub mod narrow;
 pub mod offline;
 #[cfg(feature = "aws")]
-pub mod onhost;
-#[cfg(feature = "aws")]
 pub mod path_watch;
 pub mod pcap_reader;
 pub mod pipeline;
+pub mod plan;
 pub mod relay;
 pub mod sink;
+pub mod source;
 pub mod sources;
 pub mod sys;
 pub mod transport;

@@ -101,6 +101,12 @@ pub fn log(level: Level, msg: std::fmt::Arguments<'_>) {
     }
 }
 
+/// The one place outside `main` that writes to stderr: the single line saying why a call
+/// failed. Wireshark shows an extcap's stderr as its error, so nothing else ever goes there.
+pub fn to_stderr(line: &str) {
+    eprintln!("{line}");
+}
+
 #[macro_export]
 macro_rules! log_msg { ($($t:tt)*) => { $crate::log::log($crate::log::Level::Message, format_args!($($t)*)) } }
 #[macro_export]

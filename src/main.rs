@@ -120,10 +120,7 @@ fn run() -> ExitCode {
     // interface, no options (`extcap_cleanup_postkill` in extcap.c). A build without AWS
     // support creates nothing, so has nothing to clean.
     if names.iter().any(|a| a == "--extcap-cleanup-postkill") {
-        #[cfg(feature = "aws")]
-        return awsvpc::aws::guardian::postkill();
-        #[cfg(not(feature = "aws"))]
-        return ExitCode::SUCCESS;
+        return awsvpc::plan::postkill();
     }
     if extcap::args::is_extcap_call(&names) {
         return extcap::run_os(&argv, &mut std::io::stdout().lock());
@@ -220,7 +217,7 @@ fn example_user_data(ssm: bool) -> Result<String, String> {
         ssh,
         ssm: ssm.then_some(SsmSetup {
             relay,
-            tcp_port: awsvpc::collector::launched::SSM_RELAY_PORT,
+            tcp_port: awsvpc::plan::launched::SSM_RELAY_PORT,
         }),
         watchdog: Watchdog::default(),
     };

@@ -21,7 +21,8 @@ use tokio::runtime::Runtime;
 pub const SESSION_HOUR_USD: f64 = 0.015;
 
 pub struct Mirror {
-    rt: Runtime,
+    /// The capture's one runtime (`client::capture_runtime`).
+    rt: Arc<Runtime>,
     aws: Aws,
     /// Shared with the diagnosis thread, whose Reachability Analyzer paths are part of the
     /// run (`aws::reachability`); locked for a moment at a time, never across a request.
@@ -40,18 +41,15 @@ pub struct Mirror {
 /// capture longer than the 12 h lifetime is never swept as a leftover by another start.
 const REFRESH_EVERY: Duration = Duration::from_secs(3600);
 
-/// Re-tags `ids` with a fresh expiry every `every` until `stop` is set.
+/// Re-tags `ids` with a fresh expiry every `every` until `stop` is set, on the capture's
+/// runtime `rt`.
 fn refresh_expiry(
+    rt: Arc<Runtime>,
     ec2: aws_sdk_ec2::Client,
     ids: Vec<String>,
     every: Duration,
     stop: Arc<AtomicBool>,
 ) {
-    // Its own runtime: the capture's is current-thread and idle while capturing.
-    let Ok(rt) = client::runtime() else {
-        log_msg!("could not start the expiry refresher; a capture over 12 h may be swept");
-        return;
-    };
     let mut last = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(200));
@@ -169,14 +167,15 @@ fn finish_in_background(ledger: &Ledger, deferred: &[String]) {
 impl Mirror {
     /// Provisions the mirror for `cfg`. On any failure, what was created is removed before
     /// the error is returned. With `launch`, the collector is an instance launched for the capture
-    /// (`--collector ephemeral`); otherwise it is `--target-id`'s or this machine's ENI.
+    /// (`--collector ephemeral`); otherwise it is `--target-id`'s or this machine's ENI. Its
+    /// AWS calls run on the capture's runtime `rt`.
     pub fn start(
+        rt: Arc<Runtime>,
         cfg: &CaptureConfig,
         launch: Option<LaunchRequest>,
         stop: Arc<AtomicBool>,
         status: &dyn Fn(&str),
     ) -> Result<Mirror, String> {
-        let rt = client::runtime()?;
         status("Connecting to AWS");
         let aws = rt.block_on(client::connect(
             cfg.profile.as_deref(),
@@ -328,10 +327,10 @@ impl Mirror {
                     .map(Duration::from_secs)
                     .unwrap_or(REFRESH_EVERY);
                 let flag = Arc::new(AtomicBool::new(false));
-                let (ec2, f) = (aws.ec2.clone(), flag.clone());
+                let (r, ec2, f) = (rt.clone(), aws.ec2.clone(), flag.clone());
                 let refresher = std::thread::Builder::new()
                     .name("expiry".into())
-                    .spawn(move || refresh_expiry(ec2, ids, every, f))
+                    .spawn(move || refresh_expiry(r, ec2, ids, every, f))
                     .ok()
                     .map(|t| (flag, t));
                 Ok(Mirror {
@@ -373,6 +372,11 @@ impl Mirror {
         self.ledger.clone()
     }
 
+    /// The capture's runtime, for the other AWS work of the capture.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.rt
+    }
+
     pub fn region(&self) -> &str {
         &self.aws.region
     }
@@ -399,12 +403,13 @@ impl Mirror {
     }
 
     /// Waits (bounded) for the launched collector to run: its private and public IPv4.
+    /// `Ok(None)`: `stop` was set meanwhile.
     pub fn wait_collector(
         &self,
         limit: Duration,
         stop: &AtomicBool,
         status: &dyn Fn(&str),
-    ) -> Result<(Option<String>, Option<String>), String> {
+    ) -> Result<Option<launch::Addresses>, String> {
         let Some(c) = &self.collector else {
             return Err("No collector instance was launched.".into());
         };

@@ -84,6 +84,7 @@ impl<'a> Watch<'a> {
         let (end_tx, end_rx) = channel::<()>();
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
         let work = Worker {
+            rt: mirror.runtime().clone(),
             sources: mirror
                 .sources
                 .iter()
@@ -201,8 +202,11 @@ impl Drop for Watch<'_> {
     }
 }
 
-/// The diagnosis thread: its own runtime and AWS client, made on the first use.
+/// The diagnosis thread: its AWS client made on the first use, on the capture's runtime.
 struct Worker {
+    /// Shared with the mirror; held until this thread ends, so a call it is finishing
+    /// when the capture ends still has its runtime.
+    rt: std::sync::Arc<tokio::runtime::Runtime>,
     /// (source ENI, VNI).
     sources: Vec<(String, u32)>,
     started: SystemTime,
@@ -238,10 +242,7 @@ impl Worker {
         results: Sender<Report>,
         shutdown: tokio::sync::oneshot::Receiver<()>,
     ) {
-        let Ok(rt) = client::runtime() else {
-            log_msg!("could not start the mirror path diagnosis runtime");
-            return;
-        };
+        let rt = self.rt.clone();
         rt.block_on(async move {
             tokio::select! {
                 _ = self.serve(requests, results) => {}

@@ -39,11 +39,12 @@ const LAYERS: &[(&str, &[&str])] = &[
             "wire",
         ],
     ),
-    // What touches the OS, the network or local files: collectors, transports, the
-    // capture loop and its configuration, installation.
+    // What touches the OS, the network or local files: collectors, transports and the
+    // source trait both implement, the capture loop and its configuration, installation.
     (
         "io",
         &[
+            "aws_errors",
             "aws_profiles",
             "capture",
             "collector",
@@ -51,41 +52,15 @@ const LAYERS: &[(&str, &[&str])] = &[
             "help",
             "install",
             "offline",
+            "source",
             "transport",
         ],
     ),
-    // The AWS control plane and the mirror.
-    ("aws", &["aws", "mirror", "onhost", "path_watch"]),
+    // The AWS control plane, the mirror, and the capture plan over them (the one seam of
+    // the `aws` feature; on-host capture is part of the plan).
+    ("aws", &["aws", "mirror", "path_watch", "plan"]),
     // Wireshark's protocol, on top: imported by nothing.
     ("extcap", &["extcap"]),
-];
-
-/// Edges that break the rules today and are being removed by the engineers who own those
-/// files (issue 18). Each must still exist and still break a rule, so the list can only
-/// shrink: delete an entry in the change that removes its edge.
-const KNOWN_PENDING: &[(&str, &str, &str)] = &[
-    // transport/{ssh,ssm/collector}.rs use collector::DatagramSource: the source trait
-    // belongs below both (the capture loop's interface), with the one relay client.
-    (
-        "transport",
-        "collector",
-        "DatagramSource moves below the collectors",
-    ),
-    // transport/ssm/session.rs uses aws::{client, errors}: one relay client generic over
-    // its link, the Session Manager link given its AWS client (the transports' engineer).
-    ("transport", "aws", "the SSM link gets its client from aws"),
-    // collector/{launched,ssm_host}.rs drive AWS (aws::launch, aws::client, mirror::Mirror):
-    // the launched collector belongs to the aws layer, behind the one aws seam (item 5).
-    (
-        "collector",
-        "aws",
-        "the launched collector moves to the aws layer",
-    ),
-    (
-        "collector",
-        "mirror",
-        "the launched collector moves to the aws layer",
-    ),
 ];
 
 /// Source text with comments removed and string and char literals emptied; line breaks
@@ -473,21 +448,16 @@ fn layers_point_down_and_modules_form_no_cycle() {
         }
     }
 
-    let pending: BTreeSet<(String, String)> = KNOWN_PENDING
-        .iter()
-        .map(|(a, b, _)| (a.to_string(), b.to_string()))
-        .collect();
     let upward = |k: &(String, String)| match (rank(&k.0), rank(&k.1)) {
         (Some(a), Some(b)) => b > a,
         _ => false,
     };
-    for k in edges.keys().filter(|k| upward(k) && !pending.contains(*k)) {
+    for k in edges.keys().filter(|k| upward(k)) {
         problems.push(format!("upward import: {}", describe(&edges, k)));
     }
     let all: BTreeSet<(String, String)> = edges.keys().cloned().collect();
-    let kept: BTreeSet<(String, String)> = all.difference(&pending).cloned().collect();
-    for scc in cycles(&modules, &kept) {
-        let inside: Vec<String> = kept
+    for scc in cycles(&modules, &all) {
+        let inside: Vec<String> = all
             .iter()
             .filter(|(a, b)| scc.contains(a) && scc.contains(b))
             .map(|k| describe(&edges, k))
@@ -497,37 +467,6 @@ fn layers_point_down_and_modules_form_no_cycle() {
             scc.join(", "),
             inside.join("\n      ")
         ));
-    }
-    // A pending entry that no longer breaks a rule must go.
-    let in_cycle: BTreeSet<(String, String)> = cycles(&modules, &all)
-        .iter()
-        .flat_map(|scc| {
-            all.iter()
-                .filter(|(a, b)| scc.contains(a) && scc.contains(b))
-                .cloned()
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    for (a, b, why) in KNOWN_PENDING {
-        let k = (a.to_string(), b.to_string());
-        if !edges.contains_key(&k) {
-            problems.push(format!(
-                "KNOWN_PENDING {a} -> {b} ({why}) is gone: remove it from the list"
-            ));
-        } else if !upward(&k) && !in_cycle.contains(&k) {
-            problems.push(format!(
-                "KNOWN_PENDING {} breaks no rule any more: remove it from the list",
-                describe(&edges, &k)
-            ));
-        }
-    }
-    if !pending.is_empty() {
-        eprintln!("pending (owned elsewhere, issue 18):");
-        for k in &pending {
-            if edges.contains_key(k) {
-                eprintln!("  {}", describe(&edges, k));
-            }
-        }
     }
     assert!(
         problems.is_empty(),
@@ -553,11 +492,8 @@ fn the_graph_is_read_from_the_source() {
             edges.keys().collect::<Vec<_>>()
         );
     }
-    // extcap is imported by nothing but the pending edge of transport/ssh.rs.
-    let into_extcap: Vec<&(String, String)> = edges
-        .keys()
-        .filter(|(a, b)| b == "extcap" && a != "transport")
-        .collect();
+    // extcap is imported by nothing.
+    let into_extcap: Vec<&(String, String)> = edges.keys().filter(|(_, b)| b == "extcap").collect();
     assert!(into_extcap.is_empty(), "{into_extcap:?}");
 }
 

@@ -1,4 +1,4 @@
-//! On-host capture (issue 15, src/onhost.rs, src/relay/onhost.py): an ENI AWS cannot mirror
+//! On-host capture (issue 15, src/plan/onhost.rs, src/relay/onhost.py): an ENI AWS cannot mirror
 //! (an m7i.large's, in the emulator) captured on its own instance. The testbed's source
 //! namespace plays that instance: its device `vs` is given the ENI's MAC, its sshd is
 //! reached over the testbed's underlay as `~/.ssh/config` would map the instance id. The

@@ -5,6 +5,7 @@
 use super::errors::explain;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Clone)]
@@ -121,5 +122,34 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
+        .map_err(|e| format!("Cannot start the AWS client runtime: {e}."))
+}
+
+/// A Session Manager control plane for `profile` in `region` (the profile's when `None`),
+/// its client built on the capture's runtime `rt`.
+pub fn ssm_control(
+    rt: &Arc<tokio::runtime::Runtime>,
+    profile: Option<&str>,
+    region: Option<&str>,
+) -> Result<crate::transport::ssm::session::Control, String> {
+    let aws = rt.block_on(connect(profile, region))?;
+    Ok(crate::transport::ssm::session::Control::on(
+        rt.clone(),
+        aws.ssm,
+        profile.map(str::to_string),
+    ))
+}
+
+/// The one runtime of a capture, for every AWS call it makes (the mirror, the collector's
+/// Session Manager, the path diagnosis, the expiry refresher): multi-thread with one worker,
+/// so the SDK's pooled connections are driven between calls and any thread may block on it.
+/// Shared: it ends with its last user (the path diagnosis may still be finishing a call).
+pub fn capture_runtime() -> Result<Arc<tokio::runtime::Runtime>, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("aws")
+        .enable_all()
+        .build()
+        .map(Arc::new)
         .map_err(|e| format!("Cannot start the AWS client runtime: {e}."))
 }

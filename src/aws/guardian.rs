@@ -228,7 +228,7 @@ pub fn postkill() -> ExitCode {
     if left.is_empty() {
         ExitCode::SUCCESS
     } else {
-        eprintln!("{}", left.join(" "));
+        crate::log::to_stderr(&left.join(" "));
         ExitCode::FAILURE
     }
 }

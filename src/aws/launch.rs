@@ -525,20 +525,26 @@ async fn describe(
     ))
 }
 
-/// Waits (bounded) until the instance runs; its private and public addresses.
+/// A running instance's private and public IPv4 addresses.
+pub type Addresses = (Option<String>, Option<String>);
+
+/// Waits (bounded) until the instance runs; its addresses. `Ok(None)`: `stop` was set
+/// meanwhile.
 pub async fn wait_running(
     aws: &Aws,
     id: &str,
     limit: Duration,
     stop: &AtomicBool,
     status: &dyn Fn(&str),
-) -> Result<(Option<String>, Option<String>), String> {
+) -> Result<Option<Addresses>, String> {
     let started = Instant::now();
     loop {
-        check_stop(stop).map_err(|_| "stopped".to_string())?;
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(None);
+        }
         let (_, private, public, state) = describe(aws, id).await?;
         match state {
-            Some((InstanceStateName::Running, _)) => return Ok((private, public)),
+            Some((InstanceStateName::Running, _)) => return Ok(Some((private, public))),
             Some((s @ (InstanceStateName::ShuttingDown | InstanceStateName::Terminated), why)) => {
                 return Err(format!(
                     "The collector {id} stopped while starting ({}{}); check its launch template and the account's EC2 limits.",

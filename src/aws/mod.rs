@@ -5,7 +5,8 @@ pub mod checkip;
 pub mod cleanup;
 pub mod client;
 pub mod discovery;
-pub mod errors;
+/// The SDK's errors as sentences live below the transports, which need them too.
+pub use crate::aws_errors as errors;
 pub mod guardian;
 pub mod launch;
 pub mod ledger;

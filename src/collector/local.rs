@@ -66,7 +66,7 @@ impl UdpCollector {
     }
 }
 
-impl super::DatagramSource for UdpCollector {
+impl crate::source::DatagramSource for UdpCollector {
     fn recv_batch(&mut self, batch: &mut Batch, _status: &dyn Fn(&str)) -> io::Result<usize> {
         self.rx.recv(batch)
     }

@@ -199,6 +199,14 @@ pub struct Fifo {
     opened: bool,
 }
 
+impl crate::capture::Pipe for Fifo {
+    type Writer = FifoWriter;
+
+    fn take_writer(&mut self) -> Option<FifoWriter> {
+        self.writer.take()
+    }
+}
+
 impl Fifo {
     pub fn new(path: Option<PathBuf>) -> Self {
         Fifo {
@@ -237,10 +245,6 @@ impl Fifo {
         self.writer = Some(BufWriter::with_capacity(BUFFER, out));
         self.opened = true;
         Ok(true)
-    }
-
-    pub fn take_writer(&mut self) -> Option<FifoWriter> {
-        self.writer.take()
     }
 
     /// After a fatal error: make sure the fifo was opened once, then close it. The open is

@@ -9,13 +9,10 @@ pub mod control;
 pub mod fifo;
 
 use crate::aws_profiles;
-use crate::capture::{self, Ending, Progress};
-use crate::collector::local::UdpCollector;
-use crate::collector::DatagramSource;
-use crate::config::{self, CaptureConfig, CollectorMode};
+use crate::capture::{Ending, Progress};
+use crate::config::{self, CaptureConfig};
 use crate::manifest::{render_values, sentence_safe, ArgValue, Manifest};
 use crate::pipeline::Counters;
-use crate::transport::ssh::{SshCollector, SshSettings};
 use crate::{log_debug, log_info, log_msg};
 use args::{ExtcapArgs, Step};
 use control::{Command, ControlSender, Incoming};
@@ -69,7 +66,7 @@ pub fn run_os(argv: &[OsString], out: &mut dyn Write) -> ExitCode {
             ExitCode::SUCCESS
         }
         _ => {
-            eprintln!("{why}");
+            crate::log::to_stderr(&why);
             ExitCode::FAILURE
         }
     }
@@ -194,10 +191,10 @@ fn interface_ok(args: &ExtcapArgs, m: &Manifest) -> bool {
         None => true,
         Some(i) if i == m.interface.value => true,
         Some(i) => {
-            eprintln!(
+            crate::log::to_stderr(&format!(
                 "awsvpc provides the interface \"{}\", not {i:?}.",
                 m.interface.value
-            );
+            ));
             false
         }
     }
@@ -224,7 +221,12 @@ fn reload(m: &Manifest, args: &ExtcapArgs, option: &str) -> String {
         "region" | "vpc" | "eni" | "launch-template" | "target-id"
     );
     let result = if aws_list {
-        aws_reload(args, option)
+        crate::plan::aws_list(
+            args.get("profile"),
+            args.get("region"),
+            args.get("vpc"),
+            option,
+        )
     } else if let Some(from) = &arg.values_from {
         Ok(dynamic_values(from))
     } else {
@@ -250,27 +252,6 @@ fn unavailable(why: &str) -> ArgValue {
         default: true,
         enabled: false,
     }
-}
-
-#[cfg(not(feature = "aws"))]
-fn aws_reload(_args: &ExtcapArgs, _option: &str) -> Result<Vec<ArgValue>, String> {
-    Err(NO_AWS.to_string())
-}
-
-#[cfg(feature = "aws")]
-fn aws_reload(args: &ExtcapArgs, option: &str) -> Result<Vec<ArgValue>, String> {
-    use crate::aws::{client, discovery};
-    let rt = client::runtime()?;
-    rt.block_on(async {
-        let aws = client::connect(args.get("profile"), args.get("region")).await?;
-        match option {
-            "region" => discovery::regions(&aws).await,
-            "vpc" => discovery::vpcs(&aws).await,
-            "eni" => discovery::eni_values(&aws, args.get("vpc")).await,
-            "launch-template" => discovery::launch_templates(&aws).await,
-            _ => discovery::targets(&aws).await,
-        }
-    })
 }
 
 /// A sentence on one line, with any value it quotes cut to 120 characters: an argument of
@@ -388,7 +369,7 @@ fn capture_step(args: &ExtcapArgs, fifo: Option<PathBuf>, refused: Option<String
                 c.send(0, Command::Statusbar, line.as_bytes());
             }
             // The one line Wireshark shows as "Error by extcap pipe: …".
-            eprintln!("{line}");
+            crate::log::to_stderr(&line);
             fifo.close_after_error();
             ExitCode::FAILURE
         }
@@ -461,322 +442,8 @@ fn capture(
         last_packets: std::sync::Mutex::new((0, std::time::Instant::now())),
     };
     let cfg = CaptureConfig::from_args(args, m)?;
-    if let Some(f) = &cfg.filter {
-        crate::filter::CaptureFilter::compile(f)
-            .map_err(|e| format!("Invalid capture filter {f:?}: {e}."))?;
-    }
-    // Local files before any network call (a collector's SSH, AWS, the public address): a
-    // wrong profile is named first, at once, even offline.
-    #[cfg(feature = "aws")]
-    if cfg.uses_aws() {
-        crate::aws::client::check_profile(cfg.profile.as_deref())?;
-    }
-    if cfg.enis.is_empty() && (cfg.profile.is_some() || cfg.region.is_some() || cfg.vpc.is_some()) {
-        log_msg!("no --eni: no AWS call is made, so --profile, --region and --vpc are not used");
-    }
-    let mut cfg = cfg;
-    // ENIs AWS cannot mirror (every ENI with --capture-mode on-host) are captured on their
-    // own instances, reached before any collector or AWS resource (src/onhost.rs).
-    let Some(extra) = on_host_sources(&mut cfg, &progress, &stop)? else {
-        log_msg!("stopped while starting an on-host capture");
-        return Ok(Ending::Stopped);
-    };
-    if cfg.enis.is_empty() && !extra.is_empty() {
-        // Nothing to mirror: no collector, no mirror, nothing created in AWS.
-        let out = fifo
-            .take_writer()
-            .ok_or("Wireshark's capture pipe is not open.")?;
-        let source = crate::collector::merged::Merged::new(extra);
-        let ending = capture::run(&cfg, source, out, stop, &progress)
-            .map_err(|e| format!("Capture failed: {e}."))?;
-        return finished(ending);
-    }
-    match cfg.collector {
-        CollectorMode::Local => {
-            progress.status(&format!(
-                "Opening UDP {}:{}",
-                cfg.listen_addr, cfg.listen_port
-            ));
-            // Before any AWS work: a busy port must fail before anything is created.
-            let collector = UdpCollector::bind(cfg.listen_addr, cfg.listen_port)?;
-            mirror_and_capture(cfg, with_extra(collector, extra), fifo, stop, &progress)
-        }
-        CollectorMode::Host if cfg.connect == crate::config::Connect::Ssm => {
-            host_over_ssm(cfg, extra, fifo, stop, &progress)
-        }
-        CollectorMode::Host => {
-            let t = cfg
-                .ssh
-                .clone()
-                .ok_or("--collector host needs --ssh-host.")?;
-            let settings = SshSettings {
-                host: t.host,
-                port: t.port,
-                user: t.user,
-                key: t.key.map(Into::into),
-                known_hosts: t.known_hosts.map(Into::into),
-                config: std::env::var_os("AWSVPC_SSH_CONFIG").map(Into::into),
-                program: std::env::var("AWSVPC_SSH").unwrap_or_default(),
-                on_host: false,
-            };
-            let relay = cfg.relay();
-            let status = |s: &str| progress.status(s);
-            // The collector first: a host that cannot be reached must fail before anything
-            // is created in AWS.
-            let Some(collector) = SshCollector::connect(settings, relay, &status, &stop)? else {
-                log_msg!("stopped while connecting to the collector");
-                return Ok(Ending::Stopped);
-            };
-            mirror_and_capture(cfg, with_extra(collector, extra), fifo, stop, &progress)
-        }
-        CollectorMode::Ephemeral => ephemeral_capture(cfg, extra, fifo, stop, &progress),
-    }
+    crate::plan::run(cfg, fifo, stop, &progress).map_err(|e| e.to_string())
 }
-
-/// `--collector host --connect ssm`: the relay of the instance behind `--target-id`, started
-/// through its SSM agent, before anything is created in AWS.
-#[cfg(feature = "aws")]
-fn host_over_ssm(
-    cfg: CaptureConfig,
-    extra: Vec<Box<dyn DatagramSource>>,
-    fifo: &mut fifo::Fifo,
-    stop: Arc<AtomicBool>,
-    progress: &ToolbarProgress,
-) -> Result<Ending, String> {
-    let status = |s: &str| progress.status(s);
-    let Some(collector) = crate::collector::ssm_host::connect(&cfg, &status, &stop)? else {
-        log_msg!("stopped while connecting to the collector");
-        return Ok(Ending::Stopped);
-    };
-    mirror_and_capture(cfg, with_extra(collector, extra), fifo, stop, progress)
-}
-
-#[cfg(not(feature = "aws"))]
-fn host_over_ssm(
-    _cfg: CaptureConfig,
-    _extra: Vec<Box<dyn DatagramSource>>,
-    _fifo: &mut fifo::Fifo,
-    _stop: Arc<AtomicBool>,
-    _progress: &ToolbarProgress,
-) -> Result<Ending, String> {
-    Err(NO_AWS.to_string())
-}
-
-/// Provisions the mirror when ENIs are chosen, captures from `source` with the sources the
-/// mirror maps, and tears the mirror down on every way out, before reporting anything.
-fn mirror_and_capture<S: crate::collector::DatagramSource>(
-    cfg: CaptureConfig,
-    source: S,
-    fifo: &mut fifo::Fifo,
-    stop: Arc<AtomicBool>,
-    progress: &ToolbarProgress,
-) -> Result<Ending, String> {
-    if cfg.enis.is_empty() {
-        let out = fifo
-            .take_writer()
-            .ok_or("Wireshark's capture pipe is not open.")?;
-        let ending = capture::run(&cfg, source, out, stop, progress)
-            .map_err(|e| format!("Capture failed: {e}."))?;
-        return finished(ending);
-    }
-    mirror_then_capture(cfg, source, fifo, stop, progress)
-}
-
-#[cfg(feature = "aws")]
-fn mirror_then_capture<S: crate::collector::DatagramSource>(
-    mut cfg: CaptureConfig,
-    source: S,
-    fifo: &mut fifo::Fifo,
-    stop: Arc<AtomicBool>,
-    progress: &ToolbarProgress,
-) -> Result<Ending, String> {
-    let m = provision_mirror(&cfg, None, stop.clone(), progress)?;
-    with_mirror_sources(&mut cfg, &m.sources);
-    capture_then_teardown(&cfg, source, m.mirror, fifo, stop, progress)
-}
-
-#[cfg(not(feature = "aws"))]
-fn mirror_then_capture<S: crate::collector::DatagramSource>(
-    _cfg: CaptureConfig,
-    _source: S,
-    _fifo: &mut fifo::Fifo,
-    _stop: Arc<AtomicBool>,
-    _progress: &ToolbarProgress,
-) -> Result<Ending, String> {
-    Err(NO_AWS.to_string())
-}
-
-/// Captures from `source` with the sources `mirror` maps, then tears the mirror down.
-#[cfg(feature = "aws")]
-fn capture_then_teardown<S: crate::collector::DatagramSource>(
-    cfg: &CaptureConfig,
-    source: S,
-    mirror: crate::mirror::Mirror,
-    fifo: &mut fifo::Fifo,
-    stop: Arc<AtomicBool>,
-    progress: &ToolbarProgress,
-) -> Result<Ending, String> {
-    // A source that delivers nothing gets its mirror path checked (src/diagnose).
-    let watch = crate::path_watch::Watch::new(cfg, &mirror, progress);
-    let captured = match fifo.take_writer() {
-        Some(out) => capture::run(cfg, source, out, stop, &watch)
-            .map_err(|e| format!("Capture failed: {e}.")),
-        None => Err("Wireshark's capture pipe is not open.".into()),
-    };
-    // The diagnosis stops first: it shares the ledger the teardown works from.
-    drop(watch);
-    progress.status("Removing the mirror sessions, filter, target and the collector instance");
-    let removed = mirror.teardown();
-    let ending = captured?;
-    removed?;
-    finished(ending)
-}
-
-/// `--collector ephemeral`: launches a collector with the capture's user data, mirrors the
-/// ENIs to it, connects (bounded by its boot), captures, and removes everything; a failure
-/// to connect is reported after teardown.
-#[cfg(feature = "aws")]
-fn ephemeral_capture(
-    mut cfg: CaptureConfig,
-    extra: Vec<Box<dyn DatagramSource>>,
-    fifo: &mut fifo::Fifo,
-    stop: Arc<AtomicBool>,
-    progress: &ToolbarProgress,
-) -> Result<Ending, String> {
-    use crate::collector::launched;
-    let status = |s: &str| progress.status(s);
-    let (launch, access) = launched::prepare(&cfg)?;
-    let m = provision_mirror(&cfg, Some(launch), stop.clone(), progress)?;
-    with_mirror_sources(&mut cfg, &m.sources);
-    let connected = launched::connect(&cfg, &m.mirror, access, &status, &stop);
-    let why = match connected {
-        Ok(Some(source)) => {
-            let source = with_extra(source, extra);
-            return capture_then_teardown(&cfg, source, m.mirror, fifo, stop, progress);
-        }
-        Ok(None) => STOPPED.to_string(),
-        Err(e) => e,
-    };
-    progress.status("Removing what was created for the capture");
-    match m.mirror.teardown() {
-        Ok(()) => Err(why),
-        Err(left) => Err(format!("{}. {left}", why.trim_end_matches('.'))),
-    }
-}
-
-#[cfg(not(feature = "aws"))]
-fn ephemeral_capture(
-    _cfg: CaptureConfig,
-    _extra: Vec<Box<dyn DatagramSource>>,
-    _fifo: &mut fifo::Fifo,
-    _stop: Arc<AtomicBool>,
-    _progress: &ToolbarProgress,
-) -> Result<Ending, String> {
-    Err(NO_AWS.to_string())
-}
-
-/// The capture's sources become the mirror's, and the on-host ones planned before it; only
-/// their VNIs are expected.
-#[cfg(feature = "aws")]
-fn with_mirror_sources(cfg: &mut CaptureConfig, mirrored: &[crate::sources::KnownSource]) {
-    let on_host: Vec<_> = cfg
-        .sources
-        .iter()
-        .filter(|s| s.on_host.is_some())
-        .cloned()
-        .collect();
-    cfg.sources = mirrored.iter().cloned().chain(on_host).collect();
-    cfg.expected_vnis = Some(cfg.sources.iter().map(|s| s.vni).collect());
-}
-
-/// `source`, and the on-host captures' relays beside it when there are any.
-fn with_extra<S: DatagramSource + 'static>(
-    source: S,
-    extra: Vec<Box<dyn DatagramSource>>,
-) -> Box<dyn DatagramSource> {
-    if extra.is_empty() {
-        return Box::new(source);
-    }
-    let mut all: Vec<Box<dyn DatagramSource>> = vec![Box::new(source)];
-    all.extend(extra);
-    Box::new(crate::collector::merged::Merged::new(all))
-}
-
-/// Plans the capture's ENIs (`crate::onhost`) and starts the on-host ones; `cfg.enis`
-/// keeps those to mirror. `Ok(None)`: stopped.
-#[cfg(feature = "aws")]
-fn on_host_sources(
-    cfg: &mut CaptureConfig,
-    progress: &ToolbarProgress,
-    stop: &AtomicBool,
-) -> Result<Option<Vec<Box<dyn DatagramSource>>>, String> {
-    let plan = crate::onhost::plan(cfg)?;
-    if plan.on_host.is_empty() {
-        return Ok(Some(Vec::new()));
-    }
-    let status = |s: &str| progress.status(s);
-    let Some((sources, known)) = crate::onhost::start(cfg, &plan.on_host, &status, stop)? else {
-        return Ok(None);
-    };
-    cfg.enis = plan.mirror;
-    cfg.sources
-        .retain(|s| !known.iter().any(|k| k.vni == s.vni));
-    cfg.sources.extend(known);
-    cfg.expected_vnis = Some(cfg.sources.iter().map(|s| s.vni).collect());
-    Ok(Some(sources))
-}
-
-#[cfg(not(feature = "aws"))]
-fn on_host_sources(
-    _cfg: &mut CaptureConfig,
-    _progress: &ToolbarProgress,
-    _stop: &AtomicBool,
-) -> Result<Option<Vec<Box<dyn DatagramSource>>>, String> {
-    Ok(Some(Vec::new()))
-}
-
-/// The sentence of a capture stopped before it could start.
-#[cfg(feature = "aws")]
-const STOPPED: &str =
-    "The capture was stopped during provisioning; everything created so far was removed.";
-
-/// A source that failed mid-capture ends the capture with its sentence, after teardown.
-fn finished(ending: Ending) -> Result<Ending, String> {
-    match ending {
-        Ending::SourceFailed(why) => Err(why),
-        e => Ok(e),
-    }
-}
-
-/// A capture's mirror in AWS: what to expect on the wire, and how to remove it.
-#[cfg(feature = "aws")]
-struct ProvisionedMirror {
-    sources: Vec<crate::sources::KnownSource>,
-    mirror: crate::mirror::Mirror,
-}
-
-#[cfg(feature = "aws")]
-fn provision_mirror(
-    cfg: &CaptureConfig,
-    launch: Option<crate::aws::launch::LaunchRequest>,
-    stop: Arc<AtomicBool>,
-    progress: &ToolbarProgress,
-) -> Result<ProvisionedMirror, String> {
-    let mirror = crate::mirror::Mirror::start(cfg, launch, stop, &|s| progress.status(s))?;
-    progress.status(&format!(
-        "Mirroring {} ENI(s) to the collector (run {}, about ${:.3}/hour while capturing); waiting for packets",
-        mirror.sessions.len(),
-        mirror.run_id(),
-        mirror.cost_per_hour()
-    ));
-    Ok(ProvisionedMirror {
-        sources: mirror.sources.clone(),
-        mirror,
-    })
-}
-
-#[cfg(not(feature = "aws"))]
-const NO_AWS: &str = "This awsvpc was built without AWS support (cargo feature \"aws\"); clear --eni to capture with the local collector, or install a full build.";
 
 /// The control pipes, when Wireshark passed them.
 enum ControlPipes {

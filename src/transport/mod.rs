@@ -1,6 +1,6 @@
 //! Transports from a remote collector to this machine. Each runs the relay
 //! (`crate::relay`) on the collector and reads its stream; the capture sees a
-//! [`crate::collector::DatagramSource`] like the local socket. One relay client
+//! [`crate::source::DatagramSource`] like the local socket. One relay client
 //! ([`relay_client`]) serves them all; each transport is a [`relay_client::Link`]: the
 //! system `ssh` ([`ssh`]), the pinned in-process SSH to a launched collector (`pinned`), a
 //! Session Manager port session ([`ssm`]).

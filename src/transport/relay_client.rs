@@ -6,10 +6,11 @@
 //! in-process SSH to a launched collector (`super::pinned`), a Session Manager port session
 //! (`super::ssm::collector`).
 
-use crate::collector::{Batch, DatagramSource};
+use crate::batch::Batch;
 use crate::log_msg;
 use crate::relay::stream::{Decoder, Kind, StreamError};
 use crate::relay::RelayOptions;
+use crate::source::DatagramSource;
 use crate::transport::{RECONNECT_GRACE, SILENCE};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};

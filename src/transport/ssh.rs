@@ -59,7 +59,7 @@ pub struct SshSettings {
     pub config: Option<PathBuf>,
     /// The ssh program (`AWSVPC_SSH`, default the system's OpenSSH client).
     pub program: String,
-    /// The host is an instance captured on itself (`crate::onhost`), not a collector: what
+    /// The host is an instance captured on itself (`crate::plan::onhost`), not a collector: what
     /// the sentences call it.
     pub on_host: bool,
 }

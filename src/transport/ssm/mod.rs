@@ -15,7 +15,7 @@
 //!   stream with acknowledgement, reordering and retransmission.
 //! - [`session`]: the control plane (`DescribeInstanceInformation`, `StartSession`,
 //!   `TerminateSession`) and its one-sentence errors.
-//! - [`collector`]: [`collector::SsmCollector`], a [`crate::collector::DatagramSource`] reading
+//! - [`collector`]: [`collector::SsmCollector`], a [`crate::source::DatagramSource`] reading
 //!   the relay stream through a port-forwarding session.
 
 pub mod message;

@@ -13,7 +13,7 @@
 //! The endpoint honours `AWS_ENDPOINT_URL_SSM` / `AWS_ENDPOINT_URL` through the SDK's own
 //! configuration; the data channel goes to whatever `StreamUrl` StartSession returns.
 
-use crate::aws::errors::{code, explain};
+use crate::aws_errors::{code, explain};
 use aws_sdk_ssm::types::{InstanceInformationStringFilter, PingStatus};
 use aws_sdk_ssm::Client;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,17 +60,23 @@ pub fn agent_problem(instance: &str, state: &AgentState) -> Option<String> {
     }
 }
 
-/// Control-plane calls from the capture's (synchronous) receive thread, on a runtime of
-/// their own.
+/// Control-plane calls from the capture's (synchronous) receive thread.
 ///
 /// The client should not have been used on another runtime that is now idle: the SDK pools
-/// HTTP connections, and a pooled connection's task lives on the runtime that opened it. Build
-/// it for the transport (e.g. `aws::client::connect` inside [`Control::block_on`]) or pass a
-/// client whose earlier runtime is gone.
+/// HTTP connections, and a pooled connection's task lives on the runtime that opened it.
+/// A capture builds its client on its one runtime and gives that runtime's handle
+/// ([`Control::on`]); [`Control::new`] makes a runtime of its own (tests, benchmarks).
 pub struct Control {
     client: Client,
-    rt: tokio::runtime::Runtime,
+    rt: Runtime,
     profile: Option<String>,
+}
+
+/// Where the control plane's calls run.
+enum Runtime {
+    Own(tokio::runtime::Runtime),
+    /// The capture's one (multi-thread) runtime, which drives its tasks itself.
+    Shared(std::sync::Arc<tokio::runtime::Runtime>),
 }
 
 impl Control {
@@ -81,29 +87,30 @@ impl Control {
             .map_err(|e| format!("Cannot start the AWS client runtime: {e}."))?;
         Ok(Control {
             client,
-            rt,
+            rt: Runtime::Own(rt),
             profile,
         })
     }
 
-    /// A control plane with an SSM client of its own, built on its own runtime, for
-    /// `profile` in `region` (the profile's when `None`).
-    pub fn connect(profile: Option<&str>, region: Option<&str>) -> Result<Self, String> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("Cannot start the AWS client runtime: {e}."))?;
-        let aws = rt.block_on(crate::aws::client::connect(profile, region))?;
-        Ok(Control {
-            client: aws.ssm,
-            rt,
-            profile: profile.map(str::to_string),
-        })
+    /// A control plane on the capture's runtime `rt`, where `client` was built.
+    pub fn on(
+        rt: std::sync::Arc<tokio::runtime::Runtime>,
+        client: Client,
+        profile: Option<String>,
+    ) -> Self {
+        Control {
+            client,
+            rt: Runtime::Shared(rt),
+            profile,
+        }
     }
 
     /// Runs a future on this control plane's runtime.
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
-        self.rt.block_on(f)
+        match &self.rt {
+            Runtime::Own(rt) => rt.block_on(f),
+            Runtime::Shared(rt) => rt.block_on(f),
+        }
     }
 
     pub fn agent_state(&self, instance: &str) -> Result<AgentState, String> {
@@ -113,7 +120,6 @@ impl Control {
             .build()
             .map_err(|e| format!("ssm:DescribeInstanceInformation: {e}."))?;
         let out = self
-            .rt
             .block_on(
                 self.client
                     .describe_instance_information()
@@ -196,7 +202,6 @@ impl Control {
     /// Opens a port session to `port` on the instance's loopback.
     pub fn start(&self, instance: &str, port: u16) -> Result<StartedSession, String> {
         let out = self
-            .rt
             .block_on(
                 self.client
                     .start_session()
@@ -240,7 +245,6 @@ impl Control {
     ) -> Result<bool, String> {
         let p = self.profile.as_deref();
         let sent = self
-            .rt
             .block_on(
                 self.client
                     .send_command()
@@ -267,7 +271,7 @@ impl Control {
             if stop.load(Ordering::Relaxed) {
                 return Ok(false);
             }
-            let r = self.rt.block_on(
+            let r = self.block_on(
                 self.client
                     .get_command_invocation()
                     .command_id(&id)
@@ -312,7 +316,7 @@ impl Control {
 
     /// Ends a session; best effort (a failure is only logged).
     pub fn terminate(&self, session_id: &str) {
-        let r = self.rt.block_on(async {
+        let r = self.block_on(async {
             tokio::time::timeout(
                 Duration::from_secs(10),
                 self.client

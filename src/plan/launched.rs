@@ -3,17 +3,15 @@
 //! how to reach its relay once it runs: SSH with the keys generated for this capture, or
 //! Session Manager to the relay listener its user data started.
 
-use super::DatagramSource;
 use crate::aws::launch::{LaunchRequest, SshSource};
 use crate::config::{CaptureConfig, Connect};
 use crate::log_msg;
 use crate::mirror::Mirror;
 use crate::relay::user_data::{cloud_config, CollectorSetup, SshSetup, SsmSetup, Watchdog};
-use crate::relay::RelayOptions;
+use crate::source::DatagramSource;
 use crate::transport::pinned::{CollectorKeys, PinnedSettings};
 use crate::transport::ssh::SshCollector;
 use crate::transport::ssm::collector::{SsmCollector, SsmSettings};
-use crate::transport::ssm::session::Control;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,11 +29,6 @@ pub enum Access {
     Ssh(Arc<CollectorKeys>),
     /// Session Manager to the relay listener.
     Ssm,
-}
-
-/// The relay the collector runs for `cfg`.
-fn relay(cfg: &CaptureConfig) -> RelayOptions {
-    cfg.relay()
 }
 
 /// What to launch for `cfg`, and how it will be reached. Generates the SSH keys; makes no
@@ -62,7 +55,7 @@ pub fn prepare(cfg: &CaptureConfig) -> Result<(LaunchRequest, Access), String> {
         }
         Connect::Ssm => {
             let ssm = SsmSetup {
-                relay: relay(cfg),
+                relay: super::relay(cfg),
                 tcp_port: SSM_RELAY_PORT,
             };
             (Access::Ssm, None, Some(ssm), None)
@@ -102,10 +95,8 @@ pub fn connect(
     };
     match access {
         Access::Ssh(keys) => {
-            let (private, public) = match mirror.wait_collector(RUNNING_WAIT, stop, status) {
-                Ok(a) => a,
-                Err(_) if stop.load(std::sync::atomic::Ordering::Relaxed) => return Ok(None),
-                Err(e) => return Err(e),
+            let Some((private, public)) = mirror.wait_collector(RUNNING_WAIT, stop, status)? else {
+                return Ok(None);
             };
             let over = cfg.ssh.clone().unwrap_or_default();
             let port = over.port.unwrap_or(22);
@@ -132,11 +123,15 @@ pub fn connect(
                 boot_wait: SSH_WAIT,
                 label: format!("the collector {instance} ({address})"),
             };
-            let c = SshCollector::connect_pinned(settings, relay(cfg), status, stop)?;
+            let c = SshCollector::connect_pinned(settings, super::relay(cfg), status, stop)?;
             Ok(c.map(|c| Box::new(c) as Box<dyn DatagramSource>))
         }
         Access::Ssm => {
-            let control = Control::connect(mirror.profile(), Some(mirror.region()))?;
+            let control = crate::aws::client::ssm_control(
+                mirror.runtime(),
+                mirror.profile(),
+                Some(mirror.region()),
+            )?;
             let mut settings = SsmSettings::new(&instance, SSM_RELAY_PORT);
             // Test hook (tests/bad_input.rs): a shorter wait for an agent that stays offline.
             if let Some(s) = std::env::var("AWSVPC_TEST_SSM_ONLINE_WAIT_SECS")
@@ -146,7 +141,7 @@ pub fn connect(
                 settings.online_wait = Duration::from_secs(s);
                 settings.online_poll = Duration::from_millis(200);
             }
-            let c = SsmCollector::connect(control, settings, relay(cfg), status, stop)?;
+            let c = SsmCollector::connect(control, settings, super::relay(cfg), status, stop)?;
             Ok(c.map(|c| Box::new(c) as Box<dyn DatagramSource>))
         }
     }

@@ -13,13 +13,15 @@
 
 use crate::aws::client;
 use crate::aws::discovery::{self, Eni};
-use crate::collector::DatagramSource;
+use crate::source::DatagramSource;
 use crate::config::{CaptureConfig, CaptureMode, Connect};
 use crate::relay::{OnHost, RelayOptions};
 use crate::sources::KnownSource;
 use crate::transport::ssh::{SshCollector, SshSettings};
 use crate::wire::ethernet::parse_mac;
 use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use tokio::runtime::Runtime;
 
 /// The first on-host VNI: above those a mirror uses (`provision::vnis` keeps clear of
 /// the top 1,024).
@@ -32,16 +34,15 @@ pub struct Plan {
     pub on_host: Vec<Eni>,
 }
 
-/// Splits `cfg.enis` by `--capture-mode` (read-only calls; nothing is created). With
-/// `mirror` no call is made: provisioning checks the ENIs as before.
-pub fn plan(cfg: &CaptureConfig) -> Result<Plan, String> {
+/// Splits `cfg.enis` by `--capture-mode` (read-only calls on the capture's runtime;
+/// nothing is created). With `mirror` no call is made: provisioning checks the ENIs.
+pub fn plan(cfg: &CaptureConfig, rt: &Runtime) -> Result<Plan, String> {
     if cfg.capture_mode == CaptureMode::Mirror || cfg.enis.is_empty() {
         return Ok(Plan {
             mirror: cfg.enis.clone(),
             on_host: Vec::new(),
         });
     }
-    let rt = client::runtime()?;
     let enis = rt.block_on(async {
         let aws = client::connect(cfg.profile.as_deref(), cfg.region.as_deref()).await?;
         discovery::enis(&aws, None, &cfg.enis).await
@@ -103,6 +104,7 @@ fn relay_for(cfg: &CaptureConfig, e: &Eni, vni: u32, bpf: Option<String>) -> Rel
 pub fn start(
     cfg: &CaptureConfig,
     enis: &[Eni],
+    rt: &Arc<Runtime>,
     status: &dyn Fn(&str),
     stop: &AtomicBool,
 ) -> Result<Option<(Vec<Box<dyn DatagramSource>>, Vec<KnownSource>)>, String> {
@@ -146,11 +148,14 @@ pub fn start(
                     .map(|c| Box::new(c) as Box<dyn DatagramSource>)
             }
             Connect::Ssm => {
-                let control = crate::transport::ssm::session::Control::connect(
-                    cfg.profile.as_deref(),
-                    cfg.region.as_deref(),
-                )?;
-                crate::collector::ssm_host::start_relay(control, &instance, relay, status, stop)?
+                let profile = cfg.profile.as_deref();
+                let aws = rt.block_on(client::connect(profile, cfg.region.as_deref()))?;
+                let control = crate::transport::ssm::session::Control::on(
+                    rt.clone(),
+                    aws.ssm,
+                    profile.map(str::to_string),
+                );
+                super::ssm_host::start_relay(control, &instance, relay, status, stop)?
                     .map(|c| Box::new(c) as Box<dyn DatagramSource>)
             }
         };

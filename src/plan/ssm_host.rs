@@ -7,10 +7,10 @@
 use crate::aws::client;
 use crate::aws::discovery::target_interface;
 use crate::config::CaptureConfig;
-use crate::relay::RelayOptions;
 use crate::transport::ssm::collector::{relay_listener_command, SsmCollector, SsmSettings};
 use crate::transport::ssm::session::Control;
 use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long Run Command may take to start the listener.
@@ -25,9 +25,11 @@ fn listener_port() -> u16 {
     40_000 + (uuid::Uuid::new_v4().as_u128() % 20_000) as u16
 }
 
-/// Connects to the relay of the instance behind `cfg.target_id`. `Ok(None)`: stopped.
+/// Connects to the relay of the instance behind `cfg.target_id`, its AWS calls on the
+/// capture's runtime `rt`. `Ok(None)`: stopped.
 pub fn connect(
     cfg: &CaptureConfig,
+    rt: &Arc<tokio::runtime::Runtime>,
     status: &dyn Fn(&str),
     stop: &AtomicBool,
 ) -> Result<Option<SsmCollector>, String> {
@@ -36,9 +38,9 @@ pub fn connect(
         .as_deref()
         .ok_or("--collector host --connect ssm needs --target-id.")?;
     let (profile, region) = (cfg.profile.as_deref(), cfg.region.as_deref());
-    let control = Control::connect(profile, region)?;
+    let aws = rt.block_on(client::connect(profile, region))?;
+    let control = Control::on(rt.clone(), aws.ssm.clone(), profile.map(str::to_string));
     status(&format!("Finding the collector instance of {target}"));
-    let aws = control.block_on(client::connect(profile, region))?;
     let iface = control
         .block_on(target_interface(&aws, target))?
         .ok_or_else(|| format!("{target} is a load balancer target, not an instance; --connect ssm needs the instance that receives the mirror (or use --connect ssh)."))?;

@@ -1,5 +1,6 @@
 //! One place that turns AWS SDK errors into the one sentence a user sees: what went wrong
-//! and what to do about it.
+//! and what to do about it. Below the control plane (`crate::aws`, which names it
+//! `aws::errors`) and the transports, since the Session Manager link words its own calls.
 
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
