@@ -92,12 +92,12 @@ pub(super) fn on_host_sources<P>(
         return Ok(Some(Vec::new()));
     }
     let status = |s: &str| run.progress.status(s);
-    let Some((sources, known)) = onhost::start(cfg, &plan.on_host, &rt, &status, &run.stop)?
-    else {
+    let Some((sources, known)) = onhost::start(cfg, &plan.on_host, &rt, &status, &run.stop)? else {
         return Ok(None);
     };
     cfg.enis = plan.mirror;
-    cfg.sources.retain(|s| !known.iter().any(|k| k.vni == s.vni));
+    cfg.sources
+        .retain(|s| !known.iter().any(|k| k.vni == s.vni));
     cfg.sources.extend(known);
     cfg.expected_vnis = Some(cfg.sources.iter().map(|s| s.vni).collect());
     Ok(Some(sources))

@@ -55,7 +55,7 @@ pub fn prepare(cfg: &CaptureConfig) -> Result<(LaunchRequest, Access), String> {
         }
         Connect::Ssm => {
             let ssm = SsmSetup {
-                relay: super::relay(cfg),
+                relay: cfg.relay(),
                 tcp_port: SSM_RELAY_PORT,
             };
             (Access::Ssm, None, Some(ssm), None)
@@ -123,7 +123,7 @@ pub fn connect(
                 boot_wait: SSH_WAIT,
                 label: format!("the collector {instance} ({address})"),
             };
-            let c = SshCollector::connect_pinned(settings, super::relay(cfg), status, stop)?;
+            let c = SshCollector::connect_pinned(settings, cfg.relay(), status, stop)?;
             Ok(c.map(|c| Box::new(c) as Box<dyn DatagramSource>))
         }
         Access::Ssm => {
@@ -141,7 +141,7 @@ pub fn connect(
                 settings.online_wait = Duration::from_secs(s);
                 settings.online_poll = Duration::from_millis(200);
             }
-            let c = SsmCollector::connect(control, settings, super::relay(cfg), status, stop)?;
+            let c = SsmCollector::connect(control, settings, cfg.relay(), status, stop)?;
             Ok(c.map(|c| Box::new(c) as Box<dyn DatagramSource>))
         }
     }

@@ -215,7 +215,8 @@ fn finished(ending: Ending) -> Result<Ending, PlanError> {
 }
 
 /// What a capture needs AWS for (with the on-host captures' relays, read beside the
-/// collector).
+/// collector). A build without AWS refuses every plan unread.
+#[cfg_attr(not(feature = "aws"), allow(dead_code))]
 enum AwsPlan<S> {
     /// `--collector host --connect ssm`: the relay of the instance behind `--target-id`.
     HostOverSsm(Vec<Box<dyn DatagramSource>>),

@@ -13,9 +13,9 @@
 
 use crate::aws::client;
 use crate::aws::discovery::{self, Eni};
-use crate::source::DatagramSource;
 use crate::config::{CaptureConfig, CaptureMode, Connect};
 use crate::relay::{OnHost, RelayOptions};
+use crate::source::DatagramSource;
 use crate::sources::KnownSource;
 use crate::transport::ssh::{SshCollector, SshSettings};
 use crate::wire::ethernet::parse_mac;

@@ -7,6 +7,7 @@
 use crate::aws::client;
 use crate::aws::discovery::target_interface;
 use crate::config::CaptureConfig;
+use crate::relay::RelayOptions;
 use crate::transport::ssm::collector::{relay_listener_command, SsmCollector, SsmSettings};
 use crate::transport::ssm::session::Control;
 use std::sync::atomic::AtomicBool;
