@@ -527,6 +527,29 @@ impl Decoder {
         self.end = (self.end + n).min(self.buf.len());
     }
 
+    /// Bytes buffered and not yet taken (an unfinished record, or a banner before the
+    /// stream header).
+    pub fn unfinished(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Decodes on from `buf`, whose bytes `at..at + len` just arrived, instead of copying
+    /// them in: what is left of the current buffer ([`Decoder::unfinished`]) is moved just
+    /// before them, and the buffer no longer used is given back. Refused, with `buf` given
+    /// back as `Err`, when `buf` is smaller than the room the decoder guarantees (two whole
+    /// records) or has less than [`Decoder::unfinished`] bytes before `at`.
+    pub fn adopt(&mut self, mut buf: Vec<u8>, at: usize, len: usize) -> Result<Vec<u8>, Vec<u8>> {
+        let rest = self.end - self.start;
+        if buf.len() < 2 * MAX_RECORD || at < rest || at + len > buf.len() {
+            return Err(buf);
+        }
+        buf[at - rest..at].copy_from_slice(&self.buf[self.start..self.end]);
+        let old = std::mem::replace(&mut self.buf, buf);
+        self.start = at - rest;
+        self.end = at + len;
+        Ok(old)
+    }
+
     /// Looks for the stream header; true once it was seen.
     pub fn find_start(&mut self) -> Result<bool, StreamError> {
         if self.started {
@@ -1023,6 +1046,59 @@ mod tests {
         d.space()[..bytes.len()].copy_from_slice(&bytes);
         d.filled(bytes.len());
         assert_eq!(d.next_record().unwrap_err(), StreamError::BadFamily(0));
+    }
+
+    #[test]
+    fn adopted_pieces_decode_as_copied_ones() {
+        let t = Duration::new(1_700_000_000, 5);
+        let a = (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7)), 4789);
+        let payloads: Vec<Vec<u8>> = (0..300u32)
+            .map(|i| vec![i as u8; (i as usize * 37) % 1600])
+            .collect();
+        let mut records = Vec::new();
+        for chunk in payloads.chunks(7) {
+            let dgs: Vec<BatchDatagram> = chunk
+                .iter()
+                .map(|p| BatchDatagram {
+                    src: a,
+                    time: Some(t),
+                    drops: None,
+                    payload: p,
+                })
+                .collect();
+            records.push(encode_batch(4, t, &dgs));
+            records.push(encode(2, None, 0, t, b""));
+        }
+        let mut bytes = b"banner\n".to_vec();
+        bytes.extend_from_slice(&stream(&records));
+        let want = decode_split(&bytes, 0);
+        // Pieces with room before them, as a reader thread hands them over; the decoder asks
+        // for more only when it has no whole record, so what it holds fits the room.
+        let room = MAX_RECORD;
+        let mut d = Decoder::new();
+        let mut got = Vec::new();
+        let mut spare = Vec::new();
+        for (i, piece) in bytes.chunks(1000 + 4093).enumerate() {
+            let mut buf = spare
+                .pop()
+                .unwrap_or_else(|| vec![0; room + 2 * MAX_RECORD]);
+            buf[room..room + piece.len()].copy_from_slice(piece);
+            // Every third piece too small to adopt: copied in, as before.
+            let arrived = if i % 3 == 2 {
+                d.space()[..piece.len()].copy_from_slice(piece);
+                d.filled(piece.len());
+                Ok(buf)
+            } else {
+                d.adopt(buf, room, piece.len())
+            };
+            spare.push(arrived.unwrap());
+            while let Some(r) = d.next_record().unwrap() {
+                got.push(fields(&r));
+            }
+        }
+        assert_eq!(got, want);
+        assert_eq!(got.len(), 300 + records.len() / 2);
+        assert!(d.adopt(vec![0; 100], 50, 10).is_err(), "too small");
     }
 
     #[test]

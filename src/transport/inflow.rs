@@ -7,14 +7,20 @@
 //! stops taking channel data), and the pressure reaches the collector as it did when the
 //! receive thread read the pipe itself.
 
+use crate::relay::stream::{Decoder, MAX_RECORD};
 use std::io::{self, Read};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::time::Duration;
 
+/// Room a reader thread leaves before what it reads into a piece: the most a decoder can
+/// hold unfinished when it asks for more (one record), so that it can decode on from the
+/// piece itself ([`Decoder::adopt`]) instead of copying the piece into its own buffer.
+pub(crate) const ROOM: usize = MAX_RECORD;
+
 /// What a producer hands over.
 pub(crate) enum Piece {
-    /// `buf[..len]` arrived.
-    Data { buf: Vec<u8>, len: usize },
+    /// `buf[at..at + len]` arrived; what is before `at` is room.
+    Data { buf: Vec<u8>, at: usize, len: usize },
     /// The connection ended: `None` at its end of file, or how reading it failed.
     End(Option<String>),
 }
@@ -54,9 +60,10 @@ impl Inflow {
     }
 
     /// Reads `source` on a thread of its own into `pieces` buffers of `size` bytes taken
-    /// in turn: at most `pieces × size` bytes wait here, beside what `source` buffers
-    /// itself. After a read that filled less than a quarter of its piece, the thread waits
-    /// `gather` before reading again, so that a busy stream comes in fewer, fuller pieces
+    /// in turn (each with [`ROOM`] before them): at most `pieces × size` bytes wait here,
+    /// beside what `source` buffers itself. A buffer a decoder adopts is replaced in the
+    /// turn by the one it gave back. After a read that filled less than a quarter of its
+    /// piece, the thread waits `gather` before reading again, so that a busy stream comes in fewer, fuller pieces
     /// (a wake of two threads costs more than the bytes of a small write it carries); the
     /// first bytes after a pause are not delayed. The thread ends at `source`'s end of
     /// file or error, or once the inflow is dropped and it wants a buffer.
@@ -69,7 +76,7 @@ impl Inflow {
     ) -> io::Result<Inflow> {
         let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
         for _ in 0..pieces {
-            let _ = free_tx.send(vec![0; size]);
+            let _ = free_tx.send(vec![0; ROOM + size]);
         }
         let (tx, inflow) = Inflow::channel(pieces, move |buf| {
             let _ = free_tx.send(buf);
@@ -78,10 +85,13 @@ impl Inflow {
             .name(name.into())
             .spawn(move || {
                 while let Ok(mut buf) = free_rx.recv() {
+                    // A buffer given back by a decoder may be larger: read at most `size`.
+                    let at = ROOM.min(buf.len());
+                    let until = buf.len().min(ROOM + size);
                     let piece = loop {
-                        match source.read(&mut buf) {
+                        match source.read(&mut buf[at..until]) {
                             Ok(0) => break Piece::End(None),
-                            Ok(len) => break Piece::Data { buf, len },
+                            Ok(len) => break Piece::Data { buf, at, len },
                             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                             Err(e) => break Piece::End(Some(e.to_string())),
                         }
@@ -128,7 +138,7 @@ impl Inflow {
                     }
                 };
                 match piece {
-                    Piece::Data { buf, len } => self.held = Some((buf, 0, len)),
+                    Piece::Data { buf, at, len } => self.held = Some((buf, at, at + len)),
                     Piece::End(why) => {
                         self.ended = Some(why.map_or(Ended::Eof, Ended::Failed));
                         continue;
@@ -148,6 +158,36 @@ impl Inflow {
                 }
             }
         }
+        Ok(n)
+    }
+
+    /// Moves what arrived into `decoder`, waiting at most `wait` for it. A piece with room
+    /// for the decoder's unfinished bytes becomes the decoder's buffer (no copy of the
+    /// piece); any other is copied as [`Inflow::read`] does. `Ok(0)`: nothing within `wait`.
+    pub(crate) fn read_into(
+        &mut self,
+        decoder: &mut Decoder,
+        wait: Duration,
+    ) -> Result<usize, Ended> {
+        if self.held.is_none() && self.ended.is_none() {
+            let piece = match self.rx.recv_timeout(wait) {
+                Ok(p) => p,
+                Err(RecvTimeoutError::Timeout) => return Ok(0),
+                Err(RecvTimeoutError::Disconnected) => Piece::End(None),
+            };
+            match piece {
+                Piece::Data { buf, at, len } => match decoder.adopt(buf, at, len) {
+                    Ok(old) => {
+                        (self.give_back)(old);
+                        return Ok(len);
+                    }
+                    Err(buf) => self.held = Some((buf, at, at + len)),
+                },
+                Piece::End(why) => self.ended = Some(why.map_or(Ended::Eof, Ended::Failed)),
+            }
+        }
+        let n = self.read(decoder.space(), wait)?;
+        decoder.filled(n);
         Ok(n)
     }
 }
@@ -184,10 +224,45 @@ mod tests {
     }
 
     #[test]
+    fn a_decoder_reads_the_pieces_themselves() {
+        use crate::relay::stream::{encode, MAGIC};
+        let src = Some((std::net::IpAddr::from([10, 0, 0, 1]), 4789));
+        let mut bytes = MAGIC.to_vec();
+        for i in 0..3000u32 {
+            let payload = vec![i as u8; (i as usize * 53) % 1500];
+            bytes.extend_from_slice(&encode(1, src, 0, Duration::ZERO, &payload));
+        }
+        // ssh's pieces: records straddle them, and each is large enough to be adopted.
+        let mut inflow = Inflow::read_on_thread(
+            "test-inflow",
+            io::Cursor::new(bytes),
+            3,
+            crate::transport::ssh::PIECE,
+            Duration::ZERO,
+        )
+        .unwrap();
+        let mut d = Decoder::new();
+        let mut n = 0u32;
+        loop {
+            while let Some(r) = d.next_record().unwrap() {
+                assert_eq!(r.payload(), &vec![n as u8; (n as usize * 53) % 1500][..]);
+                n += 1;
+            }
+            match inflow.read_into(&mut d, Duration::from_secs(10)) {
+                Ok(_) => {}
+                Err(Ended::Eof) => break,
+                Err(Ended::Failed(e)) => panic!("{e}"),
+            }
+        }
+        assert_eq!(n, 3000);
+    }
+
+    #[test]
     fn a_full_queue_holds_the_producer_and_nothing_is_a_timeout() {
         let (tx, mut inflow) = Inflow::channel(2, |_| {});
         let piece = || Piece::Data {
             buf: vec![1; 10],
+            at: 0,
             len: 10,
         };
         tx.try_send(piece()).unwrap();

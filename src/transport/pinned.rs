@@ -362,7 +362,7 @@ impl Outlet {
     /// Hands `buf` to the reader; fails only when the reader is gone.
     async fn send(&self, buf: Vec<u8>) -> Result<(), ()> {
         let len = buf.len();
-        let mut piece = Piece::Data { buf, len };
+        let mut piece = Piece::Data { buf, at: 0, len };
         loop {
             match self.tx.try_send(piece) {
                 Ok(()) => return Ok(()),

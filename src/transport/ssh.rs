@@ -18,7 +18,8 @@
 //!
 //! ssh's stdout is read on a thread of its own into [`PIECES`] × [`PIECE`] bytes, so no
 //! descriptor is polled: what waits for the receive thread is that, the 1 MiB pipe and
-//! the decoder's buffer.
+//! the decoder's buffer. The decoder decodes from each piece itself (it adopts the piece
+//! as its buffer, giving its own back), so the stream is not copied once more on its way.
 
 use crate::log_info;
 use crate::relay::remote::remote_command;

@@ -76,12 +76,9 @@ impl<S: SshSession> Link for SshLink<S> {
         let Some(s) = self.session.as_mut() else {
             return Err(Cut::Fatal("the SSH tunnel is closed".into()));
         };
-        match s.inflow().read(into.space(), wait) {
+        match s.inflow().read_into(into, wait) {
             Ok(0) => Ok(false),
-            Ok(n) => {
-                into.filled(n);
-                Ok(true)
-            }
+            Ok(_) => Ok(true),
             Err(Ended::Eof) => Err(Cut::Tunnel("the connection closed".into())),
             Err(Ended::Failed(e)) => Err(Cut::Tunnel(e)),
         }
