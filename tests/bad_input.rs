@@ -1047,10 +1047,16 @@ fn every_bad_input_is_one_sentence_and_leaves_nothing() {
             vec!["mirror ENIs of one VPC per capture"],
         ),
         (
-            "ENI of an unsupported instance type (c6i.large)".into(),
-            local_eni(&w.c6i, Some(&w.vpc)),
+            // With the default --capture-mode auto it is captured on its instance
+            // (tests/on_host.rs); a mirror-only capture refuses it.
+            "ENI of an unsupported instance type (c6i.large), `--capture-mode mirror`".into(),
+            {
+                let mut a = local_eni(&w.c6i, Some(&w.vpc));
+                a.extend(s(&["--capture-mode", "mirror"]));
+                a
+            },
             How::default(),
-            vec!["cannot be mirrored", "c6i", "choose another ENI"],
+            vec!["cannot be mirrored", "c6i", "choose another ENI", "--capture-mode auto"],
         ),
         (
             "ENI with 3 sessions already (another tool's)".into(),

@@ -34,6 +34,7 @@ fn prefix() -> &'static Path {
 /// The prefix of the test that runs Wine inside the network namespace `ns`: a wineserver
 /// of its own, started there, so that no Windows process of the other tests starts in
 /// that namespace nor one of this test outside it.
+#[cfg(feature = "aws")]
 fn netns_prefix(ns: &str) -> &'static Path {
     static P: OnceLock<PathBuf> = OnceLock::new();
     P.get_or_init(|| make_prefix_in("awsvpc-wine-prefix-netns", Some(ns)))
@@ -370,12 +371,14 @@ fn a_live_capture_into_named_pipes_equals_linux_and_stops_by_terminate_process()
 /// The Linux end of the ssh stand-in: for each connection, the real ssh with the argv it
 /// sends, its stdin and stdout carried over the connection (EOF included).
 fn ssh_bridge() -> std::net::SocketAddr {
-    ssh_bridge_in(None).0
+    ssh_bridge_on(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), None).0
 }
 
-/// [`ssh_bridge`] listening in, and running ssh in, the namespace `ns`; with the number
-/// of connections whose ssh still runs.
-fn ssh_bridge_in(
+/// [`ssh_bridge`] accepting on `l` (made in the namespace `ns`: a socket stays in the
+/// namespace it was made in, whichever thread accepts) and running ssh in `ns`; with the
+/// number of connections whose ssh still runs.
+fn ssh_bridge_on(
+    l: std::net::TcpListener,
     ns: Option<&str>,
 ) -> (
     std::net::SocketAddr,
@@ -383,11 +386,6 @@ fn ssh_bridge_in(
 ) {
     use std::io::{BufRead, Read, Write};
     use std::sync::atomic::Ordering;
-    let l = match ns {
-        // A socket stays in the namespace it was made in, whichever thread accepts.
-        Some(ns) => aws_lab::in_netns(ns, || std::net::TcpListener::bind("127.0.0.1:0").unwrap()),
-        None => std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
-    };
     let addr = l.local_addr().unwrap();
     let live = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let ns = ns.map(str::to_string);
@@ -505,6 +503,7 @@ fn a_host_collector_over_ssh_into_named_pipes_equals_linux() {
 /// wb-mini) is terminated by the peer; its guardian, a detached awsvpc.exe, must remove
 /// everything without `awsvpc cleanup`, and the host collector's ssh (a child in awsvpc's
 /// kill-on-close job) must end with it.
+#[cfg(feature = "aws")]
 #[test]
 fn terminate_process_at_every_provisioning_step_leaves_nothing_without_cleanup() {
     use aws_lab::{in_netns, leftovers, Lab};
@@ -518,7 +517,10 @@ fn terminate_process_at_every_provisioning_step_leaves_nothing_without_cleanup()
     let existing = aws_lab::untagged_target(&lab.col, &lab.world.collector_eni);
     let sshd = common::sshd::Sshd::start(lab.work.path(), Some(&lab.col), "");
     let config = bridge_ssh_config(&sshd, lab.work.path());
-    let (bridge, bridged) = ssh_bridge_in(Some(&lab.col));
+    let listener = in_netns(&lab.col, || {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap()
+    });
+    let (bridge, bridged) = ssh_bridge_on(listener, Some(&lab.col));
     aws_lab::seed_al2023(&lab.col);
     // The key and known_hosts reach the bridge's real ssh through its config file: as
     // arguments awsvpc.exe would hand it Windows paths (Z:\…) that ssh cannot open.

@@ -191,7 +191,7 @@ pub async fn preflight(
         }
         if let Some(why) = e.unsupported() {
             return Err(format!(
-                "{id} cannot be mirrored: {why}; choose another ENI."
+                "{id} cannot be mirrored: {why}; choose another ENI, or capture it on its own instance with --capture-mode auto."
             ));
         }
         if Some(id.as_str()) == target_eni {
@@ -457,7 +457,7 @@ pub async fn provision_checked(
             |r| r.traffic_mirror_session().and_then(|s| s.traffic_mirror_session_id()),
             |e| match super::errors::code(e) {
                 Some("NetworkInterfaceNotSupported") => format!(
-                    "{} cannot be mirrored: AWS does not support traffic mirroring from its instance type; choose another ENI.",
+                    "{} cannot be mirrored: AWS does not support traffic mirroring from its instance type; choose another ENI, or capture it on its own instance with --capture-mode auto.",
                     eni.id
                 ),
                 _ => explain("ec2:CreateTrafficMirrorSession", e, p),

@@ -43,15 +43,19 @@ pub fn plan(cfg: &CaptureConfig, rt: &Runtime) -> Result<Plan, String> {
             on_host: Vec::new(),
         });
     }
-    let enis = rt.block_on(async {
+    let (enis, region) = rt.block_on(async {
         let aws = client::connect(cfg.profile.as_deref(), cfg.region.as_deref()).await?;
-        discovery::enis(&aws, None, &cfg.enis).await
+        // Who is calling, first, as provisioning does: bad credentials, an unreachable
+        // endpoint or a missing permission are said the same way whatever the ENIs.
+        aws.caller_arn().await?;
+        let enis = discovery::enis(&aws, None, &cfg.enis).await?;
+        Ok::<_, String>((enis, aws.region.clone()))
     })?;
     let mut plan = Plan::default();
     for id in &cfg.enis {
         let Some(e) = enis.iter().find(|e| &e.id == id) else {
             return Err(format!(
-                "{id} not found in the chosen region; check --eni and --region."
+                "{id} not found in region {region}; check --eni and --region."
             ));
         };
         if let Some(v) = &cfg.vpc {
