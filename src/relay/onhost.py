@@ -21,7 +21,7 @@
 # (CAP_NET_RAW), then as --drop-to (nobody); ends as relay.py does: when its
 # stdout closes (awsvpc or its transport gone), SIGTERM/SIGHUP, or a write
 # blocked for --stall-exit seconds.
-# Uses names relay.py defines (fail, REC, SOL, NS, BATCH, MAPPED, drops, ...),
+# Uses names relay.py defines (fail, tune, REC, SOL, NS, BATCH, MAPPED, drops, ...),
 # resolved when called, after both files are loaded.
 import errno
 import os
@@ -79,16 +79,7 @@ def open_packet(a):
         fprog = struct.pack("HL", n, ctypes.addressof(buf))
         s.setsockopt(SOL, SO_ATTACH_FILTER, fprog)  # the kernel copies it
     s.bind((dev, ETH_P_ALL))
-    for opt in (SO_RCVBUFFORCE, socket.SO_RCVBUF):
-        try:
-            s.setsockopt(SOL, opt, a.rcvbuf)
-            break
-        except OSError:
-            pass
-    s.setsockopt(SOL, SO_TIMESTAMPNS, 1)
-    t = max(a.heartbeat, 0.001)
-    s.setsockopt(SOL, socket.SO_RCVTIMEO,
-                 struct.pack("@ll", int(t), int(t % 1 * 1e6)))
+    tune(s, a)  # relay.py's, as for its UDP socket
     if a.drop_to and os.getuid() == 0:
         import pwd
         u = pwd.getpwnam(a.drop_to)

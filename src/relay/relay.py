@@ -90,6 +90,21 @@ def fail(msg):
     sys.exit(3)
 
 
+def tune(s, a):
+    # The receive buffer (forced past rmem_max where allowed), kernel receive
+    # times, and SO_RCVTIMEO so that recv gives EAGAIN after --heartbeat idle.
+    for opt in (SO_RCVBUFFORCE, socket.SO_RCVBUF):
+        try:
+            s.setsockopt(SOL, opt, a.rcvbuf)
+            break
+        except OSError:
+            pass
+    s.setsockopt(SOL, SO_TIMESTAMPNS, 1)
+    t = max(a.heartbeat, 0.001)
+    s.setsockopt(SOL, socket.SO_RCVTIMEO,
+                 struct.pack("@ll", int(t), int(t % 1 * 1e6)))
+
+
 def open_socket(a):
     fam = socket.AF_INET6 if ":" in a.addr else socket.AF_INET
     where = "UDP port %d on %s" % (a.port, a.addr)
@@ -103,17 +118,8 @@ def open_socket(a):
              " of the collector." % a.addr)
     try:
         s = socket.socket(fam, socket.SOCK_DGRAM)
-        for opt in (SO_RCVBUFFORCE, socket.SO_RCVBUF):
-            try:
-                s.setsockopt(SOL, opt, a.rcvbuf)
-                break
-            except OSError:
-                pass
-        s.setsockopt(SOL, SO_TIMESTAMPNS, 1)
+        tune(s, a)
         s.setsockopt(SOL, SO_RXQ_OVFL, 1)
-        t = max(a.heartbeat, 0.001)  # SO_RCVTIMEO: recv gives EAGAIN when idle
-        s.setsockopt(SOL, socket.SO_RCVTIMEO,
-                     struct.pack("@ll", int(t), int(t % 1 * 1e6)))
         # A relay of a lost connection may hold the port until its write
         # watchdog fires: wait for it rather than fail a reconnect.
         until = time.time() + a.bind_wait
