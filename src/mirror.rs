@@ -428,7 +428,7 @@ impl Mirror {
             stop.store(true, Ordering::Relaxed);
             let _ = t.join();
         }
-        let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ledger = crate::aws::ledger::lock(&self.ledger);
         let report = self.rt.block_on(teardown::teardown(
             &self.aws,
             &mut ledger,

@@ -69,6 +69,59 @@ pub struct Ledger {
     finished: bool,
 }
 
+/// Where a create call records itself (`provision::create`): a ledger the caller owns, or
+/// one shared with another thread (the capture's and its diagnosis's), locked for each
+/// write only, never across a request.
+pub trait Record {
+    fn intend(
+        &mut self,
+        kind: Kind,
+        client_token: &str,
+        parent: Option<&str>,
+    ) -> std::io::Result<usize>;
+    fn created(&mut self, index: usize, id: &str) -> std::io::Result<()>;
+    fn void(&mut self, index: usize) -> std::io::Result<()>;
+}
+
+impl Record for Ledger {
+    fn intend(
+        &mut self,
+        kind: Kind,
+        client_token: &str,
+        parent: Option<&str>,
+    ) -> std::io::Result<usize> {
+        Ledger::intend(self, kind, client_token, parent)
+    }
+    fn created(&mut self, index: usize, id: &str) -> std::io::Result<()> {
+        Ledger::created(self, index, id)
+    }
+    fn void(&mut self, index: usize) -> std::io::Result<()> {
+        Ledger::void(self, index)
+    }
+}
+
+impl Record for &std::sync::Mutex<Ledger> {
+    fn intend(
+        &mut self,
+        kind: Kind,
+        client_token: &str,
+        parent: Option<&str>,
+    ) -> std::io::Result<usize> {
+        lock(self).intend(kind, client_token, parent)
+    }
+    fn created(&mut self, index: usize, id: &str) -> std::io::Result<()> {
+        lock(self).created(index, id)
+    }
+    fn void(&mut self, index: usize) -> std::io::Result<()> {
+        lock(self).void(index)
+    }
+}
+
+/// A shared ledger, locked; a panic elsewhere does not hide what it recorded.
+pub fn lock(l: &std::sync::Mutex<Ledger>) -> std::sync::MutexGuard<'_, Ledger> {
+    l.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The folder holding ledgers: `$AWSVPC_STATE_DIR`, else `$XDG_STATE_HOME/awsvpc/runs`,
 /// else `~/.local/state/awsvpc/runs` (Windows: `%LOCALAPPDATA%\awsvpc\runs`).
 pub fn state_dir() -> PathBuf {

@@ -6,7 +6,7 @@
 use super::client::Aws;
 use super::discovery::{enis, Eni};
 use super::errors::explain;
-use super::ledger::{Kind, Ledger};
+use super::ledger::{Kind, Ledger, Record};
 use super::tags;
 use crate::sources::KnownSource;
 use crate::wire::ethernet::parse_mac;
@@ -111,7 +111,7 @@ pub fn vnis(run_id: &str, base: Option<u32>, count: usize) -> Vec<u32> {
 /// intent stays and teardown looks for the resource by the run's tag; the id is recorded as
 /// soon as AWS answers. `request` is the unsent request: it does nothing until polled here.
 pub(super) async fn create<O, E, R>(
-    ledger: &mut Ledger,
+    ledger: &mut impl Record,
     kind: Kind,
     token: &str,
     parent: Option<&str>,

@@ -8,8 +8,8 @@
 //! mirror if the capture stops first), and deleted as soon as the answer is read.
 
 use super::client::Aws;
-use super::ledger::{Kind, Ledger};
-use super::provision::tag_spec;
+use super::ledger::{lock, Kind, Ledger};
+use super::provision::{create, tag_spec};
 use super::tags;
 use crate::diagnose::facts::Unchecked;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
@@ -36,38 +36,11 @@ where
     super::path_facts::unchecked(WHAT, op, e)
 }
 
-fn ledger_error(e: std::io::Error) -> Unchecked {
+/// A failed create, as the check that could not be made.
+fn not_made(why: String) -> Unchecked {
     Unchecked {
         what: WHAT.into(),
-        why: format!("cannot write the run ledger: {e}"),
-    }
-}
-
-fn lock(ledger: &Mutex<Ledger>) -> std::sync::MutexGuard<'_, Ledger> {
-    ledger.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Records the intent of a create call; the lock is never held across a request.
-fn intend(ledger: &Mutex<Ledger>, kind: Kind, token: &str) -> Result<usize, Unchecked> {
-    lock(ledger).intend(kind, token, None).map_err(ledger_error)
-}
-
-/// Settles an intent with the answer: the id, or void when AWS refused (nothing created).
-fn settle<O, E, R>(
-    ledger: &Mutex<Ledger>,
-    index: usize,
-    r: &Result<O, SdkError<E, R>>,
-    id: impl Fn(&O) -> Option<&str>,
-) -> Result<(), Unchecked> {
-    let mut l = lock(ledger);
-    match r {
-        Ok(o) => match id(o) {
-            Some(id) => l.created(index, id).map_err(ledger_error),
-            None => Ok(()),
-        },
-        Err(SdkError::ServiceError(_)) => l.void(index).map_err(ledger_error),
-        // A lost answer: the intent stays, and teardown finds the resource by its tag.
-        Err(_) => Ok(()),
+        why: why.trim_end_matches('.').to_string(),
     }
 }
 
@@ -84,8 +57,7 @@ pub async fn analyze(
         (l.run_id.clone(), l.created_by.clone())
     };
     let token = tags::client_token(&run_id, &format!("path-{source}"));
-    let path_index = intend(ledger, Kind::InsightsPath, &token)?;
-    let r = aws
+    let request = aws
         .ec2
         .create_network_insights_path()
         .source(source)
@@ -98,20 +70,18 @@ pub async fn analyze(
             &created_by,
         ))
         .client_token(&token)
-        .send()
-        .await;
-    settle(ledger, path_index, &r, |o| {
-        o.network_insights_path()?.network_insights_path_id()
-    })?;
-    let path = r
-        .map_err(|e| unchecked("ec2:CreateNetworkInsightsPath", &e))?
-        .network_insights_path()
-        .and_then(|p| p.network_insights_path_id())
-        .map(str::to_string)
-        .ok_or_else(|| Unchecked {
-            what: WHAT.into(),
-            why: "EC2 created a network insights path but returned no id".into(),
-        })?;
+        .send();
+    let path = create(
+        &mut { ledger },
+        Kind::InsightsPath,
+        &token,
+        None,
+        request,
+        |o| o.network_insights_path()?.network_insights_path_id(),
+        |e| unchecked("ec2:CreateNetworkInsightsPath", e).why,
+    )
+    .await
+    .map_err(not_made)?;
     let outcome = run_analysis(aws, ledger, &run_id, &created_by, source, &path).await;
     // The path goes whatever the analysis did; a failure here is teardown's to finish.
     remove(aws, ledger, Kind::InsightsPath, &path).await;
@@ -127,8 +97,7 @@ async fn run_analysis(
     path: &str,
 ) -> Result<NetworkInsightsAnalysis, Unchecked> {
     let token = tags::client_token(run_id, &format!("analysis-{source}"));
-    let index = intend(ledger, Kind::InsightsAnalysis, &token)?;
-    let r = aws
+    let request = aws
         .ec2
         .start_network_insights_analysis()
         .network_insights_path_id(path)
@@ -138,21 +107,21 @@ async fn run_analysis(
             created_by,
         ))
         .client_token(&token)
-        .send()
-        .await;
-    settle(ledger, index, &r, |o| {
-        o.network_insights_analysis()?
-            .network_insights_analysis_id()
-    })?;
-    let id = r
-        .map_err(|e| unchecked("ec2:StartNetworkInsightsAnalysis", &e))?
-        .network_insights_analysis()
-        .and_then(|a| a.network_insights_analysis_id())
-        .map(str::to_string)
-        .ok_or_else(|| Unchecked {
-            what: WHAT.into(),
-            why: "EC2 started an analysis but returned no id".into(),
-        })?;
+        .send();
+    let id = create(
+        &mut { ledger },
+        Kind::InsightsAnalysis,
+        &token,
+        None,
+        request,
+        |o| {
+            o.network_insights_analysis()?
+                .network_insights_analysis_id()
+        },
+        |e| unchecked("ec2:StartNetworkInsightsAnalysis", e).why,
+    )
+    .await
+    .map_err(not_made)?;
     let result = wait(aws, &id).await;
     remove(aws, ledger, Kind::InsightsAnalysis, &id).await;
     result
