@@ -195,14 +195,14 @@ impl CaptureConfig {
         };
         let listen_port =
             number::<u16>(args, "listen-port", 1, 65535, "a UDP port")?.unwrap_or(4789);
-        let snaplen = match number::<u32>(args, "snaplen", 0, 65535, "a byte count")? {
-            // Session Manager carries about 1 MB/s: headers only, unless asked otherwise
-            // (0 asks for whole frames).
-            None if connect == Connect::Ssm && collector != CollectorMode::Local => {
-                Some(crate::transport::ssm::DEFAULT_SNAPLEN)
-            }
+        let asked_snaplen = number::<u32>(args, "snaplen", 0, 65535, "a byte count")?;
+        // Session Manager carries about 1 MB/s: headers only, unless asked otherwise (0 asks
+        // for whole frames); the same for a remote collector and an on-host capture.
+        let snaplen_over = |ssm: bool| match asked_snaplen {
+            None if ssm => Some(crate::transport::ssm::DEFAULT_SNAPLEN),
             n => n.filter(|n| *n > 0),
         };
+        let snaplen = snaplen_over(connect == Connect::Ssm && collector != CollectorMode::Local);
         let vni = number::<u32>(args, "vni", 0, (1 << 24) - 1, "a VXLAN network identifier")?;
         let enis = match args.get("eni") {
             None => Vec::new(),
@@ -235,10 +235,7 @@ impl CaptureConfig {
                 ))
             }
         };
-        let on_host_snaplen = match number::<u32>(args, "snaplen", 0, 65535, "a byte count")? {
-            None if on_host_connect == Connect::Ssm => Some(crate::transport::ssm::DEFAULT_SNAPLEN),
-            n => n.filter(|n| *n > 0),
-        };
+        let on_host_snaplen = snaplen_over(on_host_connect == Connect::Ssm);
         let reachability = match args.get("diagnose").unwrap_or("checks") {
             "checks" => false,
             "reachability" => true,
