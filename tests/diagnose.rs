@@ -119,24 +119,6 @@ async fn source_in(c: &aws_sdk_ec2::Client, subnet: &str, ip: &str) -> String {
     eni
 }
 
-async fn eni_facts(c: &aws_sdk_ec2::Client, eni: &str) -> (String, String) {
-    let n = c
-        .describe_network_interfaces()
-        .network_interface_ids(eni)
-        .send()
-        .await
-        .unwrap();
-    let n = n
-        .network_interfaces()
-        .iter()
-        .find(|n| n.network_interface_id() == Some(eni))
-        .unwrap();
-    (
-        n.private_ip_address().unwrap().to_string(),
-        n.subnet_id().unwrap().to_string(),
-    )
-}
-
 /// `f` with the emulator's client, inside the lab's namespace.
 fn ec2_in<T: Send + 'static, F>(
     col: &str,

@@ -29,13 +29,7 @@ fn m7i(col: &str, source_eni: &str) -> Instance {
     in_netns(col, move || {
         rt().block_on(async move {
             let c = ec2();
-            let n = c
-                .describe_network_interfaces()
-                .network_interface_ids(&eni)
-                .send()
-                .await
-                .unwrap();
-            let subnet = n.network_interfaces()[0].subnet_id().unwrap().to_string();
+            let (_, subnet) = eni_facts(&c, &eni).await;
             let r = c
                 .run_instances()
                 .image_id("ami-12c6146b")
@@ -546,13 +540,7 @@ fn detached_eni(col: &str, source_eni: &str) -> String {
     in_netns(col, move || {
         rt().block_on(async move {
             let c = ec2();
-            let n = c
-                .describe_network_interfaces()
-                .network_interface_ids(&eni)
-                .send()
-                .await
-                .unwrap();
-            let subnet = n.network_interfaces()[0].subnet_id().unwrap().to_string();
+            let (_, subnet) = eni_facts(&c, &eni).await;
             c.create_network_interface()
                 .subnet_id(subnet)
                 .send()

@@ -486,3 +486,23 @@ pub fn play_run_command(
     });
     sent
 }
+
+/// An ENI's private address and subnet.
+#[allow(dead_code)]
+pub async fn eni_facts(c: &aws_sdk_ec2::Client, eni: &str) -> (String, String) {
+    let n = c
+        .describe_network_interfaces()
+        .network_interface_ids(eni)
+        .send()
+        .await
+        .unwrap();
+    let n = n
+        .network_interfaces()
+        .iter()
+        .find(|n| n.network_interface_id() == Some(eni))
+        .unwrap();
+    (
+        n.private_ip_address().unwrap().to_string(),
+        n.subnet_id().unwrap().to_string(),
+    )
+}
