@@ -122,6 +122,8 @@ pub fn start(
     };
     let mut sources: Vec<Box<dyn DatagramSource>> = Vec::new();
     let mut known = Vec::new();
+    // Over Session Manager, one SSM client for all the instances (made at the first).
+    let mut ssm: Option<aws_sdk_ssm::Client> = None;
     for (i, e) in enis.iter().enumerate() {
         let instance = e.instance_id.clone().unwrap_or_default();
         let vni = FIRST_VNI + i as u32;
@@ -153,10 +155,16 @@ pub fn start(
             }
             Connect::Ssm => {
                 let profile = cfg.profile.as_deref();
-                let aws = rt.block_on(client::connect(profile, cfg.region.as_deref()))?;
+                let client = match &ssm {
+                    Some(c) => c.clone(),
+                    None => {
+                        let aws = rt.block_on(client::connect(profile, cfg.region.as_deref()))?;
+                        ssm.insert(aws.ssm).clone()
+                    }
+                };
                 let control = crate::transport::ssm::session::Control::on(
                     rt.clone(),
-                    aws.ssm,
+                    client,
                     profile.map(str::to_string),
                 );
                 super::ssm_host::start_relay(control, &instance, relay, status, stop)?
