@@ -140,6 +140,56 @@ pub fn widen_pipe(p: &impl AsFd) {
     let _ = p;
 }
 
+/// A child's output read with a deadline straight from its pipe, so that no thread stands
+/// between the pipe and its reader: the descriptor is made non-blocking, and `poll` waits
+/// only when nothing is there. (An OS that cannot wait on a pipe gives it back from
+/// [`TimedPipe::new`]; the caller then reads it on a thread.)
+pub struct TimedPipe(std::process::ChildStdout);
+
+impl TimedPipe {
+    pub fn new(p: std::process::ChildStdout) -> Result<TimedPipe, std::process::ChildStdout> {
+        let fd = p.as_raw_fd();
+        // SAFETY: fcntl on a descriptor `p` owns; no memory is passed.
+        let ok = unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) >= 0
+        };
+        if ok {
+            Ok(TimedPipe(p))
+        } else {
+            Err(p)
+        }
+    }
+
+    /// Reads what is there into `buf`, waiting at most `wait` for the first byte.
+    /// `Ok(None)`: nothing came; `Ok(Some(0))`: the writer closed its end.
+    pub fn read(&mut self, buf: &mut [u8], wait: Duration) -> io::Result<Option<usize>> {
+        use std::io::Read;
+        let mut waited = false;
+        loop {
+            match self.0.read(buf) {
+                Ok(n) => return Ok(Some(n)),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            if waited {
+                return Ok(None);
+            }
+            let mut p = libc::pollfd {
+                fd: self.0.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd. A signal ends the wait early, as a timeout does.
+            unsafe {
+                libc::poll(&mut p, 1, wait.as_millis().min(i32::MAX as u128) as i32);
+            }
+            waited = true;
+        }
+    }
+}
+
 /// Starts `c` in a session of its own, so that a signal to Wireshark's process group or to
 /// awsvpc does not reach it.
 pub fn spawn_detached(c: &mut std::process::Command) -> io::Result<std::process::Child> {
@@ -172,6 +222,32 @@ mod tests {
         // SAFETY: valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         p
+    }
+
+    #[test]
+    fn a_timed_pipe_waits_delivers_then_ends() {
+        let mut child = std::process::Command::new("cat")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut pipe = TimedPipe::new(child.stdout.take().unwrap()).ok().unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(
+            pipe.read(&mut buf, Duration::from_millis(20)).unwrap(),
+            None
+        );
+        stdin.write_all(b"abc").unwrap();
+        let n = pipe.read(&mut buf, Duration::from_secs(10)).unwrap();
+        assert_eq!(n, Some(3));
+        assert_eq!(&buf[..3], b"abc");
+        drop(stdin);
+        assert_eq!(
+            pipe.read(&mut buf, Duration::from_secs(10)).unwrap(),
+            Some(0)
+        );
+        child.wait().unwrap();
     }
 
     #[test]

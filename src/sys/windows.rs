@@ -117,6 +117,20 @@ pub fn reader_gone(_p: &impl AsHandle) -> bool {
 /// A named pipe's buffer is set by its creator (Wireshark), not by the client.
 pub fn widen_pipe(_p: &impl AsHandle) {}
 
+/// An anonymous pipe's handle cannot be waited on with a deadline: [`TimedPipe::new`] gives
+/// every pipe back, and the caller reads it on a thread.
+pub struct TimedPipe(std::convert::Infallible);
+
+impl TimedPipe {
+    pub fn new(p: std::process::ChildStdout) -> Result<TimedPipe, std::process::ChildStdout> {
+        Err(p)
+    }
+
+    pub fn read(&mut self, _buf: &mut [u8], _wait: Duration) -> io::Result<Option<usize>> {
+        match self.0 {}
+    }
+}
+
 /// CreateProcess flags (winbase.h): no console, its own Ctrl-C group, out of the job.
 const DETACHED_PROCESS: u32 = 0x0000_0008;
 const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;

@@ -1,6 +1,7 @@
 //! A connection's bytes handed from the thread that receives them to the capture's receive
 //! thread, which waits for them with a deadline: std channels only, so that no transport
-//! polls a descriptor and each builds on any OS.
+//! polls a descriptor and each builds on any OS. A child's pipe ([`Incoming`]) is read
+//! straight where [`crate::sys::TimedPipe`] can wait on it, and through a thread elsewhere.
 //!
 //! The bound is a number of pieces in flight: a producer that finds them all taken waits
 //! (a pipe reader stops reading, so the pipe fills and its writer waits; a channel task
@@ -8,6 +9,7 @@
 //! receive thread read the pipe itself.
 
 use crate::relay::stream::{Decoder, MAX_RECORD};
+use crate::sys::TimedPipe;
 use std::io::{self, Read};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::time::Duration;
@@ -189,6 +191,90 @@ impl Inflow {
         let n = self.read(decoder.space(), wait)?;
         decoder.filled(n);
         Ok(n)
+    }
+}
+
+/// A child's output (ssh's stdout) as the relay client reads it.
+pub(crate) enum Incoming {
+    /// Read by the receive thread itself: no hop between threads, no queue of pieces.
+    Pipe {
+        pipe: TimedPipe,
+        /// What a read must reach not to be small (a quarter of the thread's piece).
+        full: usize,
+        gather: Duration,
+        /// The last read was small: let more gather before the next.
+        small: bool,
+        ended: Option<Ended>,
+    },
+    /// Where the OS cannot wait on a pipe: read on a thread of its own.
+    Thread(Inflow),
+}
+
+impl Incoming {
+    /// Reads `stdout` in reads of up to `size` bytes (in `pieces` pieces on a thread, where
+    /// it must be one), waiting `gather` after a read that filled less than a quarter of
+    /// `size`, as [`Inflow::read_on_thread`] does.
+    pub(crate) fn child(
+        name: &str,
+        stdout: std::process::ChildStdout,
+        pieces: usize,
+        size: usize,
+        gather: Duration,
+    ) -> io::Result<Incoming> {
+        match TimedPipe::new(stdout) {
+            Ok(pipe) => Ok(Incoming::Pipe {
+                pipe,
+                full: size / 4,
+                gather,
+                small: false,
+                ended: None,
+            }),
+            Err(stdout) => {
+                Inflow::read_on_thread(name, stdout, pieces, size, gather).map(Incoming::Thread)
+            }
+        }
+    }
+
+    /// Moves what arrived into `decoder`, waiting at most `wait` for it. `Ok(0)`: nothing
+    /// within `wait`. The end comes after every byte before it, and again on every later call.
+    pub(crate) fn read_into(
+        &mut self,
+        decoder: &mut Decoder,
+        wait: Duration,
+    ) -> Result<usize, Ended> {
+        let (pipe, full, gather, small, ended) = match self {
+            Incoming::Thread(inflow) => return inflow.read_into(decoder, wait),
+            Incoming::Pipe {
+                pipe,
+                full,
+                gather,
+                small,
+                ended,
+            } => (pipe, *full, *gather, small, ended),
+        };
+        if let Some(e) = ended {
+            return Err(e.clone());
+        }
+        if *small && !gather.is_zero() {
+            std::thread::sleep(gather);
+        }
+        let space = decoder.space();
+        if space.is_empty() {
+            return Ok(0);
+        }
+        match pipe.read(space, wait) {
+            Ok(None) => {
+                *small = false;
+                Ok(0)
+            }
+            Ok(Some(0)) => Err(ended.insert(Ended::Eof).clone()),
+            Ok(Some(n)) => {
+                decoder.filled(n);
+                *small = n < full;
+                Ok(n)
+            }
+            Err(e) => Err(ended.insert(Ended::Failed(e.to_string())).clone()),
+        }
     }
 }
 

@@ -10,13 +10,13 @@
 //! key only (no agent, no key files, no password). Neither key is written to disk by
 //! awsvpc.
 //!
-//! The SSH session runs on its own thread (a current-thread tokio runtime) that hands the
-//! relay's stream to the relay client ([`crate::transport::relay_client`]) in at most
-//! [`PIECES`] pieces of one channel message each (≤ [`MAX_PACKET`] bytes, 1 MiB in all), so
-//! the relay, the stream decoder, loss detection and the one reconnect are the code that
-//! serves the system ssh. When the reader falls behind, the pieces are all taken, the thread
-//! stops taking channel data, and the pressure reaches the SSH window and the TCP
-//! connection.
+//! The SSH session is a task on the capture's one tokio runtime (the mirror's, given to
+//! [`SshCollector::connect_pinned_on`]) that hands the relay's stream to the relay client
+//! ([`crate::transport::relay_client`]) in at most [`PIECES`] pieces of one channel message
+//! each (≤ [`MAX_PACKET`] bytes, 1 MiB in all), so the relay, the stream decoder, loss
+//! detection and the one reconnect are the code that serves the system ssh. When the reader
+//! falls behind, the pieces are all taken, the task stops taking channel data, and the
+//! pressure reaches the SSH window and the TCP connection.
 //!
 //! While the instance boots, refused, reset, unreachable and timed-out connections are
 //! retried every [`RETRY`] until [`PinnedSettings::boot_wait`], with the status bar
@@ -24,7 +24,7 @@
 
 use crate::relay::remote::remote_command;
 use crate::relay::{RelayOptions, SOURCE};
-use crate::transport::inflow::{Inflow, Piece};
+use crate::transport::inflow::{Incoming, Inflow, Piece};
 use crate::transport::relay_client::{Link, RelayClient, START_LIMIT};
 use crate::transport::ssh_link::{capitalized, no_python3, SshLink, SshSession};
 use crate::{log_info, log_msg};
@@ -198,25 +198,29 @@ impl Ending {
     }
 }
 
+/// How to reach an ephemeral collector, and the runtime its sessions run on.
+pub(crate) struct Pinned {
+    settings: PinnedSettings,
+    rt: Arc<tokio::runtime::Runtime>,
+}
+
 /// One SSH session running the relay, read through an [`Inflow`].
 struct Session {
-    inflow: Inflow,
+    incoming: Incoming,
     cancel: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    rt: Arc<tokio::runtime::Runtime>,
     state: Arc<Mutex<State>>,
     label: String,
     started: Instant,
 }
 
 impl Session {
-    /// Starts connecting on a thread; the stream arrives through its [`Inflow`], and
-    /// its end comes with what explains it in [`Session::finish`]. `again`: a reconnect,
-    /// which waits [`RECONNECT_WAIT`] instead of the boot wait.
-    fn spawn(
-        settings: &PinnedSettings,
-        relay: &RelayOptions,
-        again: bool,
-    ) -> Result<Session, String> {
+    /// Starts connecting in a task; the stream arrives through its [`Inflow`], and its end
+    /// comes with what explains it in [`Session::finish`]. `again`: a reconnect, which waits
+    /// [`RECONNECT_WAIT`] instead of the boot wait.
+    fn spawn(pinned: &Pinned, relay: &RelayOptions, again: bool) -> Session {
+        let settings = &pinned.settings;
         let room = Arc::new(tokio::sync::Notify::new());
         let taken = room.clone();
         let (tx, inflow) = Inflow::channel(PIECES, move |_| taken.notify_one());
@@ -233,18 +237,22 @@ impl Session {
             state: state.clone(),
         };
         let theirs = Outlet { tx, room };
-        let thread = std::thread::Builder::new()
-            .name("ssh-pinned".into())
-            .spawn(move || job.run(theirs, cancelled))
-            .map_err(|e| format!("Cannot start the SSH session's thread: {e}."))?;
-        Ok(Session {
-            inflow,
+        let task = pinned.rt.spawn(async move {
+            tokio::select! {
+                _ = job.work(theirs) => {}
+                // Dropping the session's handle and channel ends russh's own task too.
+                _ = cancelled => {}
+            }
+        });
+        Session {
+            incoming: Incoming::Thread(inflow),
             cancel: Some(cancel),
-            thread: Some(thread),
+            task: Some(task),
+            rt: pinned.rt.clone(),
             state,
             label: settings.label.clone(),
             started: Instant::now(),
-        })
+        }
     }
 
     fn connected_at(&self) -> Option<Instant> {
@@ -266,21 +274,37 @@ impl Session {
     /// returns what explains its end.
     fn finish(mut self, kill: bool) -> Ending {
         if !kill {
-            let until = Instant::now() + Duration::from_secs(5);
-            while self.thread.as_ref().is_some_and(|t| !t.is_finished()) && Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            self.wait_task(Duration::from_secs(5));
         }
         self.stop();
         Ending(std::mem::take(&mut *self.state.lock().unwrap()))
+    }
+
+    /// Waits at most `limit` for the session's task to end.
+    fn wait_task(&mut self, limit: Duration) {
+        let Some(task) = self.task.as_mut() else {
+            return;
+        };
+        // The relay client blocks only from plain threads; inside the runtime, do not wait.
+        if tokio::runtime::Handle::try_current().is_err() {
+            // The timer is made inside the runtime: it needs the runtime's clock.
+            let ended = self
+                .rt
+                .block_on(async { tokio::time::timeout(limit, task).await });
+            // A finished task's handle must not be awaited again.
+            if ended.is_ok() {
+                self.task = None;
+            }
+        }
     }
 
     fn stop(&mut self) {
         if let Some(c) = self.cancel.take() {
             let _ = c.send(());
         }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        self.wait_task(Duration::from_secs(1));
+        if let Some(t) = self.task.take() {
+            t.abort();
         }
     }
 }
@@ -293,18 +317,18 @@ impl Drop for Session {
 
 /// The pinned client as an SSH session of the relay client's [`SshLink`].
 impl SshSession for Session {
-    type Settings = PinnedSettings;
+    type Settings = Pinned;
 
-    fn name(settings: &PinnedSettings) -> &str {
-        &settings.label
+    fn name(p: &Pinned) -> &str {
+        &p.settings.label
     }
 
-    fn spawn(settings: &PinnedSettings, relay: &RelayOptions, again: bool) -> Result<Self, String> {
-        Session::spawn(settings, relay, again)
+    fn spawn(p: &Pinned, relay: &RelayOptions, again: bool) -> Result<Self, String> {
+        Ok(Session::spawn(p, relay, again))
     }
 
-    fn inflow(&mut self) -> &mut Inflow {
-        &mut self.inflow
+    fn incoming(&mut self) -> &mut Incoming {
+        &mut self.incoming
     }
 
     fn start_clock(&self) -> Option<Instant> {
@@ -315,7 +339,8 @@ impl SshSession for Session {
         Session::waiting(self)
     }
 
-    fn no_answer(p: &PinnedSettings) -> String {
+    fn no_answer(p: &Pinned) -> String {
+        let p = &p.settings;
         format!(
             "{} accepted a TCP connection on port {} but did not start the relay over SSH within {} s; check that it finished booting (its console output) and that nothing else answers at {}.",
             capitalized(&p.label),
@@ -325,8 +350,8 @@ impl SshSession for Session {
         )
     }
 
-    fn explain_end(self, settings: &PinnedSettings, unparsed: &str) -> String {
-        explain(settings, self.finish(false), unparsed)
+    fn explain_end(self, p: &Pinned, unparsed: &str) -> String {
+        explain(&p.settings, self.finish(false), unparsed)
     }
 
     fn kill(self) -> Option<String> {
@@ -340,13 +365,35 @@ impl RelayClient<dyn Link> {
     /// [`crate::transport::ssh::SshCollector::connect`] does. Only the pinned host key is
     /// accepted; the login uses the generated client key only. `None` when `stop` was set
     /// while connecting.
+    ///
+    /// The session runs on a runtime of its own; a capture gives its one runtime instead
+    /// ([`RelayClient::connect_pinned_on`]).
     pub fn connect_pinned(
         settings: PinnedSettings,
         relay: RelayOptions,
         status: &dyn Fn(&str),
         stop: &AtomicBool,
     ) -> Result<Option<Self>, String> {
-        let link = SshLink::<Session>::new(settings);
+        // Multi-thread (one worker): the session's task runs while the caller blocks elsewhere.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("ssh-pinned")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("Cannot start the SSH client: {e}."))?;
+        Self::connect_pinned_on(Arc::new(rt), settings, relay, status, stop)
+    }
+
+    /// [`RelayClient::connect_pinned`], its sessions tasks on `rt` (a multi-thread runtime,
+    /// which drives them while the relay client blocks on its own thread).
+    pub fn connect_pinned_on(
+        rt: Arc<tokio::runtime::Runtime>,
+        settings: PinnedSettings,
+        relay: RelayOptions,
+        status: &dyn Fn(&str),
+        stop: &AtomicBool,
+    ) -> Result<Option<Self>, String> {
+        let link = SshLink::<Session>::new(Pinned { settings, rt });
         Self::open(Box::new(link), relay, status, stop)
     }
 }
@@ -395,27 +442,6 @@ struct Job {
 }
 
 impl Job {
-    fn run(self, theirs: Outlet, cancelled: tokio::sync::oneshot::Receiver<()>) {
-        let rt = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt,
-            Err(e) => {
-                self.fail(format!("Cannot start the SSH client: {e}."));
-                return;
-            }
-        };
-        rt.block_on(async {
-            tokio::select! {
-                _ = self.work(theirs) => {}
-                _ = cancelled => {}
-            }
-        });
-        // Whatever is still running (the SSH session's task) ends with the runtime.
-        rt.shutdown_timeout(Duration::from_secs(1));
-    }
-
     fn fail(&self, sentence: String) {
         log_info!("SSH to {}: {sentence}", self.settings.label);
         self.state.lock().unwrap().sentence = Some(sentence);

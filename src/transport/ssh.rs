@@ -16,15 +16,16 @@
 //! how its failure is explained differ (each an [`SshSession`] of one [`SshLink`]); the relay, the stream, loss
 //! detection and the reconnect are shared.
 //!
-//! ssh's stdout is read on a thread of its own into [`PIECES`] × [`PIECE`] bytes, so no
-//! descriptor is polled: what waits for the receive thread is that, the 1 MiB pipe and
-//! the decoder's buffer. The decoder decodes from each piece itself (it adopts the piece
-//! as its buffer, giving its own back), so the stream is not copied once more on its way.
+//! ssh's stdout is read by the receive thread straight into the decoder's buffer where the
+//! OS can wait on a pipe with a deadline ([`crate::sys::TimedPipe`]: Unix), so what waits
+//! for it is the 1 MiB pipe and the decoder's buffer. Elsewhere (Windows) a thread of its
+//! own reads it into [`PIECES`] × [`PIECE`] bytes, and the decoder decodes from each piece
+//! itself (it adopts the piece as its buffer, giving its own back).
 
 use crate::log_info;
 use crate::relay::remote::remote_command;
 use crate::relay::{source_for, RelayOptions};
-use crate::transport::inflow::Inflow;
+use crate::transport::inflow::Incoming;
 use crate::transport::relay_client::{Link, RelayClient};
 use crate::transport::ssh_link::{no_python3, SshLink, SshSession};
 use std::io::{self, BufRead, Write};
@@ -36,12 +37,12 @@ use std::time::{Duration, Instant};
 
 pub use crate::transport::relay_client::START_LIMIT;
 const CONNECT_TIMEOUT_S: u32 = 10;
-/// ssh's stdout waits for the receive thread in at most this many pieces of [`PIECE`]
-/// bytes (512 KiB in all): the reader thread stops reading when all are full, the pipe
-/// fills and ssh stops taking channel data.
+/// Where ssh's stdout is read on a thread, it waits for the receive thread in at most this
+/// many pieces of [`PIECE`] bytes (512 KiB in all): the reader thread stops reading when
+/// all are full, the pipe fills and ssh stops taking channel data.
 pub const PIECES: usize = 4;
 pub const PIECE: usize = 128 << 10;
-/// After a small read of ssh's stdout, the reader thread lets this much more gather in the
+/// After a small read of ssh's stdout, the reader lets this much more gather in the
 /// pipe: reading every ssh write as it came doubled awsvpc's CPU per packet at 128-byte
 /// frames (benches/ssh_throughput.sh). The relay waits as long after a small batch; the
 /// timestamps are the kernel's, so this costs no accuracy, at most 1 ms of display delay.
@@ -175,10 +176,10 @@ struct Effective {
     known_hosts: String,
 }
 
-/// One ssh process running the relay; its stdout read on a thread of its own.
+/// One ssh process running the relay.
 struct Process {
     child: Child,
-    stdout: Inflow,
+    stdout: Incoming,
     stderr: Arc<Mutex<Vec<String>>>,
     stderr_reader: Option<std::thread::JoinHandle<()>>,
     spawned: Instant,
@@ -239,11 +240,11 @@ impl Process {
                 });
         }
         let stdout = child.stdout.take().expect("piped");
-        // A 1 MiB pipe absorbs the reader thread's scheduling delays (on a busy machine,
+        // A 1 MiB pipe absorbs the reader's scheduling delays (on a busy machine,
         // milliseconds: 64 KiB is 0.4 ms at 1500-byte frames) instead of stalling ssh.
         // (A no-op where a pipe cannot grow: `crate::sys`.)
         crate::sys::widen_pipe(&stdout);
-        let stdout = Inflow::read_on_thread("ssh-stdout", stdout, PIECES, PIECE, GATHER)
+        let stdout = Incoming::child("ssh-stdout", stdout, PIECES, PIECE, GATHER)
             .map_err(|e| format!("Cannot start a thread to read ssh: {e}."))?;
         Ok(Process {
             child,
@@ -303,7 +304,7 @@ impl SshSession for Process {
         Process::spawn(settings, relay)
     }
 
-    fn inflow(&mut self) -> &mut Inflow {
+    fn incoming(&mut self) -> &mut Incoming {
         &mut self.stdout
     }
 

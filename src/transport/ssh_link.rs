@@ -1,11 +1,11 @@
 //! The relay client's link over SSH, once for both SSH clients: the system `ssh` to an
 //! existing collector (`super::ssh`) and the pinned in-process client to a launched one
 //! (`super::pinned`) differ only in how a session is made and how its end is explained
-//! ([`SshSession`]); both deliver the relay's stream through an [`Inflow`].
+//! ([`SshSession`]); both deliver the relay's stream as an [`Incoming`].
 
 use crate::relay::stream::{Decoder, StreamError};
 use crate::relay::RelayOptions;
-use crate::transport::inflow::{Ended, Inflow};
+use crate::transport::inflow::{Ended, Incoming};
 use crate::transport::relay_client::{Attempt, Cut, Link, Words};
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,7 @@ pub(crate) trait SshSession: Sized + Send {
     /// Starts connecting and running the relay (`again`: a reconnect).
     fn spawn(settings: &Self::Settings, relay: &RelayOptions, again: bool) -> Result<Self, String>;
     /// The relay's stream.
-    fn inflow(&mut self) -> &mut Inflow;
+    fn incoming(&mut self) -> &mut Incoming;
     /// Since when [`crate::transport::relay_client::START_LIMIT`] counts.
     fn start_clock(&self) -> Option<Instant>;
     /// The status bar's text while the connection is not made yet, if it has one.
@@ -76,7 +76,7 @@ impl<S: SshSession> Link for SshLink<S> {
         let Some(s) = self.session.as_mut() else {
             return Err(Cut::Fatal("the SSH tunnel is closed".into()));
         };
-        match s.inflow().read_into(into, wait) {
+        match s.incoming().read_into(into, wait) {
             Ok(0) => Ok(false),
             Ok(_) => Ok(true),
             Err(Ended::Eof) => Err(Cut::Tunnel("the connection closed".into())),
