@@ -8,7 +8,7 @@ use crate::batch::Batch;
 use crate::config::CaptureConfig;
 use crate::pipeline::{unix_now, Counters, Pipeline};
 use crate::sink::pcapng::PcapngSink;
-use crate::source::DatagramSource;
+use crate::source::{DatagramSource, SourceError};
 use crate::sources::SourceTable;
 use crate::{log_info, log_msg};
 use std::io::{self, Write};
@@ -159,7 +159,7 @@ pub fn run<W: Output, S: DatagramSource>(
                         }
                     }
                     // A source's wait that gave way to the stop: not a failure.
-                    Err(e) if rx_stop.load(Ordering::Relaxed) => {
+                    Err(e @ SourceError::Stopped(_)) => {
                         log_info!("receiving ended by the stop: {e}");
                         break;
                     }

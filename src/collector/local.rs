@@ -67,8 +67,12 @@ impl UdpCollector {
 }
 
 impl crate::source::DatagramSource for UdpCollector {
-    fn recv_batch(&mut self, batch: &mut Batch, _status: &dyn Fn(&str)) -> io::Result<usize> {
-        self.rx.recv(batch)
+    fn recv_batch(
+        &mut self,
+        batch: &mut Batch,
+        _status: &dyn Fn(&str),
+    ) -> Result<usize, crate::source::SourceError> {
+        Ok(self.rx.recv(batch)?)
     }
 
     fn drops(&self) -> u64 {

@@ -5,6 +5,7 @@
 //! the price of not interleaving sources that block).
 
 use super::{local::POLL, Batch, DatagramSource};
+use crate::source::SourceError;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
@@ -18,7 +19,7 @@ enum Msg {
     },
     Status(String),
     /// The source ended the capture: the sentence its error carries.
-    Failed(io::Error),
+    Failed(SourceError),
 }
 
 struct Worker {
@@ -126,7 +127,11 @@ fn run(
 }
 
 impl DatagramSource for Merged {
-    fn recv_batch(&mut self, batch: &mut Batch, status: &dyn Fn(&str)) -> io::Result<usize> {
+    fn recv_batch(
+        &mut self,
+        batch: &mut Batch,
+        status: &dyn Fn(&str),
+    ) -> Result<usize, SourceError> {
         batch.clear();
         if self.rx.is_none() {
             self.start()?;
@@ -146,8 +151,14 @@ impl DatagramSource for Merged {
                     return Ok(batch.len());
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => return Ok(0),
+                // The sources' threads end at the capture's stop, as they see it.
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
+                    if self.stop.load(Ordering::Relaxed) =>
+                {
+                    return Err(SourceError::Stopped("reading the capture's sources".into()))
+                }
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(io::Error::other("every capture source ended"))
+                    return Err(SourceError::Failed("every capture source ended".into()))
                 }
             }
         }
@@ -190,11 +201,15 @@ mod tests {
     }
 
     impl DatagramSource for Fake {
-        fn recv_batch(&mut self, batch: &mut Batch, _: &dyn Fn(&str)) -> io::Result<usize> {
+        fn recv_batch(
+            &mut self,
+            batch: &mut Batch,
+            _: &dyn Fn(&str),
+        ) -> Result<usize, SourceError> {
             batch.clear();
             if self.left == 0 {
                 if let Some(f) = self.fail.take() {
-                    return Err(io::Error::other(f));
+                    return Err(SourceError::Failed(f.into()));
                 }
                 std::thread::sleep(Duration::from_millis(5));
                 return Ok(0);

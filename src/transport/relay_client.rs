@@ -10,9 +10,8 @@ use crate::batch::Batch;
 use crate::log_msg;
 use crate::relay::stream::{Decoder, Kind, StreamError};
 use crate::relay::RelayOptions;
-use crate::source::DatagramSource;
+use crate::source::{DatagramSource, SourceError};
 use crate::transport::{RECONNECT_GRACE, SILENCE};
-use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -125,10 +124,9 @@ impl<L: Link + ?Sized> RelayClient<L> {
             stop: None,
         };
         match c.start(status, Some(stop), false) {
-            Ok(true) => Ok(Some(c)),
-            Ok(false) => Ok(None),
-            Err(_) if stop.load(Ordering::Relaxed) => Ok(None),
-            Err(e) => Err(e),
+            Ok(()) => Ok(Some(c)),
+            Err(SourceError::Stopped(_)) => Ok(None),
+            Err(e) => Err(e.to_string()),
         }
     }
 
@@ -136,13 +134,14 @@ impl<L: Link + ?Sized> RelayClient<L> {
         &self.link
     }
 
-    /// `Ok(false)`: stopped. `again`: a reconnect to a collector already up.
+    /// Connects and waits for the relay's stream. `again`: a reconnect to a collector
+    /// already up.
     fn start(
         &mut self,
         status: &dyn Fn(&str),
         stop: Option<&AtomicBool>,
         again: bool,
-    ) -> Result<bool, String> {
+    ) -> Result<(), SourceError> {
         self.decoder.reset();
         let attempt = Attempt {
             relay: &self.relay,
@@ -150,8 +149,14 @@ impl<L: Link + ?Sized> RelayClient<L> {
             status,
             stop,
         };
-        if !self.link.connect(&attempt)? {
-            return Ok(false);
+        let doing = |name: &str| {
+            let verb = if again { "reconnecting" } else { "connecting" };
+            SourceError::Stopped(format!("{verb} to {name}"))
+        };
+        match self.link.connect(&attempt) {
+            Ok(true) => {}
+            Ok(false) => return Err(doing(self.link.name())),
+            Err(why) => return Err(self.fail_start(stop, Some(why), doing)),
         }
         let mut told = Instant::now();
         loop {
@@ -160,12 +165,12 @@ impl<L: Link + ?Sized> RelayClient<L> {
                 Ok(false) => {}
                 Err(e) => {
                     let why = self.link.not_a_relay(&e);
-                    return Err(self.fail_start(Some(why)));
+                    return Err(self.fail_start(stop, Some(why), doing));
                 }
             }
-            if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+            if is_set(stop) {
                 self.link.close();
-                return Ok(false);
+                return Err(doing(self.link.name()));
             }
             if told.elapsed() >= Duration::from_secs(1) {
                 if let Some(text) = self.link.waiting() {
@@ -179,12 +184,12 @@ impl<L: Link + ?Sized> RelayClient<L> {
                 .is_some_and(|t| t.elapsed() > START_LIMIT)
             {
                 let why = self.link.no_answer();
-                return Err(self.fail_start(Some(why)));
+                return Err(self.fail_start(stop, Some(why), doing));
             }
             match self.link.read(&mut self.decoder, POLL) {
                 Ok(_) => {}
-                Err(Cut::Fatal(why)) => return Err(self.fail_start(Some(why))),
-                Err(Cut::Tunnel(_)) => return Err(self.fail_start(None)),
+                Err(Cut::Fatal(why)) => return Err(self.fail_start(stop, Some(why), doing)),
+                Err(Cut::Tunnel(_)) => return Err(self.fail_start(stop, None, doing)),
             }
         }
         if self.decoder.skipped > 0 {
@@ -201,13 +206,25 @@ impl<L: Link + ?Sized> RelayClient<L> {
             self.relay.listen_addr,
             self.relay.listen_port,
         );
-        Ok(true)
+        Ok(())
     }
 
     /// Ends a failed start. `why` is already the user's sentence; without one, the
-    /// connection ended by itself and the link says why.
-    fn fail_start(&mut self, why: Option<String>) -> String {
-        match why {
+    /// connection ended by itself and the link says why. A start that failed while the
+    /// capture was stopping failed because of the stop (it ends ssh with the capture's
+    /// signal, which reads as a closed connection): that is `doing`'s [`SourceError::Stopped`],
+    /// and the connection is ended at once rather than explained.
+    fn fail_start(
+        &mut self,
+        stop: Option<&AtomicBool>,
+        why: Option<String>,
+        doing: impl Fn(&str) -> SourceError,
+    ) -> SourceError {
+        if is_set(stop) {
+            self.link.close();
+            return doing(self.link.name());
+        }
+        SourceError::Failed(match why {
             Some(why) => {
                 self.link.close();
                 why
@@ -216,7 +233,7 @@ impl<L: Link + ?Sized> RelayClient<L> {
                 let text = self.decoder.unparsed_text();
                 self.link.explain_end(&text)
             }
-        }
+        })
     }
 
     /// Moves whole records into `batch`.
@@ -255,9 +272,9 @@ impl<L: Link + ?Sized> RelayClient<L> {
         Ok(())
     }
 
-    fn recover(&mut self, lost: Cut, status: &dyn Fn(&str)) -> io::Result<()> {
+    fn recover(&mut self, lost: Cut, status: &dyn Fn(&str)) -> Result<(), SourceError> {
         let why = match lost {
-            Cut::Fatal(m) => return Err(io::Error::other(m)),
+            Cut::Fatal(m) => return Err(SourceError::Failed(m)),
             Cut::Tunnel(why) => why,
         };
         let name = self.link.name().to_string();
@@ -275,7 +292,7 @@ impl<L: Link + ?Sized> RelayClient<L> {
             .reconnected_at
             .is_some_and(|t| t.elapsed() < RECONNECT_GRACE)
         {
-            return Err(io::Error::other(format!(
+            return Err(SourceError::Failed(format!(
                 "The {tunnel} to {name} was lost again ({why}{detail}) soon after a reconnect; the capture stopped. Check the collector and {check}."
             )));
         }
@@ -287,24 +304,30 @@ impl<L: Link + ?Sized> RelayClient<L> {
         // The lost relay keeps the port until its write watchdog (10 s) notices.
         self.relay.bind_wait_s = 15;
         let stop = self.stop.clone();
-        let stopped = || io::Error::other(format!("stopped while reconnecting to {name}"));
         match self.start(status, stop.as_deref(), true) {
-            Ok(true) => {
+            Ok(()) => {
                 status(&format!("Reconnected to {name}{reconnected}; capturing"));
                 Ok(())
             }
-            Ok(false) => Err(stopped()),
-            Err(_) if stop.is_some_and(|s| s.load(Ordering::Relaxed)) => Err(stopped()),
-            Err(e) => Err(io::Error::other(format!(
-                "The {tunnel} to {name} was lost ({why}) and reconnecting failed: {}",
-                e.trim_end_matches('.').to_string() + "."
+            Err(e @ SourceError::Stopped(_)) => Err(e),
+            Err(e) => Err(SourceError::Failed(format!(
+                "The {tunnel} to {name} was lost ({why}) and reconnecting failed: {}.",
+                e.to_string().trim_end_matches('.')
             ))),
         }
     }
 }
 
+fn is_set(stop: Option<&AtomicBool>) -> bool {
+    stop.is_some_and(|s| s.load(Ordering::Relaxed))
+}
+
 impl<L: Link + ?Sized> DatagramSource for RelayClient<L> {
-    fn recv_batch(&mut self, batch: &mut Batch, status: &dyn Fn(&str)) -> io::Result<usize> {
+    fn recv_batch(
+        &mut self,
+        batch: &mut Batch,
+        status: &dyn Fn(&str),
+    ) -> Result<usize, SourceError> {
         batch.clear();
         // Not called for a while (the capture was busy): silence meanwhile is not a loss.
         if self.last_call.elapsed() > SILENCE {
