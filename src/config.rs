@@ -7,15 +7,73 @@ use crate::manifest::Manifest;
 use crate::sources::{parse_source_map, KnownSource};
 use std::net::IpAddr;
 
+/// `--collector`, as the option names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CollectorMode {
+enum CollectorMode {
+    Local,
+    Host,
+    Ephemeral,
+}
+
+/// Where the mirror is received and how awsvpc reaches it (`--collector`, `--connect`,
+/// `--ssh-*`, `--target-id`, the launch options): a variant per way, each holding only
+/// what that way uses, so that no capture carries a setting it ignores or lacks one it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Collector {
     /// This machine receives the mirror.
     Local,
-    /// An existing collector receives the mirror; its relay streams it here over SSH.
-    Host,
-    /// An instance launched for the capture receives the mirror; its relay streams it here
-    /// over SSH (pinned keys generated for the capture) or Session Manager.
-    Ephemeral,
+    /// An existing collector, its relay streamed here over the system ssh. `target_id`: its
+    /// mirror target (never deleted), needed to mirror ENIs; without ENIs awsvpc receives.
+    HostSsh {
+        ssh: SshTarget,
+        target_id: Option<String>,
+    },
+    /// The collector instance behind the mirror target `target_id`, its relay started
+    /// through its SSM agent and streamed over a Session Manager port session.
+    HostSsm { target_id: String },
+    /// An instance launched for the capture.
+    Ephemeral(Ephemeral),
+}
+
+/// `--collector ephemeral`: what to launch and how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ephemeral {
+    /// SSH (keys generated for the capture, the host key pinned) or Session Manager.
+    pub connect: Connect,
+    /// What overrides the instance's address, port and user (`host` empty: its own address).
+    pub ssh: SshTarget,
+    pub launch: LaunchOptions,
+}
+
+impl Collector {
+    /// How a remote collector's stream reaches this machine; `None` for this machine's own.
+    pub fn connect(&self) -> Option<Connect> {
+        match self {
+            Collector::Local => None,
+            Collector::HostSsh { .. } => Some(Connect::Ssh),
+            Collector::HostSsm { .. } => Some(Connect::Ssm),
+            Collector::Ephemeral(e) => Some(e.connect),
+        }
+    }
+
+    /// `--target-id`: the existing mirror target of a host collector.
+    pub fn target_id(&self) -> Option<&str> {
+        match self {
+            Collector::HostSsh { target_id, .. } => target_id.as_deref(),
+            Collector::HostSsm { target_id } => Some(target_id),
+            Collector::Local | Collector::Ephemeral(_) => None,
+        }
+    }
+
+    /// The SSH port of a collector reached over SSH, whose tunnel must stay out of the
+    /// mirror (22 unless `--ssh-port` says otherwise).
+    pub fn ssh_port(&self) -> Option<u16> {
+        match self {
+            Collector::HostSsh { ssh, .. } => Some(ssh.port.unwrap_or(22)),
+            Collector::Ephemeral(e) if e.connect == Connect::Ssh => Some(e.ssh.port.unwrap_or(22)),
+            _ => None,
+        }
+    }
 }
 
 /// How a remote collector's stream reaches this machine.
@@ -62,14 +120,7 @@ pub struct SshTarget {
 
 #[derive(Debug, Clone)]
 pub struct CaptureConfig {
-    pub collector: CollectorMode,
-    pub connect: Connect,
-    /// Set with `--collector host`; with `--collector ephemeral`, what overrides the
-    /// instance's address, port and user (`host` empty: the instance's own address).
-    pub ssh: Option<SshTarget>,
-    pub launch: LaunchOptions,
-    /// `--target-id`: the existing mirror target of the host collector (never deleted).
-    pub target_id: Option<String>,
+    pub collector: Collector,
     pub profile: Option<String>,
     pub region: Option<String>,
     pub vpc: Option<String>,
@@ -119,8 +170,10 @@ impl CaptureConfig {
     /// one through Session Manager.
     pub fn uses_aws(&self) -> bool {
         !self.enis.is_empty()
-            || self.collector == CollectorMode::Ephemeral
-            || self.connect == Connect::Ssm
+            || matches!(
+                self.collector,
+                Collector::Ephemeral(_) | Collector::HostSsm { .. }
+            )
     }
 }
 
@@ -156,7 +209,7 @@ pub fn log_settings(args: &ExtcapArgs) -> Result<(Level, Option<String>), String
 impl CaptureConfig {
     pub fn from_args(args: &ExtcapArgs, manifest: &Manifest) -> Result<Self, String> {
         let (log_level, log_file) = log_settings(args)?;
-        let collector = match args.get("collector").unwrap_or("ephemeral") {
+        let mode = match args.get("collector").unwrap_or("ephemeral") {
             "local" => CollectorMode::Local,
             "host" => CollectorMode::Host,
             "ephemeral" => CollectorMode::Ephemeral,
@@ -202,7 +255,6 @@ impl CaptureConfig {
             None if ssm => Some(crate::transport::ssm::DEFAULT_SNAPLEN),
             n => n.filter(|n| *n > 0),
         };
-        let snaplen = snaplen_over(connect == Connect::Ssm && collector != CollectorMode::Local);
         let vni = number::<u32>(args, "vni", 0, (1 << 24) - 1, "a VXLAN network identifier")?;
         let enis = match args.get("eni") {
             None => Vec::new(),
@@ -281,17 +333,6 @@ impl CaptureConfig {
                 ));
             }
         }
-        let ssh = match (collector, connect) {
-            (CollectorMode::Local, _) => None,
-            // Over SSM the host is the instance behind --target-id (checked below).
-            (CollectorMode::Host, Connect::Ssm) => None,
-            (CollectorMode::Host, Connect::Ssh) => Some(ssh_target(args, true)?),
-            (CollectorMode::Ephemeral, _) => Some(ssh_target(args, false)?),
-        };
-        let launch = match collector {
-            CollectorMode::Ephemeral => launch_options(args)?,
-            _ => LaunchOptions::default(),
-        };
         let target_id = match args
             .get("target-id")
             .map(str::trim)
@@ -310,30 +351,42 @@ impl CaptureConfig {
                 ))
             }
         };
-        match (collector, &target_id) {
-            (CollectorMode::Host, None) if !enis.is_empty() => {
-                return Err("--collector host with --eni needs --target-id: the existing traffic mirror target that delivers to that host (pick it in the Collector tab).".into())
+        let collector = match (mode, connect) {
+            (CollectorMode::Local, _) => match target_id {
+                Some(t) => return Err(format!("--target-id {t} names an existing mirror target, which only --collector host uses; clear it, or use --collector host with --ssh-host.")),
+                None => Collector::Local,
+            },
+            (CollectorMode::Host, Connect::Ssm) => match target_id {
+                // Over SSM the host is the instance behind --target-id.
+                Some(target_id) => Collector::HostSsm { target_id },
+                None => return Err("--collector host --connect ssm needs --target-id: the traffic mirror target of the collector instance, whose SSM agent starts the relay (pick it in the Collector tab).".into()),
+            },
+            (CollectorMode::Host, Connect::Ssh) => {
+                let ssh = ssh_target(args, true)?;
+                if target_id.is_none() && !enis.is_empty() {
+                    return Err("--collector host with --eni needs --target-id: the existing traffic mirror target that delivers to that host (pick it in the Collector tab).".into());
+                }
+                Collector::HostSsh { ssh, target_id }
             }
-            (CollectorMode::Local, Some(t)) => {
-                return Err(format!("--target-id {t} names an existing mirror target, which only --collector host uses; clear it, or use --collector host with --ssh-host."))
+            (CollectorMode::Ephemeral, connect) => {
+                let ssh = ssh_target(args, false)?;
+                let launch = launch_options(args)?;
+                if let Some(t) = target_id {
+                    return Err(format!("--target-id {t} names an existing mirror target, but --collector ephemeral launches a collector of its own; clear --target-id, or use --collector host."));
+                }
+                if enis.is_empty() {
+                    return Err("--collector ephemeral launches a collector for the ENIs to mirror; choose them with --eni (the AWS tab), or use --collector host or local.".into());
+                }
+                Collector::Ephemeral(Ephemeral {
+                    connect,
+                    ssh,
+                    launch,
+                })
             }
-            (CollectorMode::Host, None) if connect == Connect::Ssm => {
-                return Err("--collector host --connect ssm needs --target-id: the traffic mirror target of the collector instance, whose SSM agent starts the relay (pick it in the Collector tab).".into())
-            }
-            (CollectorMode::Ephemeral, Some(t)) => {
-                return Err(format!("--target-id {t} names an existing mirror target, but --collector ephemeral launches a collector of its own; clear --target-id, or use --collector host."))
-            }
-            (CollectorMode::Ephemeral, None) if enis.is_empty() => {
-                return Err("--collector ephemeral launches a collector for the ENIs to mirror; choose them with --eni (the AWS tab), or use --collector host or local.".into())
-            }
-            _ => {}
-        }
+        };
+        let snaplen = snaplen_over(collector.connect() == Some(Connect::Ssm));
         Ok(CaptureConfig {
             collector,
-            connect,
-            ssh,
-            launch,
-            target_id,
             profile,
             region,
             vpc,

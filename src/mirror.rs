@@ -35,6 +35,8 @@ pub struct Mirror {
     /// It was given a public IPv4 address (billed hourly).
     public_ip: bool,
     refresher: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
+    /// Its teardown ran (or was given up); dropping it does nothing more.
+    torn_down: bool,
 }
 
 /// How often a running capture pushes its resources' `awsvpc:expires` tag forward, so that a
@@ -215,7 +217,7 @@ impl Mirror {
         // The target: an existing one (a host collector; never deleted), this machine's ENI,
         // or (below, once the ledger exists) a launched collector's. Either way the
         // collector's address keeps its own traffic out of the mirror.
-        let (target, collector_ip, transport_ports) = match (&launch, &cfg.target_id) {
+        let (target, collector_ip, transport_ports) = match (&launch, cfg.collector.target_id()) {
             (Some(_), _) => (None, None, vec![]),
             (None, Some(id)) => {
                 status("Checking the mirror target");
@@ -230,13 +232,13 @@ impl Mirror {
                     ip.as_deref().unwrap_or("no IP")
                 );
                 // Over SSH the tunnel comes from the collector too; over SSM it goes to AWS.
-                let transport = match cfg.connect {
-                    crate::config::Connect::Ssh => {
-                        vec![(6, cfg.ssh.as_ref().and_then(|s| s.port).unwrap_or(22))]
-                    }
-                    crate::config::Connect::Ssm => vec![],
-                };
-                (Some(Target::Existing(id.clone())), ip, transport)
+                let transport = cfg
+                    .collector
+                    .ssh_port()
+                    .map(|p| (6, p))
+                    .into_iter()
+                    .collect();
+                (Some(Target::Existing(id.to_string())), ip, transport)
             }
             (None, None) => {
                 status("Finding this machine's ENI");
@@ -343,6 +345,7 @@ impl Mirror {
                     collector,
                     public_ip,
                     refresher,
+                    torn_down: false,
                 })
             }
             Err(e) => {
@@ -424,6 +427,11 @@ impl Mirror {
 
     /// Removes everything; `Err` names what could not be removed and how to finish.
     pub fn teardown(mut self) -> Result<(), String> {
+        self.remove()
+    }
+
+    fn remove(&mut self) -> Result<(), String> {
+        self.torn_down = true;
         if let Some((stop, t)) = self.refresher.take() {
             stop.store(true, Ordering::Relaxed);
             let _ = t.join();
@@ -447,5 +455,88 @@ impl Mirror {
             Some(s) => Err(s),
             None => Ok(()),
         }
+    }
+}
+
+/// The safety net under every plan: a mirror dropped without [`Mirror::teardown`] (a panic
+/// in the capture, or a way out a plan forgot) is torn down here, so that no path out of a
+/// capture leaves it billing in AWS.
+impl Drop for Mirror {
+    fn drop(&mut self) {
+        if self.torn_down {
+            return;
+        }
+        // Blocking on the runtime from inside it would panic; the guardian and `awsvpc
+        // cleanup` still find the run (it is tagged and in the ledger).
+        if tokio::runtime::Handle::try_current().is_ok() {
+            log_msg!(
+                "run {}: the mirror was dropped inside the runtime without its teardown; the guardian or awsvpc cleanup --run-id {} removes it",
+                self.run_id,
+                self.run_id
+            );
+            return;
+        }
+        log_msg!(
+            "run {}: the mirror was dropped without its teardown; removing it now",
+            self.run_id
+        );
+        if let Err(left) = self.remove() {
+            log_msg!("{left}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::ledger::Kind;
+    use aws_sdk_ec2::operation::delete_traffic_mirror_session::DeleteTrafficMirrorSessionOutput;
+    use aws_sdk_ec2::operation::describe_traffic_mirror_sessions::DescribeTrafficMirrorSessionsOutput;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+
+    /// A mirror of one session whose EC2 answers with `rules`.
+    fn mirror(ec2: aws_sdk_ec2::Client) -> Mirror {
+        let empty = Vec::<aws_smithy_mocks::Rule>::new();
+        let mut ledger = Ledger::detached("run-drop", "eu-west-1");
+        ledger.adopt(Kind::Session, "tms-0drop").unwrap();
+        Mirror {
+            rt: client::capture_runtime().unwrap(),
+            aws: Aws {
+                ec2,
+                sts: mock_client!(aws_sdk_sts, RuleMode::MatchAny, &empty),
+                ssm: mock_client!(aws_sdk_ssm, RuleMode::MatchAny, &empty),
+                cloudwatch: mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, &empty),
+                region: "eu-west-1".into(),
+                profile: None,
+            },
+            ledger: Arc::new(Mutex::new(ledger)),
+            run_id: "run-drop".into(),
+            sources: Vec::new(),
+            sessions: vec!["tms-0drop".into()],
+            collector: None,
+            public_ip: false,
+            refresher: None,
+            torn_down: false,
+        }
+    }
+
+    #[test]
+    fn a_mirror_dropped_without_teardown_removes_its_session_and_once_only() {
+        let delete = mock!(aws_sdk_ec2::Client::delete_traffic_mirror_session)
+            .match_requests(|r| r.traffic_mirror_session_id() == Some("tms-0drop"))
+            .then_output(|| DeleteTrafficMirrorSessionOutput::builder().build());
+        let gone = mock!(aws_sdk_ec2::Client::describe_traffic_mirror_sessions)
+            .then_output(|| DescribeTrafficMirrorSessionsOutput::builder().build());
+        let ec2 = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&delete, &gone]);
+        // A plan that forgot its teardown (or panicked): the drop removes the session.
+        let m = mirror(ec2.clone());
+        let ledger = m.ledger();
+        drop(m);
+        assert_eq!(delete.num_calls(), 1);
+        assert!(crate::aws::ledger::lock(&ledger).pending().is_empty());
+        // After an explicit teardown, the drop does nothing more.
+        let m = mirror(ec2);
+        m.teardown().unwrap();
+        assert_eq!(delete.num_calls(), 2);
     }
 }

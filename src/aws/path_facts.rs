@@ -7,7 +7,7 @@
 
 use super::client::Aws;
 use super::errors::{code, explain};
-use crate::config::{CaptureConfig, CollectorMode, Connect};
+use crate::config::{CaptureConfig, Connect};
 use crate::diagnose::facts::{
     parse_cidr, AclEntry, Eni, Fetched, NetworkAcl, PathFacts, Peer, Protocol, Route, RouteTable,
     SecurityGroup, SgRule, SkipMirror, Unchecked, Via,
@@ -432,8 +432,7 @@ pub async fn warn_before(
 /// The accept rules provisioning narrowed the capture filter into, with the same budget
 /// (the quota minus the reject rules for the collector's own VXLAN and SSH).
 pub fn narrowing(cfg: &CaptureConfig) -> Narrowing {
-    let reject =
-        1 + usize::from(cfg.collector != CollectorMode::Local && cfg.connect == Connect::Ssh);
+    let reject = 1 + usize::from(cfg.collector.connect() == Some(Connect::Ssh));
     let budget = crate::aws::provision::RULES_PER_DIRECTION.saturating_sub(2 * reject);
     crate::narrow::narrow(cfg.filter.as_deref(), budget).unwrap_or_else(|_| Narrowing {
         rules: Vec::new(),

@@ -6,7 +6,7 @@
 use super::{finished, launched, onhost, ssm_host, with_extra, PlanError, Run};
 use crate::aws::client;
 use crate::capture::{self, Ending, Pipe};
-use crate::config::CaptureConfig;
+use crate::config::{CaptureConfig, Ephemeral};
 use crate::log_msg;
 use crate::manifest::ArgValue;
 use crate::mirror::Mirror;
@@ -18,12 +18,13 @@ use tokio::runtime::Runtime;
 /// through its SSM agent, before anything is created in AWS.
 pub(super) fn host_over_ssm<P: Pipe>(
     cfg: CaptureConfig,
+    target: &str,
     extra: Vec<Box<dyn DatagramSource>>,
     run: &mut Run<P>,
 ) -> Result<Ending, PlanError> {
     let rt = runtime(run)?;
     let status = |s: &str| run.progress.status(s);
-    let Some(collector) = ssm_host::connect(&cfg, &rt, &status, &run.stop)? else {
+    let Some(collector) = ssm_host::connect(&cfg, target, &rt, &status, &run.stop)? else {
         log_msg!("stopped while connecting to the collector");
         return Ok(Ending::Stopped);
     };
@@ -133,15 +134,16 @@ fn capture_then_teardown<S: DatagramSource, P: Pipe>(
 /// to connect is reported after teardown.
 pub(super) fn ephemeral_capture<P: Pipe>(
     mut cfg: CaptureConfig,
+    e: &Ephemeral,
     extra: Vec<Box<dyn DatagramSource>>,
     run: &mut Run<P>,
 ) -> Result<Ending, PlanError> {
     let rt = runtime(run)?;
-    let (launch, access) = launched::prepare(&cfg)?;
+    let (launch, access) = launched::prepare(&cfg, e)?;
     let mirror = provision_mirror(rt, &cfg, Some(launch), run)?;
     expect_sources(&mut cfg, &mirror);
     let status = |s: &str| run.progress.status(s);
-    let connected = launched::connect(&cfg, &mirror, access, &status, &run.stop);
+    let connected = launched::connect(&cfg, e, &mirror, access, &status, &run.stop);
     let why = match connected {
         Ok(Some(source)) => {
             return capture_then_teardown(&cfg, with_extra(source, extra), mirror, run)

@@ -4,7 +4,7 @@
 //! Session Manager to the relay listener its user data started.
 
 use crate::aws::launch::{LaunchRequest, SshSource};
-use crate::config::{CaptureConfig, Connect};
+use crate::config::{CaptureConfig, Connect, Ephemeral};
 use crate::log_msg;
 use crate::mirror::Mirror;
 use crate::relay::user_data::{cloud_config, CollectorSetup, SshSetup, SsmSetup, Watchdog};
@@ -33,15 +33,15 @@ pub enum Access {
 
 /// What to launch for `cfg`, and how it will be reached. Generates the SSH keys; makes no
 /// network call (this machine's public address is asked for just before the launch).
-pub fn prepare(cfg: &CaptureConfig) -> Result<(LaunchRequest, Access), String> {
-    let over = cfg.ssh.clone().unwrap_or_default();
+pub fn prepare(cfg: &CaptureConfig, e: &Ephemeral) -> Result<(LaunchRequest, Access), String> {
+    let over = &e.ssh;
     if over.key.is_some() || over.known_hosts.is_some() {
         log_msg!("--ssh-key and --ssh-known-hosts are for a host collector; the temporary collector uses keys generated for this capture");
     }
-    let (access, setup_ssh, setup_ssm, ssh_rule) = match cfg.connect {
+    let (access, setup_ssh, setup_ssm, ssh_rule) = match e.connect {
         Connect::Ssh => {
             let keys = Arc::new(CollectorKeys::generate()?);
-            let from = match &cfg.launch.ssh_allow {
+            let from = match &e.launch.ssh_allow {
                 Some(c) => SshSource::Cidr(c.clone()),
                 None => SshSource::ThisMachine,
             };
@@ -68,9 +68,9 @@ pub fn prepare(cfg: &CaptureConfig) -> Result<(LaunchRequest, Access), String> {
         watchdog: Watchdog::default(),
     })?;
     let request = LaunchRequest {
-        launch_template: cfg.launch.launch_template.clone(),
-        instance_type: cfg.launch.instance_type.clone(),
-        instance_profile: cfg.launch.instance_profile.clone(),
+        launch_template: e.launch.launch_template.clone(),
+        instance_type: e.launch.instance_type.clone(),
+        instance_profile: e.launch.instance_profile.clone(),
         user_data,
         listen_port: cfg.listen_port,
         // From outside the VPC SSH needs a public address, unless --ssh-host names the way in.
@@ -85,6 +85,7 @@ pub fn prepare(cfg: &CaptureConfig) -> Result<(LaunchRequest, Access), String> {
 /// `stop` was set meanwhile.
 pub fn connect(
     cfg: &CaptureConfig,
+    e: &Ephemeral,
     mirror: &Mirror,
     access: Access,
     status: &dyn Fn(&str),
@@ -98,7 +99,7 @@ pub fn connect(
             let Some((private, public)) = mirror.wait_collector(RUNNING_WAIT, stop, status)? else {
                 return Ok(None);
             };
-            let over = cfg.ssh.clone().unwrap_or_default();
+            let over = e.ssh.clone();
             let port = over.port.unwrap_or(22);
             let address = if !over.host.is_empty() {
                 over.host.clone()
@@ -123,7 +124,13 @@ pub fn connect(
                 boot_wait: SSH_WAIT,
                 label: format!("the collector {instance} ({address})"),
             };
-            let c = SshCollector::connect_pinned(settings, cfg.relay(), status, stop)?;
+            let c = SshCollector::connect_pinned_on(
+                mirror.runtime().clone(),
+                settings,
+                cfg.relay(),
+                status,
+                stop,
+            )?;
             Ok(c.map(|c| Box::new(c) as Box<dyn DatagramSource>))
         }
         Access::Ssm => {

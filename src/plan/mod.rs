@@ -19,7 +19,7 @@ pub mod ssm_host;
 
 use crate::capture::{self, Ending, Pipe, Progress};
 use crate::collector::local::UdpCollector;
-use crate::config::{CaptureConfig, CollectorMode, Connect};
+use crate::config::{CaptureConfig, Collector, Ephemeral};
 use crate::log_msg;
 use crate::manifest::ArgValue;
 use crate::source::DatagramSource;
@@ -37,8 +37,6 @@ pub enum PlanError {
     Refused(String),
     #[error("Invalid capture filter {filter:?}: {why}.")]
     InvalidFilter { filter: String, why: String },
-    #[error("--collector host needs --ssh-host.")]
-    NoSshHost,
     #[error("Wireshark's capture pipe is not open.")]
     PipeNotOpen,
     #[error("Capture failed: {0}.")]
@@ -102,8 +100,8 @@ pub fn run<P: Pipe>(
         // Nothing to mirror: no collector, no mirror, nothing created in AWS.
         return capture_only(&cfg, crate::collector::merged::Merged::new(extra), &mut run);
     }
-    match cfg.collector {
-        CollectorMode::Local => {
+    match cfg.collector.clone() {
+        Collector::Local => {
             progress.status(&format!(
                 "Opening UDP {}:{}",
                 cfg.listen_addr, cfg.listen_port
@@ -112,11 +110,10 @@ pub fn run<P: Pipe>(
             let collector = UdpCollector::bind(cfg.listen_addr, cfg.listen_port)?;
             mirror_and_capture(cfg, with_extra(collector, extra), &mut run)
         }
-        CollectorMode::Host if cfg.connect == Connect::Ssm => {
-            with_aws::<UdpCollector, P>(AwsPlan::HostOverSsm(extra), cfg, &mut run)
+        Collector::HostSsm { target_id } => {
+            with_aws::<UdpCollector, P>(AwsPlan::HostOverSsm(target_id, extra), cfg, &mut run)
         }
-        CollectorMode::Host => {
-            let t = cfg.ssh.clone().ok_or(PlanError::NoSshHost)?;
+        Collector::HostSsh { ssh: t, .. } => {
             let settings = SshSettings {
                 host: t.host,
                 port: t.port,
@@ -137,8 +134,8 @@ pub fn run<P: Pipe>(
             };
             mirror_and_capture(cfg, with_extra(collector, extra), &mut run)
         }
-        CollectorMode::Ephemeral => {
-            with_aws::<UdpCollector, P>(AwsPlan::Ephemeral(extra), cfg, &mut run)
+        Collector::Ephemeral(e) => {
+            with_aws::<UdpCollector, P>(AwsPlan::Ephemeral(e, extra), cfg, &mut run)
         }
     }
 }
@@ -219,11 +216,11 @@ fn finished(ending: Ending) -> Result<Ending, PlanError> {
 #[cfg_attr(not(feature = "aws"), allow(dead_code))]
 enum AwsPlan<S> {
     /// `--collector host --connect ssm`: the relay of the instance behind `--target-id`.
-    HostOverSsm(Vec<Box<dyn DatagramSource>>),
+    HostOverSsm(String, Vec<Box<dyn DatagramSource>>),
     /// A mirror of the chosen ENIs to a collector already connected.
     MirrorTo(S),
     /// `--collector ephemeral`: a collector launched for the capture.
-    Ephemeral(Vec<Box<dyn DatagramSource>>),
+    Ephemeral(Ephemeral, Vec<Box<dyn DatagramSource>>),
 }
 
 /// The sentence of a build without the `aws` feature, for anything that needs AWS.
@@ -236,9 +233,9 @@ fn with_aws<S: DatagramSource, P: Pipe>(
     run: &mut Run<P>,
 ) -> Result<Ending, PlanError> {
     match plan {
-        AwsPlan::HostOverSsm(extra) => aws::host_over_ssm(cfg, extra, run),
+        AwsPlan::HostOverSsm(target, extra) => aws::host_over_ssm(cfg, &target, extra, run),
         AwsPlan::MirrorTo(source) => aws::mirror_then_capture(cfg, source, run),
-        AwsPlan::Ephemeral(extra) => aws::ephemeral_capture(cfg, extra, run),
+        AwsPlan::Ephemeral(e, extra) => aws::ephemeral_capture(cfg, &e, extra, run),
     }
 }
 

@@ -26,18 +26,15 @@ fn listener_port() -> u16 {
     40_000 + (uuid::Uuid::new_v4().as_u128() % 20_000) as u16
 }
 
-/// Connects to the relay of the instance behind `cfg.target_id`, its AWS calls on the
-/// capture's runtime `rt`. `Ok(None)`: stopped.
+/// Connects to the relay of the instance behind the mirror target `target`, its AWS calls
+/// on the capture's runtime `rt`. `Ok(None)`: stopped.
 pub fn connect(
     cfg: &CaptureConfig,
+    target: &str,
     rt: &Arc<tokio::runtime::Runtime>,
     status: &dyn Fn(&str),
     stop: &AtomicBool,
 ) -> Result<Option<SsmCollector>, String> {
-    let target = cfg
-        .target_id
-        .as_deref()
-        .ok_or("--collector host --connect ssm needs --target-id.")?;
     let (profile, region) = (cfg.profile.as_deref(), cfg.region.as_deref());
     let aws = rt.block_on(client::connect(profile, region))?;
     let control = Control::on(rt.clone(), aws.ssm.clone(), profile.map(str::to_string));
