@@ -65,8 +65,10 @@ def bpf_program(spec):
 def open_packet(a):
     dev = device_of(a.on_host)
     try:
-        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW,
-                          socket.htons(ETH_P_ALL))
+        # Protocol 0: nothing is received until bind() names the device and the
+        # protocol, after the filter is attached (as libpcap does); created with
+        # ETH_P_ALL, the socket would queue every interface's frames unfiltered meanwhile.
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
     except OSError as e:
         if e.errno in (errno.EPERM, errno.EACCES):
             fail("capturing on %s needs root (or CAP_NET_RAW) on the"

@@ -139,6 +139,26 @@ class OnHostTest(unittest.TestCase):
         self.assertEqual(len(frames), 4, "3 kept and the marker, nothing else")
         self.assertTrue(all(b"keep-" in f or b"end-2" in f for f in frames))
 
+    def test_no_frame_passes_before_the_filter_is_attached(self):
+        # Frames flood A's device, none of them matching, while the relay starts: a packet
+        # socket that receives from its creation queues them unfiltered until the filter
+        # is attached (a start-up race that let a few foreign frames through).
+        flood = subprocess.Popen(
+            ["ip", "netns", "exec", self.b, "python3", "-c",
+             "import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+             "s.sendto(b'flood',('%s',5001))\nprint('go',flush=True)\n"
+             "while True:\n s.sendto(b'flood',('%s',5001))\n" % (A_IP, A_IP)],
+            stdout=subprocess.PIPE)
+        self.procs.append(flood)
+        self.assertEqual(flood.stdout.readline(), b"go\n")
+        for _ in range(3):
+            r = self.relay("--bpf", self.program("udp dst port 5000"))
+            self.send_udp(5000, [b"end-3"])
+            frames = self.frames_until(r, b"end-3")
+            self.assertEqual([b"end-3" in f for f in frames], [True], frames[:3])
+            r.close()
+            self.relays.remove(r)
+
     def test_its_own_transport_connection_is_left_out(self):
         # A TCP connection B:40001 -> A:5001, named as SSH_CONNECTION names its own.
         srv = subprocess.Popen(
