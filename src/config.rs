@@ -7,6 +7,41 @@ use crate::manifest::Manifest;
 use crate::sources::{parse_source_map, KnownSource};
 use std::net::IpAddr;
 
+/// A setting awsvpc refuses before anything runs; each `Display` is the sentence naming
+/// the setting and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value not of the form the option takes.
+    #[error("--{option} must be {expected}, not {given:?}.")]
+    Invalid {
+        option: String,
+        expected: String,
+        given: String,
+    },
+    /// Settings that do not go together, or one that needs another.
+    #[error("{0}")]
+    Conflict(String),
+    /// A value of the right form that awsvpc still cannot use (a file ssh cannot take, an
+    /// option whose feature is not built), with the reason in the sentence.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Callers above that still speak in sentences take the sentence.
+impl From<ConfigError> for String {
+    fn from(e: ConfigError) -> String {
+        e.to_string()
+    }
+}
+
+fn invalid(option: &str, expected: impl Into<String>, given: &str) -> ConfigError {
+    ConfigError::Invalid {
+        option: option.to_string(),
+        expected: expected.into(),
+        given: given.to_string(),
+    }
+}
+
 /// `--collector`, as the option names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CollectorMode {
@@ -183,41 +218,34 @@ fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
     min: T,
     max: T,
     what: &str,
-) -> Result<Option<T>, String> {
+) -> Result<Option<T>, ConfigError> {
     match args.get(name) {
         None => Ok(None),
         Some(v) => match v.trim().parse::<T>() {
             Ok(n) if n >= min && n <= max => Ok(Some(n)),
-            _ => Err(format!(
-                "--{name} must be {what} from {min} to {max}, not {v:?}."
-            )),
+            _ => Err(invalid(name, format!("{what} from {min} to {max}"), v)),
         },
     }
 }
 
 /// The log settings alone, so the log can start before anything else is checked.
-pub fn log_settings(args: &ExtcapArgs) -> Result<(Level, Option<String>), String> {
+pub fn log_settings(args: &ExtcapArgs) -> Result<(Level, Option<String>), ConfigError> {
     let level = match args.get("log-level") {
         None => Level::Message,
-        Some(v) => Level::parse(v).ok_or_else(|| {
-            format!("--log-level must be message, info, debug or noisy, not {v:?}.")
-        })?,
+        Some(v) => Level::parse(v)
+            .ok_or_else(|| invalid("log-level", "message, info, debug or noisy", v))?,
     };
     Ok((level, args.get("log-file").map(str::to_string)))
 }
 
 impl CaptureConfig {
-    pub fn from_args(args: &ExtcapArgs, manifest: &Manifest) -> Result<Self, String> {
+    pub fn from_args(args: &ExtcapArgs, manifest: &Manifest) -> Result<Self, ConfigError> {
         let (log_level, log_file) = log_settings(args)?;
         let mode = match args.get("collector").unwrap_or("ephemeral") {
             "local" => CollectorMode::Local,
             "host" => CollectorMode::Host,
             "ephemeral" => CollectorMode::Ephemeral,
-            other => {
-                return Err(format!(
-                    "--collector must be ephemeral, host or local, not {other:?}."
-                ))
-            }
+            other => return Err(invalid("collector", "ephemeral, host or local", other)),
         };
         // An argument whose feature is not built yet must never silently do nothing.
         for a in manifest.args.iter().filter(|a| a.planned.is_some()) {
@@ -227,24 +255,25 @@ impl CaptureConfig {
                 || (a.kind == "boolflag" && v.eq_ignore_ascii_case("false"))
                 || a.values.iter().any(|x| x.default && x.value == v);
             if !is_default {
-                return Err(format!(
+                return Err(ConfigError::Refused(format!(
                     "{} is set to {v:?}, but {} is not in this build of awsvpc yet; clear it (-o extcap.awsvpc.{}:) to capture with the local collector.",
                     a.call,
                     a.planned.as_deref().unwrap_or_default(),
                     crate::manifest::pref_suffix(&a.call)
-                ));
+                )));
             }
         }
         let listen_addr = match args.get("listen-addr") {
             None => IpAddr::from([0, 0, 0, 0]),
-            Some(v) => v.trim().parse().map_err(|_| {
-                format!("--listen-addr must be an IP address such as 0.0.0.0 or ::, not {v:?}.")
-            })?,
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| invalid("listen-addr", "an IP address such as 0.0.0.0 or ::", v))?,
         };
         let connect = match args.get("connect").unwrap_or("ssh") {
             "ssh" => Connect::Ssh,
             "ssm" => Connect::Ssm,
-            other => return Err(format!("--connect must be ssh or ssm, not {other:?}.")),
+            other => return Err(invalid("connect", "ssh or ssm", other)),
         };
         let listen_port =
             number::<u16>(args, "listen-port", 1, 65535, "a UDP port")?.unwrap_or(4789);
@@ -265,45 +294,33 @@ impl CaptureConfig {
             None => Ok(default),
             Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
             Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
-            Some(v) => Err(format!("--{name} must be true or false, not {v:?}.")),
+            Some(v) => Err(invalid(name, "true or false", v)),
         };
         let amazon_dns = flag("amazon-dns", false)?;
         let capture_mode = match args.get("capture-mode").unwrap_or("auto") {
             "auto" => CaptureMode::Auto,
             "mirror" => CaptureMode::Mirror,
             "on-host" => CaptureMode::OnHost,
-            other => {
-                return Err(format!(
-                    "--capture-mode must be auto, mirror or on-host, not {other:?}."
-                ))
-            }
+            other => return Err(invalid("capture-mode", "auto, mirror or on-host", other)),
         };
         let on_host_connect = match args.get("on-host-connect").unwrap_or("ssm") {
             "ssh" => Connect::Ssh,
             "ssm" => Connect::Ssm,
-            other => {
-                return Err(format!(
-                    "--on-host-connect must be ssm or ssh, not {other:?}."
-                ))
-            }
+            other => return Err(invalid("on-host-connect", "ssm or ssh", other)),
         };
         let on_host_snaplen = snaplen_over(on_host_connect == Connect::Ssm);
         let reachability = match args.get("diagnose").unwrap_or("checks") {
             "checks" => false,
             "reachability" => true,
-            other => {
-                return Err(format!(
-                    "--diagnose must be checks or reachability, not {other:?}."
-                ))
-            }
+            other => return Err(invalid("diagnose", "checks or reachability", other)),
         };
         let cleanup_expired = flag("cleanup-expired", true)?;
         let word =
-            |name: &str, what: &str, ok: fn(char) -> bool| -> Result<Option<String>, String> {
+            |name: &str, what: &str, ok: fn(char) -> bool| -> Result<Option<String>, ConfigError> {
                 match args.get(name) {
                     None => Ok(None),
                     Some(v) if v.chars().all(ok) => Ok(Some(v.to_string())),
-                    Some(v) => Err(format!("--{name} must be {what}, not {v:?}.")),
+                    Some(v) => Err(invalid(name, what, v)),
                 }
             };
         let profile = word("profile", "an AWS profile name", |c| {
@@ -317,20 +334,20 @@ impl CaptureConfig {
         })?;
         if let Some(v) = &vpc {
             if !v.starts_with("vpc-") {
-                return Err(format!(
-                    "--vpc must be a VPC id such as vpc-0abc, not {v:?}."
-                ));
+                return Err(invalid("vpc", "a VPC id such as vpc-0abc", v));
             }
         }
         let sources = match args.get("source") {
             None => Vec::new(),
-            Some(s) => parse_source_map(s).map_err(|e| format!("--source: {e}."))?,
+            Some(s) => {
+                parse_source_map(s).map_err(|e| ConfigError::Refused(format!("--source: {e}.")))?
+            }
         };
         if let Some(v) = vni {
             if !sources.is_empty() && !sources.iter().any(|s| s.vni == v) {
-                return Err(format!(
+                return Err(ConfigError::Conflict(format!(
                     "--vni {v} accepts only VNI {v}, but --source names none with that VNI; add it to --source or clear --vni."
-                ));
+                )));
             }
         }
         let target_id = match args
@@ -346,25 +363,27 @@ impl CaptureConfig {
                 Some(t.to_string())
             }
             Some(t) => {
-                return Err(format!(
-                    "--target-id must be a traffic mirror target id such as tmt-0abc12, not {t:?}."
+                return Err(invalid(
+                    "target-id",
+                    "a traffic mirror target id such as tmt-0abc12",
+                    t,
                 ))
             }
         };
         let collector = match (mode, connect) {
             (CollectorMode::Local, _) => match target_id {
-                Some(t) => return Err(format!("--target-id {t} names an existing mirror target, which only --collector host uses; clear it, or use --collector host with --ssh-host.")),
+                Some(t) => return Err(ConfigError::Conflict(format!("--target-id {t} names an existing mirror target, which only --collector host uses; clear it, or use --collector host with --ssh-host."))),
                 None => Collector::Local,
             },
             (CollectorMode::Host, Connect::Ssm) => match target_id {
                 // Over SSM the host is the instance behind --target-id.
                 Some(target_id) => Collector::HostSsm { target_id },
-                None => return Err("--collector host --connect ssm needs --target-id: the traffic mirror target of the collector instance, whose SSM agent starts the relay (pick it in the Collector tab).".into()),
+                None => return Err(ConfigError::Conflict("--collector host --connect ssm needs --target-id: the traffic mirror target of the collector instance, whose SSM agent starts the relay (pick it in the Collector tab).".into())),
             },
             (CollectorMode::Host, Connect::Ssh) => {
                 let ssh = ssh_target(args, true)?;
                 if target_id.is_none() && !enis.is_empty() {
-                    return Err("--collector host with --eni needs --target-id: the existing traffic mirror target that delivers to that host (pick it in the Collector tab).".into());
+                    return Err(ConfigError::Conflict("--collector host with --eni needs --target-id: the existing traffic mirror target that delivers to that host (pick it in the Collector tab).".into()));
                 }
                 Collector::HostSsh { ssh, target_id }
             }
@@ -372,10 +391,10 @@ impl CaptureConfig {
                 let ssh = ssh_target(args, false)?;
                 let launch = launch_options(args)?;
                 if let Some(t) = target_id {
-                    return Err(format!("--target-id {t} names an existing mirror target, but --collector ephemeral launches a collector of its own; clear --target-id, or use --collector host."));
+                    return Err(ConfigError::Conflict(format!("--target-id {t} names an existing mirror target, but --collector ephemeral launches a collector of its own; clear --target-id, or use --collector host.")));
                 }
                 if enis.is_empty() {
-                    return Err("--collector ephemeral launches a collector for the ENIs to mirror; choose them with --eni (the AWS tab), or use --collector host or local.".into());
+                    return Err(ConfigError::Conflict("--collector ephemeral launches a collector for the ENIs to mirror; choose them with --eni (the AWS tab), or use --collector host or local.".into()));
                 }
                 Collector::Ephemeral(Ephemeral {
                     connect,
@@ -413,17 +432,19 @@ impl CaptureConfig {
 
 /// The SSH settings, checked: `--collector host` needs `--ssh-host` (`required`); for
 /// `--collector ephemeral` it only overrides the instance's address.
-fn ssh_target(args: &ExtcapArgs, required: bool) -> Result<SshTarget, String> {
+fn ssh_target(args: &ExtcapArgs, required: bool) -> Result<SshTarget, ConfigError> {
     let host = args.get("ssh-host").map(str::trim).unwrap_or_default();
     if host.is_empty() && required {
-        return Err("--collector host needs --ssh-host: the collector's address or its name in ~/.ssh/config.".into());
+        return Err(ConfigError::Conflict("--collector host needs --ssh-host: the collector's address or its name in ~/.ssh/config.".into()));
     }
     // ssh takes a leading '-' as an option: refuse what could smuggle one in.
     let plain =
         |v: &str| !v.starts_with('-') && !v.chars().any(|c| c.is_whitespace() || c.is_control());
     if !host.is_empty() && !plain(host) {
-        return Err(format!(
-            "--ssh-host must be a host name, address or ~/.ssh/config alias, not {host:?}."
+        return Err(invalid(
+            "ssh-host",
+            "a host name, address or ~/.ssh/config alias",
+            host,
         ));
     }
     let port = match args.get("ssh-port") {
@@ -433,36 +454,32 @@ fn ssh_target(args: &ExtcapArgs, required: bool) -> Result<SshTarget, String> {
                 .parse::<u16>()
                 .ok()
                 .filter(|p| *p > 0)
-                .ok_or_else(|| {
-                    format!("--ssh-port must be a TCP port from 1 to 65535, not {v:?}.")
-                })?,
+                .ok_or_else(|| invalid("ssh-port", "a TCP port from 1 to 65535", v))?,
         ),
     };
     let user = match args.get("ssh-user") {
         Some(u) if !plain(u) || u.is_empty() => {
-            return Err(format!(
-                "--ssh-user must be a user name such as ec2-user, not {u:?}."
-            ))
+            return Err(invalid("ssh-user", "a user name such as ec2-user", u))
         }
         u => u.map(str::to_string),
     };
-    let file = |name: &str, what: &str| -> Result<Option<String>, String> {
+    let file = |name: &str, what: &str| -> Result<Option<String>, ConfigError> {
         match args.get(name).filter(|v| !v.is_empty()) {
             None => Ok(None),
             // ssh expands `${VAR}` in these paths and has no escape for it; a control
             // character would end its option line.
-            Some(f) if f.chars().any(char::is_control) || f.contains("${") => Err(format!(
+            Some(f) if f.chars().any(char::is_control) || f.contains("${") => Err(ConfigError::Refused(format!(
                 "--{name} {f:?} has a character ssh cannot take in a file name (a control character or \"${{\"); rename the file or choose another."
-            )),
+            ))),
             // Absolute, so ssh's expansion of a leading ~ cannot apply.
             Some(f) if std::path::Path::new(f).is_file() => Ok(Some(
                 std::path::absolute(f)
                     .map(|p| p.to_string_lossy().into_owned())
                     .unwrap_or_else(|_| f.to_string()),
             )),
-            Some(f) => Err(format!(
+            Some(f) => Err(ConfigError::Refused(format!(
                 "--{name} {f:?} is not a readable file; choose {what}."
-            )),
+            ))),
         }
     };
     Ok(SshTarget {
@@ -478,7 +495,7 @@ fn ssh_target(args: &ExtcapArgs, required: bool) -> Result<SshTarget, String> {
 }
 
 /// `--collector ephemeral`: the launch template, instance type and SSH source, checked.
-fn launch_options(args: &ExtcapArgs) -> Result<LaunchOptions, String> {
+fn launch_options(args: &ExtcapArgs) -> Result<LaunchOptions, ConfigError> {
     let value = |name: &str| args.get(name).map(str::trim).filter(|v| !v.is_empty());
     let launch_template = match value("launch-template") {
         None => None,
@@ -491,8 +508,10 @@ fn launch_options(args: &ExtcapArgs) -> Result<LaunchOptions, String> {
             Some(t.to_string())
         }
         Some(t) => {
-            return Err(format!(
-                "--launch-template must be a launch template id such as lt-0abc12 or its name, not {t:?}."
+            return Err(invalid(
+                "launch-template",
+                "a launch template id such as lt-0abc12 or its name",
+                t,
             ))
         }
     };
@@ -511,8 +530,10 @@ fn launch_options(args: &ExtcapArgs) -> Result<LaunchOptions, String> {
             Some(t.to_string())
         }
         Some(t) => {
-            return Err(format!(
-                "--instance-type must be an EC2 instance type such as t4g.nano, not {t:?}."
+            return Err(invalid(
+                "instance-type",
+                "an EC2 instance type such as t4g.nano",
+                t,
             ))
         }
     };
@@ -527,16 +548,19 @@ fn launch_options(args: &ExtcapArgs) -> Result<LaunchOptions, String> {
             Some(p.to_string())
         }
         Some(p) => {
-            return Err(format!(
-                "--instance-profile must be an IAM instance profile name or ARN, not {p:?}."
+            return Err(invalid(
+                "instance-profile",
+                "an IAM instance profile name or ARN",
+                p,
             ))
         }
     };
     let ssh_allow = match value("ssh-allow") {
         None => None,
-        Some(c) => Some(parse_ipv4_cidr(c).ok_or_else(|| {
-            format!("--ssh-allow must be an IPv4 CIDR such as 203.0.113.7/32, not {c:?}.")
-        })?),
+        Some(c) => Some(
+            parse_ipv4_cidr(c)
+                .ok_or_else(|| invalid("ssh-allow", "an IPv4 CIDR such as 203.0.113.7/32", c))?,
+        ),
     };
     Ok(LaunchOptions {
         launch_template,
@@ -557,7 +581,7 @@ fn parse_ipv4_cidr(s: &str) -> Option<String> {
 }
 
 /// `--eni`: ENI ids separated by commas (the multicheck form) or spaces.
-pub fn parse_eni_list(list: &str) -> Result<Vec<String>, String> {
+pub fn parse_eni_list(list: &str) -> Result<Vec<String>, ConfigError> {
     let mut out: Vec<String> = Vec::new();
     for e in list
         .split([',', ' ', ';'])
@@ -568,16 +592,18 @@ pub fn parse_eni_list(list: &str) -> Result<Vec<String>, String> {
             !h.is_empty() && h.len() <= 32 && h.chars().all(|c| c.is_ascii_hexdigit())
         });
         if !ok {
-            return Err(format!(
+            return Err(ConfigError::Refused(format!(
                 "--eni must list ENI ids such as eni-0abc12 separated by commas; {e:?} is not one."
-            ));
+            )));
         }
         if !out.iter().any(|x| x == e) {
             out.push(e.to_string());
         }
     }
     if out.is_empty() {
-        return Err("--eni is set but lists no ENI; give ids such as eni-0abc12.".into());
+        return Err(ConfigError::Refused(
+            "--eni is set but lists no ENI; give ids such as eni-0abc12.".into(),
+        ));
     }
     Ok(out)
 }
@@ -589,7 +615,9 @@ mod tests {
 
     fn err(argv: &[&str]) -> String {
         let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
-        CaptureConfig::from_args(&parse_argv(&argv), Manifest::load()).unwrap_err()
+        CaptureConfig::from_args(&parse_argv(&argv), Manifest::load())
+            .unwrap_err()
+            .to_string()
     }
 
     /// Found by fuzzing: a value with a line break made a two-line error.
@@ -616,6 +644,7 @@ mod tests {
         );
         assert!(parse_eni_list("eni-0abc,i-123")
             .unwrap_err()
+            .to_string()
             .contains("\"i-123\" is not one"));
         assert!(parse_eni_list("eni-").is_err());
         assert!(parse_eni_list(" , ").is_err());

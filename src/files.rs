@@ -2,58 +2,79 @@
 //! input itself as the output (through a link), a fifo or a device, a folder, a file that
 //! never ends. Every refusal is one sentence naming the path and the fix.
 
-use std::fs::{File, FileType, Metadata, OpenOptions};
+use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+
+/// Why a named path was refused; each `Display` is the sentence the user reads.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("Cannot read {}: {source}; fix its permissions or remove it.", path.display())]
+    Unreadable { path: PathBuf, source: io::Error },
+    #[error("Cannot read {}: {source}.", path.display())]
+    ReadFailed { path: PathBuf, source: io::Error },
+    #[error("{} is a {kind}, not a regular file, so awsvpc does not read it; replace it with the file it stands for or remove it.", path.display())]
+    NotRegular { path: PathBuf, kind: &'static str },
+    #[error("{} is larger than {}, too large for an AWS configuration file, so awsvpc does not read it; check what it is or remove it.", path.display(), limit(*max))]
+    TooLarge { path: PathBuf, max: u64 },
+    #[error("{} is a folder; name the capture file in it.", path.display())]
+    InputIsFolder { path: PathBuf },
+    #[error("{} does not exist; name the capture taken on the mirror target (tcpdump -w FILE udp port 4789).", path.display())]
+    InputMissing { path: PathBuf },
+    #[error("Cannot read {}: permission denied; make it readable or run awsvpc as a user who can read it.", path.display())]
+    InputDenied { path: PathBuf },
+    #[error("-w {} is the capture being read ({}), which it would overwrite; write the output to another file.", out.display(), input.display())]
+    OutputIsInput { out: PathBuf, input: PathBuf },
+    #[error("{} is a folder; name a file in it with -w, e.g. -w {}.", out.display(), out.join("clean.pcapng").display())]
+    OutputIsFolder { out: PathBuf },
+    #[error("{} is a block device, which awsvpc does not overwrite; write to a file, a fifo or -w -.", out.display())]
+    OutputIsBlockDevice { out: PathBuf },
+    #[error("stdout is not a file")]
+    StdoutIsNotAFile,
+    #[error("Cannot open {shown} for writing ({source}); choose another path with -w.")]
+    OutputUnopenable { shown: String, source: io::Error },
+    #[error("{shown} is not a file name; name the output file with -w.")]
+    NotAFileName { shown: String },
+    #[error("Cannot write {shown}: the folder {} does not exist; create it or choose another path with -w.", dir.display())]
+    FolderMissing { shown: String, dir: PathBuf },
+    #[error("Cannot write {shown}: cannot create a file in {} ({source}); choose a folder you can write to with -w.", dir.display())]
+    FolderUnwritable {
+        shown: String,
+        dir: PathBuf,
+        source: io::Error,
+    },
+    #[error("Cannot write {shown}: cannot create a temporary file in {} ({}); remove its stale .awsvpc-*.partial files.", dir.display(), last.as_ref().map(|e| e.to_string()).unwrap_or_default())]
+    StalePartials {
+        shown: String,
+        dir: PathBuf,
+        last: Option<io::Error>,
+    },
+    #[error("Cannot write {shown}: {source}.")]
+    WriteFailed { shown: String, source: io::Error },
+    #[error("Cannot create {}: {source}.", dir.display())]
+    FolderUncreatable { dir: PathBuf, source: io::Error },
+}
+
+/// Callers above that still speak in sentences take the sentence.
+impl From<FileError> for String {
+    fn from(e: FileError) -> String {
+        e.to_string()
+    }
+}
+
+fn limit(max: u64) -> String {
+    if max.is_multiple_of(1 << 20) {
+        format!("{} MiB", max >> 20)
+    } else {
+        format!("{max} bytes")
+    }
+}
 
 /// Largest AWS configuration file awsvpc reads (real ones are a few KiB).
 pub const MAX_CONFIG_FILE: u64 = 1 << 20;
 
-/// What a path is, for a sentence.
-pub fn kind(ft: &FileType) -> &'static str {
-    if ft.is_dir() {
-        return "folder";
-    }
-    if ft.is_file() {
-        return "file";
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        if ft.is_fifo() {
-            return "fifo";
-        }
-        if ft.is_char_device() {
-            return "character device";
-        }
-        if ft.is_block_device() {
-            return "block device";
-        }
-        if ft.is_socket() {
-            return "socket";
-        }
-    }
-    "special file"
-}
-
-/// Whether two paths name one file, however reached (hard link, symlink, `./`): the same
-/// device and inode on Unix, the same canonical path elsewhere.
-fn same_file(a: &Path, a_meta: &Metadata, b: &Path, b_meta: &Metadata) -> bool {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        let _ = (a, b);
-        a_meta.dev() == b_meta.dev() && a_meta.ino() == b_meta.ino()
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = (a_meta, b_meta);
-        match (a.canonicalize(), b.canonicalize()) {
-            (Ok(x), Ok(y)) => x == y,
-            _ => false,
-        }
-    }
-}
+pub use crate::sys::fs::kind;
+use crate::sys::fs::{is_null_device, same_file};
 
 /// Whether two existing paths name one file.
 pub fn same_file_paths(a: &Path, b: &Path) -> bool {
@@ -66,40 +87,30 @@ pub fn same_file_paths(a: &Path, b: &Path) -> bool {
 /// A file awsvpc reads whole and small (the AWS configuration files): `Ok(None)` when it
 /// does not exist; refused when it is not a regular file or is larger than `max`, so that a
 /// link to `/dev/zero` or a fifo without a writer can neither hang nor exhaust memory.
-pub fn read_small_file(path: &Path, max: u64) -> Result<Option<String>, String> {
-    let shown = path.display();
+pub fn read_small_file(path: &Path, max: u64) -> Result<Option<String>, FileError> {
+    let unreadable = |source| FileError::Unreadable {
+        path: path.to_path_buf(),
+        source,
+    };
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(format!(
-                "Cannot read {shown}: {e}; fix its permissions or remove it."
-            ))
-        }
+        Err(e) => return Err(unreadable(e)),
     };
     check_small(path, &meta, max)?;
     if is_null_device(&meta) {
         return Ok(Some(String::new()));
     }
-    let mut open = OpenOptions::new();
-    open.read(true);
-    #[cfg(unix)]
-    {
-        // Should it have become a fifo since the check, the open must not wait for a writer.
-        use std::os::unix::fs::OpenOptionsExt;
-        open.custom_flags(libc::O_NONBLOCK);
-    }
-    let file = open
-        .open(path)
-        .map_err(|e| format!("Cannot read {shown}: {e}; fix its permissions or remove it."))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| format!("Cannot read {shown}: {e}."))?;
+    let file = crate::sys::fs::open_read_nonblocking(path).map_err(unreadable)?;
+    let meta = file.metadata().map_err(|source| FileError::ReadFailed {
+        path: path.to_path_buf(),
+        source,
+    })?;
     check_small(path, &meta, max)?;
     let mut bytes = Vec::new();
     file.take(max + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| format!("Cannot read {shown}: {e}; fix its permissions or remove it."))?;
+        .map_err(unreadable)?;
     if bytes.len() as u64 > max {
         return Err(too_large(path, max));
     }
@@ -108,43 +119,26 @@ pub fn read_small_file(path: &Path, max: u64) -> Result<Option<String>, String> 
 
 /// The checks of [`read_small_file`] without reading: what the AWS SDK will read must pass
 /// them before it is invoked.
-pub fn check_small_file(path: &Path, max: u64) -> Result<(), String> {
+pub fn check_small_file(path: &Path, max: u64) -> Result<(), FileError> {
     match std::fs::metadata(path) {
         Ok(m) => check_small(path, &m, max),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(format!(
-            "Cannot read {}: {e}; fix its permissions or remove it.",
-            path.display()
-        )),
+        Err(source) => Err(FileError::Unreadable {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
-/// The null device (AWS_CONFIG_FILE=/dev/null is the usual way to say "no file"): a
-/// character device that reads empty, by its device number, so a copy of it counts too.
-fn is_null_device(meta: &Metadata) -> bool {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{FileTypeExt, MetadataExt};
-        meta.file_type().is_char_device()
-            && std::fs::metadata("/dev/null").is_ok_and(|n| n.rdev() == meta.rdev())
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = meta;
-        false
-    }
-}
-
-fn check_small(path: &Path, meta: &Metadata, max: u64) -> Result<(), String> {
+fn check_small(path: &Path, meta: &Metadata, max: u64) -> Result<(), FileError> {
     if is_null_device(meta) {
         return Ok(());
     }
     if !meta.is_file() {
-        return Err(format!(
-            "{} is a {}, not a regular file, so awsvpc does not read it; replace it with the file it stands for or remove it.",
-            path.display(),
-            kind(&meta.file_type())
-        ));
+        return Err(FileError::NotRegular {
+            path: path.to_path_buf(),
+            kind: kind(&meta.file_type()),
+        });
     }
     if meta.len() > max {
         return Err(too_large(path, max));
@@ -152,45 +146,35 @@ fn check_small(path: &Path, meta: &Metadata, max: u64) -> Result<(), String> {
     Ok(())
 }
 
-fn too_large(path: &Path, max: u64) -> String {
-    let limit = if max.is_multiple_of(1 << 20) {
-        format!("{} MiB", max >> 20)
-    } else {
-        format!("{max} bytes")
-    };
-    format!(
-        "{} is larger than {limit}, too large for an AWS configuration file, so awsvpc does not read it; check what it is or remove it.",
-        path.display()
-    )
+fn too_large(path: &Path, max: u64) -> FileError {
+    FileError::TooLarge {
+        path: path.to_path_buf(),
+        max,
+    }
 }
 
 /// What the capture `decap` reads is, before it is opened (a fifo is fine: `tcpdump -w`
 /// into one streams a capture, and opening it waits for that writer).
-pub fn check_input(path: &Path) -> Result<Metadata, String> {
-    let meta = std::fs::metadata(path).map_err(|e| input_error(path, &e))?;
+pub fn check_input(path: &Path) -> Result<Metadata, FileError> {
+    let meta = std::fs::metadata(path).map_err(|e| input_error(path, e))?;
     if meta.is_dir() {
-        return Err(format!(
-            "{} is a folder; name the capture file in it.",
-            path.display()
-        ));
+        return Err(FileError::InputIsFolder {
+            path: path.to_path_buf(),
+        });
     }
     Ok(meta)
 }
 
-pub fn open_input(path: &Path) -> Result<File, String> {
-    File::open(path).map_err(|e| input_error(path, &e))
+pub fn open_input(path: &Path) -> Result<File, FileError> {
+    File::open(path).map_err(|e| input_error(path, e))
 }
 
-fn input_error(path: &Path, e: &io::Error) -> String {
-    let shown = path.display();
-    match e.kind() {
-        io::ErrorKind::NotFound => format!(
-            "{shown} does not exist; name the capture taken on the mirror target (tcpdump -w FILE udp port 4789)."
-        ),
-        io::ErrorKind::PermissionDenied => format!(
-            "Cannot read {shown}: permission denied; make it readable or run awsvpc as a user who can read it."
-        ),
-        _ => format!("Cannot read {shown}: {e}."),
+fn input_error(path: &Path, source: io::Error) -> FileError {
+    let path = path.to_path_buf();
+    match source.kind() {
+        io::ErrorKind::NotFound => FileError::InputMissing { path },
+        io::ErrorKind::PermissionDenied => FileError::InputDenied { path },
+        _ => FileError::ReadFailed { path, source },
     }
 }
 
@@ -212,20 +196,23 @@ pub enum Output {
 }
 
 /// Decides how to write `out`, refusing the input itself, folders and block devices.
-pub fn output_for(out: &Path, input: &Path, input_meta: &Metadata) -> Result<Output, String> {
-    let shown = out.display();
+pub fn output_for(out: &Path, input: &Path, input_meta: &Metadata) -> Result<Output, FileError> {
+    let write_failed = |source| FileError::WriteFailed {
+        shown: out.display().to_string(),
+        source,
+    };
     let same = |meta: &Metadata| {
         if same_file(input, input_meta, out, meta) {
-            Err(format!(
-                "-w {shown} is the capture being read ({}), which it would overwrite; write the output to another file.",
-                input.display()
-            ))
+            Err(FileError::OutputIsInput {
+                out: out.to_path_buf(),
+                input: input.to_path_buf(),
+            })
         } else {
             Ok(())
         }
     };
     if out.as_os_str() == "-" {
-        if let Some(meta) = stdout_metadata() {
+        if let Some(meta) = crate::sys::fs::stdout_metadata() {
             same(&meta)?;
         }
         return Ok(Output::Stdout);
@@ -234,24 +221,21 @@ pub fn output_for(out: &Path, input: &Path, input_meta: &Metadata) -> Result<Out
         Ok(meta) => {
             same(&meta)?;
             if meta.is_dir() {
-                return Err(format!(
-                    "{shown} is a folder; name a file in it with -w, e.g. -w {}.",
-                    out.join("clean.pcapng").display()
-                ));
+                return Err(FileError::OutputIsFolder {
+                    out: out.to_path_buf(),
+                });
             }
             if meta.is_file() {
-                let path = out
-                    .canonicalize()
-                    .map_err(|e| format!("Cannot write {shown}: {e}."))?;
+                let path = out.canonicalize().map_err(write_failed)?;
                 return Ok(Output::Replace {
                     path,
                     keep: Some(meta),
                 });
             }
             if kind(&meta.file_type()) == "block device" {
-                return Err(format!(
-                    "{shown} is a block device, which awsvpc does not overwrite; write to a file, a fifo or -w -."
-                ));
+                return Err(FileError::OutputIsBlockDevice {
+                    out: out.to_path_buf(),
+                });
             }
             Ok(Output::Through(out.to_path_buf()))
         }
@@ -259,7 +243,7 @@ pub fn output_for(out: &Path, input: &Path, input_meta: &Metadata) -> Result<Out
             path: dangling_target(out),
             keep: None,
         }),
-        Err(e) => Err(format!("Cannot write {shown}: {e}.")),
+        Err(e) => Err(write_failed(e)),
     }
 }
 
@@ -280,18 +264,6 @@ fn dangling_target(path: &Path) -> PathBuf {
     p
 }
 
-#[cfg(unix)]
-fn stdout_metadata() -> Option<Metadata> {
-    use std::os::fd::AsFd;
-    let fd = io::stdout().as_fd().try_clone_to_owned().ok()?;
-    File::from(fd).metadata().ok()
-}
-
-#[cfg(not(unix))]
-fn stdout_metadata() -> Option<Metadata> {
-    None
-}
-
 /// An output file being written; [`Writing::commit`] puts it in place. Dropped uncommitted,
 /// it removes its temporary file.
 pub struct Writing {
@@ -302,14 +274,18 @@ pub struct Writing {
 }
 
 impl Writing {
-    pub fn start(output: &Output, shown: &str) -> Result<Writing, String> {
+    pub fn start(output: &Output, shown: &str) -> Result<Writing, FileError> {
         match output {
-            Output::Stdout => Err("stdout is not a file".into()),
+            Output::Stdout => Err(FileError::StdoutIsNotAFile),
             Output::Through(path) => {
                 // Never truncate or create: a device or fifo is written as it is.
-                let file = OpenOptions::new().write(true).open(path).map_err(|e| {
-                    format!("Cannot open {shown} for writing ({e}); choose another path with -w.")
-                })?;
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(|source| FileError::OutputUnopenable {
+                        shown: shown.to_string(),
+                        source,
+                    })?;
                 Ok(Writing {
                     file,
                     rename: None,
@@ -327,13 +303,16 @@ impl Writing {
         }
     }
 
-    pub fn commit(mut self) -> Result<(), String> {
+    pub fn commit(mut self) -> Result<(), FileError> {
         let Some((tmp, path)) = self.rename.take() else {
             return Ok(());
         };
-        std::fs::rename(&tmp, &path).map_err(|e| {
+        std::fs::rename(&tmp, &path).map_err(|source| {
             let _ = std::fs::remove_file(&tmp);
-            format!("Cannot write {}: {e}.", self.shown)
+            FileError::WriteFailed {
+                shown: std::mem::take(&mut self.shown),
+                source,
+            }
         })
     }
 }
@@ -352,11 +331,11 @@ fn create_beside(
     path: &Path,
     keep: Option<&Metadata>,
     shown: &str,
-) -> Result<(PathBuf, File), String> {
+) -> Result<(PathBuf, File), FileError> {
     let Some(name) = path.file_name() else {
-        return Err(format!(
-            "{shown} is not a file name; name the output file with -w."
-        ));
+        return Err(FileError::NotAFileName {
+            shown: shown.to_string(),
+        });
     };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -370,52 +349,38 @@ fn create_beside(
         let tmp = dir.join(tmp_name);
         let mut open = OpenOptions::new();
         open.write(true).create_new(true);
-        #[cfg(unix)]
         if keep.is_some() {
             // Owner-only until the replaced file's mode is applied.
-            use std::os::unix::fs::OpenOptionsExt;
-            open.mode(0o600);
+            crate::sys::fs::owner_only(&mut open);
         }
         match open.open(&tmp) {
             Ok(file) => {
                 if let Some(m) = keep {
-                    keep_mode_and_owner(&file, m);
+                    crate::sys::fs::keep_mode_and_owner(&file, m);
                 }
                 return Ok((tmp, file));
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(format!(
-                    "Cannot write {shown}: the folder {} does not exist; create it or choose another path with -w.",
-                    dir.display()
-                ))
+                return Err(FileError::FolderMissing {
+                    shown: shown.to_string(),
+                    dir: dir.to_path_buf(),
+                })
             }
-            Err(e) => {
-                return Err(format!(
-                    "Cannot write {shown}: cannot create a file in {} ({e}); choose a folder you can write to with -w.",
-                    dir.display()
-                ))
+            Err(source) => {
+                return Err(FileError::FolderUnwritable {
+                    shown: shown.to_string(),
+                    dir: dir.to_path_buf(),
+                    source,
+                })
             }
         }
     }
-    Err(format!(
-        "Cannot write {shown}: cannot create a temporary file in {} ({}); remove its stale .awsvpc-*.partial files.",
-        dir.display(),
-        last.map(|e| e.to_string()).unwrap_or_default()
-    ))
-}
-
-/// Best effort, as `cp -p`: the owner first (a change of owner clears set-id bits), then
-/// the mode.
-fn keep_mode_and_owner(file: &File, m: &Metadata) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        if std::os::unix::fs::fchown(file, Some(m.uid()), Some(m.gid())).is_err() {
-            let _ = std::os::unix::fs::fchown(file, None, Some(m.gid()));
-        }
-    }
-    let _ = file.set_permissions(m.permissions());
+    Err(FileError::StalePartials {
+        shown: shown.to_string(),
+        dir: dir.to_path_buf(),
+        last,
+    })
 }
 
 #[cfg(test)]
@@ -432,13 +397,15 @@ mod tests {
             read_small_file(&f, 10).unwrap().as_deref(),
             Some("[default]\n")
         );
-        let e = read_small_file(&f, 5).unwrap_err();
+        let e = read_small_file(&f, 5).unwrap_err().to_string();
         assert!(e.contains("larger than"), "{e}");
-        let e = read_small_file(dir.path(), 5).unwrap_err();
+        let e = read_small_file(dir.path(), 5).unwrap_err().to_string();
         assert!(e.contains("is a folder, not a regular file"), "{e}");
-        #[cfg(unix)]
-        {
-            let e = read_small_file(Path::new("/dev/zero"), MAX_CONFIG_FILE).unwrap_err();
+        // Where the system has devices.
+        if Path::new("/dev/zero").exists() {
+            let e = read_small_file(Path::new("/dev/zero"), MAX_CONFIG_FILE)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("character device"), "{e}");
             // AWS_CONFIG_FILE=/dev/null means "no file", as the SDK and the CLI take it.
             let null = Path::new("/dev/null");
@@ -451,9 +418,8 @@ mod tests {
     fn dangling_links_are_followed() {
         let dir = tempfile::tempdir().unwrap();
         let link = dir.path().join("link");
-        #[cfg(unix)]
-        {
-            std::os::unix::fs::symlink("sub/../target", &link).unwrap();
+        // Where the system lets a user make links.
+        if crate::sys::fs::symlink(Path::new("sub/../target"), &link).is_ok() {
             assert_eq!(dangling_target(&link), dir.path().join("sub/../target"));
         }
         assert_eq!(dangling_target(&dir.path().join("x")), dir.path().join("x"));

@@ -2,6 +2,7 @@
 //! on the user's own disk (Wireshark opens `help=` with the desktop's browser). Nothing
 //! online is named, so Help works offline and always matches the installed version.
 
+use crate::files::FileError;
 use std::path::{Path, PathBuf};
 
 const README: &str = include_str!("../README.md");
@@ -32,20 +33,23 @@ pub fn page_path() -> Option<PathBuf> {
 /// Writes the page (install, and the first query call after an upgrade or a copy by hand):
 /// to a file beside it, renamed into place, so a fifo or device found there is replaced,
 /// never written into (a fifo would block the call).
-pub fn write_page(path: &Path) -> Result<(), String> {
+pub fn write_page(path: &Path) -> Result<(), FileError> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("Cannot create {}: {e}.", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|source| FileError::FolderUncreatable {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
     }
     let target = crate::files::Output::Replace {
         path: path.to_path_buf(),
         keep: None,
     };
-    let mut w = crate::files::Writing::start(&target, &path.display().to_string())?;
+    let shown = path.display().to_string();
+    let mut w = crate::files::Writing::start(&target, &shown)?;
     use std::io::Write;
     w.file
         .write_all(html().as_bytes())
-        .map_err(|e| format!("Cannot write {}: {e}.", path.display()))?;
+        .map_err(|source| FileError::WriteFailed { shown, source })?;
     w.commit()
 }
 

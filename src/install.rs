@@ -56,12 +56,8 @@ pub fn personal_extcap_dir(version: Option<(u32, u32)>) -> Option<PathBuf> {
     }
 }
 
-fn binary_name() -> &'static str {
-    if cfg!(windows) {
-        "awsvpc.exe"
-    } else {
-        "awsvpc"
-    }
+fn binary_name() -> String {
+    format!("awsvpc{}", std::env::consts::EXE_SUFFIX)
 }
 
 pub fn install(dir: Option<&Path>, symlink: bool) -> Result<String, String> {
@@ -110,19 +106,17 @@ pub fn install(dir: Option<&Path>, symlink: bool) -> Result<String, String> {
             .map_err(|e| format!("Cannot replace {}: {e}.", target.display()))?;
     }
     if symlink {
-        #[cfg(unix)]
-        std::os::unix::fs::symlink(&me, &target)
-            .map_err(|e| format!("Cannot link {}: {e}.", target.display()))?;
-        #[cfg(not(unix))]
-        return Err("--symlink is not supported on this system; install a copy.".into());
+        crate::sys::fs::symlink(&me, &target).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::Unsupported {
+                "--symlink is not supported on this system; install a copy.".to_string()
+            } else {
+                format!("Cannot link {}: {e}.", target.display())
+            }
+        })?;
     } else {
         std::fs::copy(&me, &target)
             .map_err(|e| format!("Cannot copy awsvpc to {}: {e}.", target.display()))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755));
-        }
+        crate::sys::fs::make_executable(&target);
     }
     let help = write_help();
     let found = match version {

@@ -518,3 +518,95 @@ fn f<'a>(x: &'a str) { $crate::g::h(); pub(crate) fn k() {} crate::i!(); }
         1
     );
 }
+
+/// Where `code` names an operating system: a `cfg` that tests `unix`, `windows` or
+/// `target_os`, or a path into `std::os::` or `libc::`. Returns each with its line.
+fn os_mentions(code: &str) -> Vec<(usize, String)> {
+    let mut found = Vec::new();
+    let line_of = |at: usize| code[..at].matches('\n').count() + 1;
+    for needle in ["std::os::", "libc::"] {
+        for (at, _) in code.match_indices(needle) {
+            if at == 0 || !is_ident(code[..at].chars().next_back().unwrap()) {
+                found.push((line_of(at), needle.to_string()));
+            }
+        }
+    }
+    for opener in ["cfg(", "cfg!(", "cfg_attr("] {
+        for (at, _) in code.match_indices(opener) {
+            if at > 0 && is_ident(code[..at].chars().next_back().unwrap()) {
+                continue;
+            }
+            let body = &code[at + opener.len()..];
+            let mut depth = 1;
+            let end = body
+                .char_indices()
+                .find(|&(_, c)| {
+                    depth += match c {
+                        '(' => 1,
+                        ')' => -1,
+                        _ => 0,
+                    };
+                    depth == 0
+                })
+                .map_or(body.len(), |(i, _)| i);
+            let words = body[..end].split(|c: char| !is_ident(c));
+            if let Some(w) = words
+                .into_iter()
+                .find(|w| ["unix", "windows", "target_os", "target_family"].contains(w))
+            {
+                found.push((line_of(at), format!("{opener}{w}…)")));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// What differs by OS lives in `src/sys/` (issue 18); no other file names an OS.
+#[test]
+fn only_sys_names_an_operating_system() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut named = Vec::new();
+    for f in &files {
+        if f.starts_with(src.join("sys")) {
+            continue;
+        }
+        let code = code_only(&std::fs::read_to_string(f).unwrap());
+        for (line, what) in os_mentions(&code) {
+            named.push(format!(
+                "{}:{line}: {what}",
+                f.strip_prefix(&src).unwrap().display()
+            ));
+        }
+    }
+    assert!(
+        files.len() > 50,
+        "{} files read from {}",
+        files.len(),
+        src.display()
+    );
+    assert!(
+        named.is_empty(),
+        "OS named outside src/sys:\n{}",
+        named.join("\n")
+    );
+}
+
+#[test]
+fn the_os_scanner_sees_cfg_attributes_macros_and_os_paths() {
+    let code = code_only(
+        r#"
+#[cfg(unix)]
+fn a() {}
+#[cfg(all(test, not(target_os = "linux")))]
+fn b() { if cfg!(windows) {} use std::os::fd::AsFd; libc::close(3); }
+#[cfg_attr(unix, allow(dead_code))]
+#[cfg(feature = "aws")]
+fn c() { let s = "cfg(unix)"; mylibc::x(); } // cfg(windows)
+"#,
+    );
+    let lines: Vec<usize> = os_mentions(&code).into_iter().map(|(l, _)| l).collect();
+    assert_eq!(lines, [2, 4, 5, 5, 5, 6]);
+}

@@ -398,6 +398,7 @@ fn capture(
     // Logging first so everything after is recorded; a bad log setting is still reported
     // only after the pipes are open, below.
     let log_setup = config::log_settings(args)
+        .map_err(String::from)
         .and_then(|(level, file)| crate::log::init(level, file.as_deref()));
 
     // Control pipes before anything slow: the GUI blocks until control-in is opened.

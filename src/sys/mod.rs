@@ -8,6 +8,7 @@
 //!   and the drop counter; `udp_portable.rs`: everywhere else).
 //! - libpcap for capture filters (`bpf_unix.rs`: linked; `bpf_windows.rs`: Npcap's DLL).
 //! - Per-user folders (`dirs.rs`).
+//! - File facts (`fs_unix.rs`: file types, inodes, owners, symlinks; `fs_portable.rs`).
 //! - Descendants left at exit (`children.rs`) and the guardian's process (`guardian*.rs`).
 
 #[cfg(unix)]
@@ -16,6 +17,10 @@ mod bpf_unix;
 mod bpf_windows;
 mod children;
 pub mod dirs;
+#[cfg(not(unix))]
+mod fs_portable;
+#[cfg(unix)]
+mod fs_unix;
 pub mod guardian;
 #[cfg(target_os = "linux")]
 mod udp_linux;
@@ -42,6 +47,25 @@ pub mod udp {
     pub use super::udp_portable::*;
 }
 pub use udp::UdpReceiver;
+
+/// What a file is and how it is created, as far as the OS tells.
+pub mod fs {
+    #[cfg(not(unix))]
+    pub use super::fs_portable::*;
+    #[cfg(unix)]
+    pub use super::fs_unix::*;
+
+    /// What a path is, for a sentence.
+    pub fn kind(ft: &std::fs::FileType) -> &'static str {
+        if ft.is_dir() {
+            "folder"
+        } else if ft.is_file() {
+            "file"
+        } else {
+            special_kind(ft)
+        }
+    }
+}
 
 /// libpcap's BPF compiler and interpreter: linked on Unix, Npcap's DLL on Windows.
 pub mod bpf {

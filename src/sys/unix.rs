@@ -6,7 +6,7 @@ use super::NotAPipe;
 use std::fs::{File, FileType, OpenOptions};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -40,20 +40,15 @@ pub const PIPE_KIND: &str = "a fifo";
 pub const STOP_SIGNALS: &[i32] = &[libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
 
 fn kind_problem(t: FileType) -> Option<NotAPipe> {
-    let kind = if t.is_fifo() {
-        return None;
-    } else if t.is_file() {
-        "a regular file"
-    } else if t.is_dir() {
-        "a directory"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else if t.is_socket() {
-        "a socket"
-    } else {
-        "a file of another kind"
+    // The pipe sentences' words for what `fs::kind` names.
+    let kind = match super::fs::kind(&t) {
+        "fifo" => return None,
+        "file" => "a regular file",
+        "folder" => "a directory",
+        "character device" => "a character device",
+        "block device" => "a block device",
+        "socket" => "a socket",
+        _ => "a file of another kind",
     };
     Some(NotAPipe::Other(kind))
 }
