@@ -13,6 +13,7 @@ fuzz_target!(|data: &[u8]| {
     let args = awsvpc::extcap::parse_argv(&argv);
     let _ = args.step();
     if let Err(e) = CaptureConfig::from_args(&args, Manifest::load()) {
+        let e = e.to_string();
         assert!(!e.contains('\n'), "one line: {e}");
     }
     let _ = awsvpc::sources::parse_source_map(&String::from_utf8_lossy(data));
