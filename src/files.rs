@@ -14,7 +14,7 @@ pub enum FileError {
     #[error("Cannot read {}: {source}.", path.display())]
     ReadFailed { path: PathBuf, source: io::Error },
     #[error("{} is a {kind}, not a regular file, so awsvpc does not read it; replace it with the file it stands for or remove it.", path.display())]
-    NotRegular { path: PathBuf, kind: &'static str },
+    NotRegular { path: PathBuf, kind: FileKind },
     #[error("{} is larger than {}, too large for an AWS configuration file, so awsvpc does not read it; check what it is or remove it.", path.display(), limit(*max))]
     TooLarge { path: PathBuf, max: u64 },
     #[error("{} is a folder; name the capture file in it.", path.display())]
@@ -73,8 +73,8 @@ fn limit(max: u64) -> String {
 /// Largest AWS configuration file awsvpc reads (real ones are a few KiB).
 pub const MAX_CONFIG_FILE: u64 = 1 << 20;
 
-pub use crate::sys::fs::kind;
 use crate::sys::fs::{is_null_device, same_file};
+pub use crate::sys::fs::{kind, FileKind};
 
 /// Whether two existing paths name one file.
 pub fn same_file_paths(a: &Path, b: &Path) -> bool {
@@ -232,7 +232,7 @@ pub fn output_for(out: &Path, input: &Path, input_meta: &Metadata) -> Result<Out
                     keep: Some(meta),
                 });
             }
-            if kind(&meta.file_type()) == "block device" {
+            if kind(&meta.file_type()) == FileKind::BlockDevice {
                 return Err(FileError::OutputIsBlockDevice {
                     out: out.to_path_buf(),
                 });

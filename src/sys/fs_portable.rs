@@ -1,12 +1,13 @@
 //! File facts where only files and folders are known (Windows): identity by canonical
 //! path, no null device by number, no owners, no symlinks without privilege.
 
+use super::fs::FileKind;
 use std::fs::{File, FileType, Metadata, OpenOptions};
 use std::io;
 use std::path::Path;
 
-pub fn special_kind(_: &FileType) -> &'static str {
-    "special file"
+pub fn special_kind(_: &FileType) -> FileKind {
+    FileKind::Special
 }
 
 /// One file, however reached: the same canonical path.

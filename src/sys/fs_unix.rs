@@ -2,23 +2,24 @@
 //! identity, the null device by number, opening without waiting for a fifo's writer,
 //! owners, symlinks and the executable bit.
 
+use super::fs::FileKind;
 use std::fs::{File, FileType, Metadata, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-/// What a path that is neither a file nor a folder is, for a sentence.
-pub fn special_kind(ft: &FileType) -> &'static str {
+/// What a path that is neither a file nor a folder is.
+pub fn special_kind(ft: &FileType) -> FileKind {
     if ft.is_fifo() {
-        "fifo"
+        FileKind::Fifo
     } else if ft.is_char_device() {
-        "character device"
+        FileKind::CharDevice
     } else if ft.is_block_device() {
-        "block device"
+        FileKind::BlockDevice
     } else if ft.is_socket() {
-        "socket"
+        FileKind::Socket
     } else {
-        "special file"
+        FileKind::Special
     }
 }
 
@@ -76,15 +77,19 @@ pub fn make_executable(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sys::fs::kind;
+    use crate::sys::fs::{kind, FileKind};
 
     #[test]
     fn devices_are_named_and_the_null_device_is_known_by_number() {
         let zero = std::fs::metadata("/dev/zero").unwrap();
-        assert_eq!(kind(&zero.file_type()), "character device");
+        assert_eq!(kind(&zero.file_type()), FileKind::CharDevice);
+        assert_eq!(FileKind::CharDevice.to_string(), "character device");
         assert!(!is_null_device(&zero));
         assert!(is_null_device(&std::fs::metadata("/dev/null").unwrap()));
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(kind(&dir.path().metadata().unwrap().file_type()), "folder");
+        assert_eq!(
+            kind(&dir.path().metadata().unwrap().file_type()),
+            FileKind::Folder
+        );
     }
 }

@@ -55,12 +55,38 @@ pub mod fs {
     #[cfg(unix)]
     pub use super::fs_unix::*;
 
-    /// What a path is, for a sentence.
-    pub fn kind(ft: &std::fs::FileType) -> &'static str {
+    /// What a path is; `Display` is its name in a sentence.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum FileKind {
+        Folder,
+        File,
+        Fifo,
+        CharDevice,
+        BlockDevice,
+        Socket,
+        /// Anything else, or what this OS cannot tell apart.
+        Special,
+    }
+
+    impl std::fmt::Display for FileKind {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(match self {
+                FileKind::Folder => "folder",
+                FileKind::File => "file",
+                FileKind::Fifo => "fifo",
+                FileKind::CharDevice => "character device",
+                FileKind::BlockDevice => "block device",
+                FileKind::Socket => "socket",
+                FileKind::Special => "special file",
+            })
+        }
+    }
+
+    pub fn kind(ft: &std::fs::FileType) -> FileKind {
         if ft.is_dir() {
-            "folder"
+            FileKind::Folder
         } else if ft.is_file() {
-            "file"
+            FileKind::File
         } else {
             special_kind(ft)
         }

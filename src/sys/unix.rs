@@ -40,15 +40,16 @@ pub const PIPE_KIND: &str = "a fifo";
 pub const STOP_SIGNALS: &[i32] = &[libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
 
 fn kind_problem(t: FileType) -> Option<NotAPipe> {
-    // The pipe sentences' words for what `fs::kind` names.
+    use super::fs::FileKind;
+    // The pipe sentences have words of their own for each kind.
     let kind = match super::fs::kind(&t) {
-        "fifo" => return None,
-        "file" => "a regular file",
-        "folder" => "a directory",
-        "character device" => "a character device",
-        "block device" => "a block device",
-        "socket" => "a socket",
-        _ => "a file of another kind",
+        FileKind::Fifo => return None,
+        FileKind::File => "a regular file",
+        FileKind::Folder => "a directory",
+        FileKind::CharDevice => "a character device",
+        FileKind::BlockDevice => "a block device",
+        FileKind::Socket => "a socket",
+        FileKind::Special => "a file of another kind",
     };
     Some(NotAPipe::Other(kind))
 }
