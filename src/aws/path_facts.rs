@@ -347,9 +347,15 @@ async fn route_tables(aws: &Aws, vpc: &str) -> Fetched<Vec<RouteTable>> {
 
 /// Everything about the path from `source` to `target` (both ENI ids).
 pub async fn fetch(aws: &Aws, source: &str, target: &str) -> Result<PathFacts, Unchecked> {
-    let mut both = enis(aws, &[source, target]).await?;
-    let target = both.pop().expect("two ENIs");
-    let source = both.pop().expect("two ENIs");
+    // `enis` answers one per id or fails, so this is two; said, not assumed.
+    let [source, target]: [Eni; 2] =
+        enis(aws, &[source, target])
+            .await?
+            .try_into()
+            .map_err(|_| Unchecked {
+                what: "the path".into(),
+                why: format!("EC2 did not list both {source} and {target}"),
+            })?;
     let vpcs: Vec<&str> = if source.vpc == target.vpc {
         vec![source.vpc.as_str()]
     } else {
