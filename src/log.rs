@@ -107,6 +107,52 @@ pub fn to_stderr(line: &str) {
     eprintln!("{line}");
 }
 
+/// A panic is a bug, and Rust's own report is several lines on stderr, which Wireshark
+/// shows as the error: the user gets one line saying so, the log gets the whole report
+/// (thread, place, message). Unwinding then runs the teardown as on any other exit.
+pub fn report_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("no message");
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let thread = std::thread::current();
+        let thread = thread.name().unwrap_or("unnamed");
+        log_panic(&format!(
+            "{} [message] internal error: thread {thread} panicked{place}: {message}\n",
+            timestamp()
+        ));
+        let message: String = message.split_whitespace().collect::<Vec<_>>().join(" ");
+        let message = match message.char_indices().nth(200) {
+            Some((i, _)) => format!("{}…", &message[..i]),
+            None => message,
+        };
+        to_stderr(&format!(
+            "awsvpc stopped on an internal error ({message}{place}); please report it, with the log (--log-file) if there is one."
+        ));
+    }));
+}
+
+/// [`log`] for the panic hook, at any level: it never waits for a lock, since the
+/// panicking thread may be the one holding it.
+fn log_panic(line: &str) {
+    let Some(l) = LOGGER.get() else { return };
+    if let Some(Ok(mut f)) = l.file.as_ref().map(Mutex::try_lock) {
+        let _ = f.write_all(line.as_bytes());
+    }
+    if let Ok(c) = l.control.try_lock() {
+        if let Some(sink) = c.as_ref() {
+            sink(line.as_bytes());
+        }
+    }
+}
+
 #[macro_export]
 macro_rules! log_msg { ($($t:tt)*) => { $crate::log::log($crate::log::Level::Message, format_args!($($t)*)) } }
 #[macro_export]

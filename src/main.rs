@@ -102,6 +102,7 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    awsvpc::log::report_panics();
     let code = run();
     // A helper the AWS SDK started (a hung credential_process) must not outlive awsvpc.
     awsvpc::sys::end_children(std::time::Duration::from_millis(300));
